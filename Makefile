@@ -1,0 +1,36 @@
+# tradelab — every target sets itself up on a fresh machine (creates .venv, installs the package).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job end to end: simulator -> collector -> store -> profile printed and plotted.
+demo: $(STAMP)
+	$(BIN)/python -m tradelab.demo
+
+## Every test, notebooks included (nbmake runs them on a real kernel).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbmake tests notebooks
+
+## Benchmarks: print figures and ratios against a baseline measured in the same run.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check tradelab tests bench
+	$(BIN)/ruff format --check tradelab tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-output

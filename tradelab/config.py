@@ -1,0 +1,188 @@
+"""Settings: each has a default, an environment variable, and is overridable by argument.
+
+Resolution order everywhere: explicit argument > environment variable > default. Every
+setting is validated here, once, with a message that names the variable and what is allowed.
+
+| setting            | environment variable      | default                              |
+|--------------------|---------------------------|--------------------------------------|
+| data directory     | ``TRADELAB_DATA``         | ``~/.tradelab/data``                 |
+| symbols            | ``TRADELAB_SYMBOLS``      | ``BTCUSDT,ETHUSDT``                  |
+| retention (days)   | ``TRADELAB_RETENTION_DAYS`` | ``7``                              |
+| stream base URL    | ``TRADELAB_WS_URL``       | ``wss://stream.binance.com:9443``    |
+| REST base URL      | ``TRADELAB_REST_URL``     | ``https://api.binance.com``          |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .exceptions import ConfigurationError, InvalidSymbolError
+
+__all__ = [
+    "DEFAULT_REST_URL",
+    "DEFAULT_SYMBOLS",
+    "DEFAULT_WS_URL",
+    "MAX_WINDOW_HOURS",
+    "MIN_WINDOW_HOURS",
+    "SYMBOL_PATTERN",
+    "Settings",
+    "parse_symbols",
+    "resolve_data_dir",
+    "validate_hours",
+    "validate_symbol",
+    "validate_url",
+]
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+DEFAULT_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+DEFAULT_WS_URL = "wss://stream.binance.com:9443"
+DEFAULT_REST_URL = "https://api.binance.com"
+DEFAULT_RETENTION_DAYS = 7.0
+MIN_WINDOW_HOURS = 1
+MAX_WINDOW_HOURS = 168
+
+
+def validate_symbol(symbol: object) -> str:
+    """Return ``symbol`` upper-cased if it is a valid Binance symbol, else raise.
+
+    Only ``^[A-Z0-9]{2,20}$`` may ever reach a storage key; lower case is accepted and
+    upper-cased because Binance's stream names are lower case and analysts type both.
+    """
+    if not isinstance(symbol, str):
+        raise InvalidSymbolError(
+            f"symbol must be a string like 'BTCUSDT', got {type(symbol).__name__} {symbol!r}"
+        )
+    normalized = symbol.strip().upper()
+    if not SYMBOL_PATTERN.match(normalized):
+        raise InvalidSymbolError(
+            f"invalid symbol {symbol!r}: a symbol is 2–20 letters A–Z or digits, "
+            "e.g. 'BTCUSDT' or 'ETHUSDT'"
+        )
+    return normalized
+
+
+def parse_symbols(symbols: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Parse ``"BTCUSDT,ETHUSDT"`` or an iterable into validated, de-duplicated symbols."""
+    if symbols is None:
+        env = os.environ.get("TRADELAB_SYMBOLS")
+        if not env:
+            return DEFAULT_SYMBOLS
+        symbols = env
+    if isinstance(symbols, str):
+        items = [s for s in re.split(r"[,\s]+", symbols) if s]
+    else:
+        items = list(symbols)
+    if not items:
+        raise InvalidSymbolError("no symbols given: name at least one, e.g. BTCUSDT")
+    out: list[str] = []
+    for item in items:
+        sym = validate_symbol(item)
+        if sym not in out:
+            out.append(sym)
+    return tuple(out)
+
+
+def validate_hours(hours: object, *, name: str = "hours") -> int | float:
+    """Check a window length in hours: a number with 1 <= hours <= 168."""
+    from .exceptions import InvalidWindowError
+
+    if isinstance(hours, bool) or not isinstance(hours, int | float):
+        raise InvalidWindowError(
+            f"{name} must be a number of hours from {MIN_WINDOW_HOURS} to {MAX_WINDOW_HOURS}, "
+            f"got {hours!r}"
+        )
+    if not (MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS):
+        raise InvalidWindowError(
+            f"{name}={hours!r} is outside the allowed window: {MIN_WINDOW_HOURS} to "
+            f"{MAX_WINDOW_HOURS} hours (7 days, the retention period)"
+        )
+    return hours
+
+
+def validate_url(url: str, *, schemes: tuple[str, ...], name: str) -> str:
+    """Check that ``url`` is an absolute URL with one of ``schemes`` and a host."""
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"{name} must be a URL such as {schemes[0]}://host:port")
+    parsed = urlparse(url)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigurationError(
+            f"{name} {url!r} is not usable: expected {' or '.join(schemes)}://host[:port]"
+        )
+    try:
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} {url!r} has an invalid port: {exc}") from None
+    return url.rstrip("/")
+
+
+def resolve_data_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The store's directory: ``path``, else ``$TRADELAB_DATA``, else ``~/.tradelab/data``."""
+    if path is None or path == "":
+        path = os.environ.get("TRADELAB_DATA") or Path.home() / ".tradelab" / "data"
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigurationError(f"data directory {str(p)!r} exists but is not a directory")
+    return p
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one process (collector, CLI, MCP server or notebook)."""
+
+    data_dir: Path = field(default_factory=resolve_data_dir)
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    retention_days: float = DEFAULT_RETENTION_DAYS
+    ws_url: str = DEFAULT_WS_URL
+    rest_url: str = DEFAULT_REST_URL
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        symbols: str | Iterable[str] | None = None,
+        retention_days: float | None = None,
+        ws_url: str | None = None,
+        rest_url: str | None = None,
+    ) -> Settings:
+        """Build settings from arguments, falling back to environment variables, then defaults."""
+        retention = (
+            retention_days
+            if retention_days is not None
+            else _env_float("TRADELAB_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+        )
+        if retention <= 0:
+            raise ConfigurationError(f"retention_days must be > 0, got {retention!r}")
+        return cls(
+            data_dir=resolve_data_dir(data_dir),
+            symbols=parse_symbols(symbols),
+            retention_days=float(retention),
+            ws_url=validate_url(
+                ws_url or os.environ.get("TRADELAB_WS_URL") or DEFAULT_WS_URL,
+                schemes=("ws", "wss"),
+                name="WebSocket URL",
+            ),
+            rest_url=validate_url(
+                rest_url or os.environ.get("TRADELAB_REST_URL") or DEFAULT_REST_URL,
+                schemes=("http", "https"),
+                name="REST URL",
+            ),
+        )
