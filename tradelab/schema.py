@@ -91,7 +91,8 @@ def _from_records(records: Iterable[Any]) -> pl.DataFrame:
         missing = [c for c in TRADE_COLUMNS if c not in row]
         if missing:
             raise InvalidTradesError(
-                f"trade record #{i} lacks {', '.join(missing)}; required: {', '.join(TRADE_COLUMNS)}"
+                f"trade record #{i} lacks {', '.join(missing)}; "
+                f"required: {', '.join(TRADE_COLUMNS)}"
             )
         rows.append({c: row[c] for c in TRADE_COLUMNS})
     if not rows:

@@ -1,0 +1,235 @@
+"""Loaders for the real Binance recordings in ``../shared/data/binance`` and a synthetic
+generator, both returning frames in the trade schema (:data:`tradelab.schema.TRADE_SCHEMA`).
+
+The recordings are never copied into the repository; :func:`shared_data_dir` finds them
+(``$TRADELAB_SHARED_DATA``, else ``<project>/../shared/data/binance``, else
+``./../shared/data/binance``) and returns ``None`` when they are absent, so tests can skip.
+
+Formats handled:
+- ``*.aggTrade.tsv.gz``: ``<recv_ns>\\t<combined-stream aggTrade frame JSON>`` per line.
+- ``*.trades.txt.gz``: ``<recv_ns|recv_us> <combined-stream @trade frame JSON>`` — raw trades;
+  each becomes one row with ``agg_id = first_id = last_id = t``.
+- ``*-aggTrades-*.csv``: Binance's public export, no header, timestamps in µs (since 2025) or ms;
+  converted to ms.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .schema import TRADE_SCHEMA, to_trade_frame
+
+__all__ = [
+    "RECORDINGS",
+    "load",
+    "load_aggtrade_tsv",
+    "load_raw_trades",
+    "load_vision_csv",
+    "shared_data_dir",
+    "synthetic_trades",
+]
+
+RECORDINGS: tuple[str, ...] = (
+    "spot_btcusdt_20240808-09.aggTrade.tsv.gz",
+    "spot_ethusdt_20240808-09.aggTrade.tsv.gz",
+    "multi_symbol_20210405.native_aggTrade.tsv.gz",
+    "spot_btcusdt_20240808.trades.txt.gz",
+    "spot_btcusdt_20240809.trades.txt.gz",
+    "spot_ethusdt_20240808.trades.txt.gz",
+    "spot_ethusdt_20240809.trades.txt.gz",
+    "usdm_btcusdt_20230404-05.trades.txt.gz",
+    "BTCUSDT-aggTrades-2026-01-01.first5000.csv",
+)
+
+
+def shared_data_dir() -> Path | None:
+    """The folder holding the shared Binance recordings, or ``None`` if it is absent."""
+    candidates = []
+    env = os.environ.get("TRADELAB_SHARED_DATA")
+    if env:
+        candidates.append(Path(env))
+    project = Path(__file__).resolve().parents[1]
+    candidates.append(project.parent / "shared" / "data" / "binance")
+    candidates.append(Path.cwd().parent / "shared" / "data" / "binance")
+    for c in candidates:
+        if c.is_dir() and any(c.iterdir()):
+            return c
+    return None
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+
+
+def _payload(line: str) -> dict | None:
+    """The JSON object on a recording line, whatever the receive-time prefix looks like
+    (``<ns>\t``, ``<us> `` or ``<seconds.frac>: `` all occur)."""
+    brace = line.find("{")
+    return json.loads(line[brace:]) if brace >= 0 else None
+
+
+def _frame(rows: dict[str, list]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        {
+            "agg_id": pl.Series(rows["agg_id"], dtype=pl.Int64),
+            "price": pl.Series(rows["price"], dtype=pl.Utf8).cast(pl.Float64),
+            "qty": pl.Series(rows["qty"], dtype=pl.Utf8).cast(pl.Float64),
+            "first_id": pl.Series(rows["first_id"], dtype=pl.Int64),
+            "last_id": pl.Series(rows["last_id"], dtype=pl.Int64),
+            "time": pl.Series(rows["time"], dtype=pl.Int64),
+            "buyer_is_maker": pl.Series(rows["buyer_is_maker"], dtype=pl.Boolean),
+        }
+    )
+    return to_trade_frame(frame).sort("agg_id")
+
+
+def _empty_rows() -> dict[str, list]:
+    return {c: [] for c in TRADE_SCHEMA}
+
+
+def load_aggtrade_tsv(path: str | os.PathLike[str]) -> dict[str, pl.DataFrame]:
+    """Combined-stream aggTrade frames (``<recv_ns>\\t<json>``) -> one frame per symbol."""
+    per: dict[str, dict[str, list]] = {}
+    with _open_text(Path(path)) as fh:
+        for line in fh:
+            msg = _payload(line)
+            if msg is None:
+                continue
+            d = msg.get("data", msg)
+            rows = per.setdefault(d["s"], _empty_rows())
+            rows["agg_id"].append(d["a"])
+            rows["price"].append(d["p"])
+            rows["qty"].append(d["q"])
+            rows["first_id"].append(d["f"])
+            rows["last_id"].append(d["l"])
+            rows["time"].append(d["T"])
+            rows["buyer_is_maker"].append(d["m"])
+    return {sym: _frame(rows) for sym, rows in per.items()}
+
+
+def load_raw_trades(path: str | os.PathLike[str]) -> dict[str, pl.DataFrame]:
+    """Raw ``@trade`` frames (``<recv> <json>``) -> one row per trade, ``agg_id = t``."""
+    per: dict[str, dict[str, list]] = {}
+    with _open_text(Path(path)) as fh:
+        for line in fh:
+            msg = _payload(line)
+            if msg is None:
+                continue
+            d = msg.get("data", msg)
+            rows = per.setdefault(d["s"], _empty_rows())
+            rows["agg_id"].append(d["t"])
+            rows["price"].append(d["p"])
+            rows["qty"].append(d["q"])
+            rows["first_id"].append(d["t"])
+            rows["last_id"].append(d["t"])
+            rows["time"].append(d["T"])
+            rows["buyer_is_maker"].append(d["m"])
+    return {sym: _frame(rows) for sym, rows in per.items()}
+
+
+def load_vision_csv(
+    path: str | os.PathLike[str], symbol: str = "BTCUSDT"
+) -> dict[str, pl.DataFrame]:
+    """Binance's public aggTrades export (no header); µs timestamps (post-2025) become ms."""
+    raw = pl.read_csv(
+        Path(path),
+        has_header=False,
+        new_columns=["agg_id", "price", "qty", "first_id", "last_id", "ts", "m", "best"],
+        schema_overrides={"price": pl.Utf8, "qty": pl.Utf8, "ts": pl.Int64},
+    )
+    ts = raw["ts"]
+    # ms timestamps are ~1.7e12 today; µs ~1.7e15. Anything above 1e14 is µs.
+    time_ms = (ts // 1000) if ts.max() > 10**14 else ts
+    frame = pl.DataFrame(
+        {
+            "agg_id": raw["agg_id"].cast(pl.Int64),
+            "price": raw["price"].cast(pl.Float64),
+            "qty": raw["qty"].cast(pl.Float64),
+            "first_id": raw["first_id"].cast(pl.Int64),
+            "last_id": raw["last_id"].cast(pl.Int64),
+            "time": time_ms,
+            "buyer_is_maker": raw["m"].cast(pl.Utf8).str.to_lowercase() == "true",
+        }
+    )
+    return {symbol: to_trade_frame(frame).sort("agg_id")}
+
+
+def load(name: str) -> dict[str, pl.DataFrame]:
+    """Load a shared recording by file name (see :data:`RECORDINGS`) into per-symbol frames."""
+    base = shared_data_dir()
+    if base is None:
+        raise FileNotFoundError(
+            "the shared recordings (../shared/data/binance) are not present on this machine"
+        )
+    path = base / name
+    if name.endswith("aggTrade.tsv.gz"):
+        return load_aggtrade_tsv(path)
+    if name.endswith(".trades.txt.gz"):
+        return load_raw_trades(path)
+    if name.endswith(".csv"):
+        return load_vision_csv(path, symbol=name.split("-", 1)[0])
+    raise ValueError(f"unknown recording {name!r}; known: {', '.join(RECORDINGS)}")
+
+
+def synthetic_trades(
+    symbol: str,
+    start_ms: int,
+    n: int,
+    *,
+    rate_per_s: float = 24.0,
+    seed: int = 0,
+    first_agg_id: int = 1,
+    price: float = 60000.0,
+    tick: float = 0.01,
+) -> pl.DataFrame:
+    """``n`` BTCUSDT-like aggTrades from ``start_ms``: a random walk on the tick grid, lognormal
+    sizes, buy/sell aggressors correlated with the price move, and bursts (about 5% of the time
+    at 20× the base rate), with contiguous agg ids from ``first_agg_id``.
+
+    ``symbol`` only seeds the generator differently per symbol, so BTC and ETH differ.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = np.random.default_rng([seed, sum(map(ord, symbol))])
+    # Inter-arrival gaps in ms: exponential, with burst regimes at 20x the rate.
+    burst = rng.random(max(n // 200, 1)) < 0.05
+    regime = np.repeat(burst, 200)[:n] if n else np.zeros(0, bool)
+    if regime.size < n:
+        regime = np.concatenate([regime, np.zeros(n - regime.size, bool)])
+    mean_gap = 1000.0 / rate_per_s
+    # Divide by the bursts' share so the average rate stays ``rate_per_s``.
+    gaps = rng.exponential(mean_gap, n) / np.where(regime, 20.0, 1.0) / (1.0 - 0.05 * 19 / 20)
+    times = start_ms + np.floor(np.cumsum(gaps)).astype(np.int64)
+    if n:
+        times -= times[0] - start_ms
+    # Price: random walk in ticks; 65% of trades print at the previous price, and the step size
+    # is scaled so a day's range is ~1.5% of the price, as for BTCUSDT.
+    sigma_ticks = max(price * 0.015 / np.sqrt(86_400 * rate_per_s) / np.sqrt(0.35) / tick, 0.6)
+    moves = np.rint(rng.normal(0.0, sigma_ticks, n)).astype(np.int64) * (rng.random(n) < 0.35)
+    ticks = np.int64(round(price / tick)) + np.cumsum(moves)
+    ticks = np.maximum(ticks, 1)
+    prices = np.round(ticks * tick, 8)
+    qty = np.round(np.maximum(rng.lognormal(-5.0, 1.6, n), 1e-5), 5)
+    sell_bias = np.where(moves < 0, 0.75, np.where(moves > 0, 0.25, 0.5))
+    maker = rng.random(n) < sell_bias
+    fills = 1 + rng.geometric(0.6, n) - 1
+    last_ids = first_agg_id * 2 + np.cumsum(fills)
+    first_ids = last_ids - fills + 1
+    return pl.DataFrame(
+        {
+            "agg_id": np.arange(first_agg_id, first_agg_id + n, dtype=np.int64),
+            "price": prices,
+            "qty": qty,
+            "first_id": first_ids.astype(np.int64),
+            "last_id": last_ids.astype(np.int64),
+            "time": pl.Series(times, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
+            "buyer_is_maker": maker,
+        },
+        schema=TRADE_SCHEMA,
+    )
