@@ -23,6 +23,8 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 # One module per subcommand group; each defines register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "tradelab.commands.store",
+    "tradelab.commands.mcp",
+    "tradelab.commands.simulate",
 )
 
 

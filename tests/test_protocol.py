@@ -1,0 +1,168 @@
+"""Pure Binance message parsing: feed frames, get trades or a reason for rejection."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from tradelab.exceptions import InvalidParameterError, MalformedFrameError
+from tradelab.protocol import (
+    ControlResponse,
+    Rejection,
+    ServerShutdown,
+    Trade,
+    agg_trades_query,
+    build_stream_urls,
+    parse_frame,
+    parse_rest_items,
+    split_streams,
+    trades_to_frame,
+)
+from tradelab.recordings import shared_data_dir
+
+PAYLOAD = {"e": "aggTrade", "E": 1723161255343, "s": "BTCUSDT", "a": 3105630001,
+           "p": "61837.63000000", "q": "0.02000000", "f": 3735683259, "l": 3735683260,
+           "T": 1723161255342, "m": True, "M": True}
+
+
+def combined(payload: dict, stream: str = "btcusdt@aggTrade") -> str:
+    return json.dumps({"stream": stream, "data": payload})
+
+
+def test_combined_frame_parses_to_trade() -> None:
+    ev = parse_frame(combined(PAYLOAD))
+    assert ev == Trade("BTCUSDT", 3105630001, 61837.63, 0.02, 3735683259, 3735683260,
+                       1723161255342, True)
+
+
+def test_raw_frame_and_bytes_parse_too() -> None:
+    assert parse_frame(json.dumps(PAYLOAD).encode()).agg_id == 3105630001
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda d: d.pop("a"), "lacks field 'a'"),
+        (lambda d: d.pop("m"), "lacks field 'm'"),
+        (lambda d: d.update(a="id-1"), "'a' must be an integer"),
+        (lambda d: d.update(T="soon"), "'T' must be an integer"),
+        (lambda d: d.update(a=True), "'a' must be an integer"),
+        (lambda d: d.update(m="maybe"), "'m' must be true or false"),
+        (lambda d: d.update(p=None), "'p' must be a decimal string"),
+        (lambda d: d.update(q=[1.0]), "'q' must be a decimal string"),
+        (lambda d: d.update(p="abc"), "not decimal numbers"),
+        (lambda d: d.update(p="-1"), "price must be > 0"),
+        (lambda d: d.update(p="nan"), "price must be > 0"),
+        (lambda d: d.update(q="inf"), "price must be > 0"),
+        (lambda d: d.update(l=1), "out of range"),
+        (lambda d: d.update(e="mysteryEvent"), "unknown event type 'mysteryEvent'"),
+        (lambda d: d.pop("e"), "no event type"),
+    ],
+)
+def test_malformed_payloads_are_rejected_with_reason(mutate, reason) -> None:
+    d = dict(PAYLOAD)
+    mutate(d)
+    ev = parse_frame(combined(d))
+    assert isinstance(ev, Rejection)
+    assert reason in ev.reason
+    assert ev.excerpt.startswith('{"stream"')
+
+
+def test_bad_json_and_non_objects_are_rejected() -> None:
+    frame = combined(PAYLOAD)[:50]
+    ev = parse_frame(frame)
+    assert isinstance(ev, Rejection) and "not valid JSON" in ev.reason
+    assert ev.excerpt == frame
+    assert "expected a JSON object" in parse_frame("[1,2]").reason
+    assert "'data' must be an object" in parse_frame('{"stream":"x","data":3}').reason
+    long = parse_frame("x" * 1000)
+    assert len(long.excerpt) <= 121
+
+
+def test_stream_symbol_mismatch_is_rejected() -> None:
+    ev = parse_frame(combined(PAYLOAD, stream="ethusdt@aggTrade"))
+    assert isinstance(ev, Rejection) and "does not match" in ev.reason
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"event":{"e":"serverShutdown","E":1700000000000}}',
+        '{"stream":"serverShutdown","data":{"e":"serverShutdown","E":1700000000000}}',
+        '{"e":"serverShutdown","E":1700000000000}',
+    ],
+)
+def test_server_shutdown_in_every_shape(frame: str) -> None:
+    assert parse_frame(frame) == ServerShutdown(1700000000000)
+
+
+def test_control_response() -> None:
+    assert parse_frame('{"result":null,"id":7}') == ControlResponse(7, None, None)
+
+
+def test_rest_items_parse_and_reject_whole_page() -> None:
+    body = json.dumps([{k: v for k, v in PAYLOAD.items() if k not in "eEs"}])
+    [t] = parse_rest_items(body, "BTCUSDT")
+    assert t.symbol == "BTCUSDT" and t.agg_id == 3105630001 and t.price == 61837.63
+    bad = json.dumps([{k: v for k, v in PAYLOAD.items() if k not in "eEsq"}])
+    with pytest.raises(MalformedFrameError, match="item #0 for BTCUSDT: aggTrade lacks field 'q'"):
+        parse_rest_items(bad, "BTCUSDT")
+    with pytest.raises(MalformedFrameError, match="not JSON"):
+        parse_rest_items(b"<html>", "BTCUSDT")
+    with pytest.raises(MalformedFrameError, match="must be a JSON array"):
+        parse_rest_items('{"code":-1121}', "BTCUSDT")
+
+
+def test_stream_urls_and_split_at_1024() -> None:
+    assert build_stream_urls("wss://stream.binance.com:9443", ["BTCUSDT", "ETHUSDT"]) == [
+        "wss://stream.binance.com:9443/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade"
+    ]
+    assert build_stream_urls("ws://127.0.0.1:1/ws/", ["BTCUSDT"]) == [
+        "ws://127.0.0.1:1/stream?streams=btcusdt@aggTrade"
+    ]
+    syms = [f"S{i:04d}" for i in range(2500)]
+    groups = split_streams(syms)
+    assert [len(g) for g in groups] == [1024, 1024, 452]
+    assert sum(groups, ()) == tuple(syms)
+    urls = build_stream_urls("ws://h:1", syms)
+    assert len(urls) == 3 and urls[0].count("@aggTrade") == 1024
+    with pytest.raises(InvalidParameterError):
+        split_streams(syms, 1025)
+    with pytest.raises(InvalidParameterError):
+        build_stream_urls("ws://h:1", [])
+
+
+def test_agg_trades_query() -> None:
+    assert agg_trades_query("http://h:1/", "BTCUSDT", from_id=5) == (
+        "http://h:1/api/v3/aggTrades?symbol=BTCUSDT&fromId=5&limit=1000"
+    )
+    with pytest.raises(InvalidParameterError, match=r"limit must be 1\.\.1000"):
+        agg_trades_query("http://h:1", "BTCUSDT", limit=1001)
+
+
+def test_trades_to_frame_matches_schema() -> None:
+    ev = parse_frame(combined(PAYLOAD))
+    df = trades_to_frame([ev])
+    assert df.schema["time"] == pl.Datetime("ms", "UTC")
+    assert df.row(0)[0] == 3105630001 and df["price"][0] == 61837.63
+    assert trades_to_frame([]).height == 0
+
+
+def test_every_recorded_frame_parses() -> None:
+    base = shared_data_dir()
+    if base is None:
+        pytest.skip("shared recordings not available")
+    import gzip
+
+    for name in ("spot_btcusdt_20240808-09.aggTrade.tsv.gz",
+                 "multi_symbol_20210405.native_aggTrade.tsv.gz"):
+        with gzip.open(base / name, "rt") as fh:
+            n = 0
+            for line in fh:
+                frame = line.split("\t", 1)[1] if "\t" in line else line.split(": ", 1)[1]
+                ev = parse_frame(frame)
+                assert isinstance(ev, Trade), (ev, frame)
+                n += 1
+        assert n > 1000

@@ -1,0 +1,243 @@
+"""get_volume_profile / get_liquidity_vacuums against a real RocksDB TradeStore in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import polars as pl
+import pytest
+
+import tradelab
+from tradelab import tools
+from tradelab.analytics import liquidity_vacuums, volume_profile
+from tradelab.buffer import close_stores
+from tradelab.exceptions import (
+    InsufficientTradesError,
+    InvalidParameterError,
+    InvalidSymbolError,
+    InvalidWindowError,
+)
+from tradelab.recordings import synthetic_trades
+from tradelab.store import TradeStore
+
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def store(tmp_path):
+    with TradeStore(tmp_path / "data") as s:
+        yield s
+    close_stores()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def add(store, symbol, start_ms, n, *, rate_per_s=1.0, first=1, **kw) -> pl.DataFrame:
+    df = synthetic_trades(symbol, start_ms, n, rate_per_s=rate_per_s, first_agg_id=first, **kw)
+    store.append(symbol, df)
+    return df
+
+
+def status_doc(*, running=True, age_s=2.0, symbols=None, pid=None) -> dict:
+    now = now_ms()
+    return {
+        "pid": os.getpid() + 1 if pid is None else pid, "host": "analyst-box",
+        "running": running, "started_at": now - 600_000, "updated_at": now - int(age_s * 1000),
+        "ws_url": "ws://127.0.0.1:1", "rest_url": "http://127.0.0.1:1", "store_path": "x",
+        "symbols": symbols if symbols is not None else {},
+    }
+
+
+def btc_status(rate: float) -> dict:
+    return {"BTCUSDT": {"connected": True, "trades_stored": 212, "rate_per_min": rate,
+                        "last_trade_time": now_ms(), "last_agg_id": 212, "gaps_detected": 0,
+                        "gaps_backfilled": 0, "gaps_unrepairable": 0, "uptime_ratio": 1.0,
+                        "buffered": 0, "last_error": None}}
+
+
+# --- the computation reads exactly the window --------------------------------------------------
+
+
+def test_profile_of_the_last_hours_matches_the_pure_function(store) -> None:
+    now = now_ms()
+    # an old burst far away in price (must be outside the 1 h window) and 2,400 recent trades
+    add(store, "BTCUSDT", now - 3 * HOUR, 500, price=90_000.0, first=1)
+    recent = add(store, "BTCUSDT", now - 50 * 60_000, 2_400, rate_per_s=1.0, first=1_000)
+    vp = tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+    assert vp.symbol == "BTCUSDT" and vp.trade_count == 2_400
+    assert vp.price_max < 90_000 and vp.tick_size == 0.01
+    assert (vp.end - vp.start).total_seconds() == 3600
+    assert abs(vp.end.timestamp() * 1000 - now) < 60_000
+    direct = volume_profile(recent, tick_size=0.01)
+    assert vp.rows.equals(direct.rows)
+    assert (vp.poc, vp.vah, vp.val) == (direct.poc, direct.vah, direct.val)
+    # 4 h includes the old burst
+    wide = tradelab.get_volume_profile("btcusdt", 4, store=store)
+    assert wide.trade_count == 2_900 and wide.price_max >= 89_000
+
+
+def test_tick_size_from_table_argument_and_override(store) -> None:
+    now = now_ms()
+    add(store, "ZILUSDT", now - 30 * 60_000, 1_500, price=0.02345, tick=0.00001)
+    vp = tradelab.get_volume_profile("ZILUSDT", 1, store=store)
+    assert vp.tick_size == 0.00001  # unknown symbol: inferred from the prices' decimals
+    assert round(vp.row_size / 0.00001, 6) == round(vp.row_size / 0.00001)
+    vp = tradelab.get_volume_profile("ZILUSDT", 1, 0.0001, store=store)
+    assert vp.tick_size == 0.0001 and vp.row_size >= 0.0001
+    try:
+        tools.set_tick_size("zilusdt", 0.001)
+        assert tools.tick_size_for("ZILUSDT") == 0.001
+        assert tradelab.get_volume_profile("ZILUSDT", 1, store=store).tick_size == 0.001
+    finally:
+        tools.set_tick_size("ZILUSDT", None)
+    assert tools.tick_size_for("ZILUSDT") is None
+    assert tools.tick_size_for("ETHUSDT") == 0.01
+
+
+def test_vacuums_are_those_of_the_profile(store) -> None:
+    add(store, "ETHUSDT", now_ms() - 40 * 60_000, 2_000, price=2500.0)
+    vac = tradelab.get_liquidity_vacuums("ETHUSDT", 1, store=store)
+    vp = tradelab.get_volume_profile("ETHUSDT", 1, store=store)
+    assert vac == liquidity_vacuums(vp)
+    assert all(isinstance(v, tradelab.Vacuum) for v in vac)
+
+
+def test_default_store_is_the_configured_data_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TRADELAB_DATA", str(tmp_path / "env"))
+    with TradeStore(tmp_path / "env") as w:
+        add(w, "BTCUSDT", now_ms() - 20 * 60_000, 1_200)
+    try:
+        assert tradelab.get_volume_profile("BTCUSDT", 1).trade_count == 1_200
+    finally:
+        close_stores()
+
+
+# --- too few trades: what the analyst is told --------------------------------------------------
+
+
+def test_too_few_trades_and_nothing_collects(store) -> None:
+    add(store, "BTCUSDT", now_ms() - 30 * 60_000, 212)
+    with pytest.raises(InsufficientTradesError) as err:
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+    assert err.value.found == 212 and err.value.needed == 1_000
+    assert str(err.value) == (
+        "BTCUSDT: 212 of the 1,000 trades needed in the last 1 h; no collector is running — "
+        "start collection with `%tradelab start BTCUSDT` in a notebook or "
+        "`tradelab collect --symbols BTCUSDT` in a terminal"
+    )
+
+
+def test_empty_store_window(store) -> None:
+    with pytest.raises(InsufficientTradesError, match=r"^ETHUSDT: 0 of the 1,000 trades") as err:
+        tradelab.get_liquidity_vacuums("ETHUSDT", 24, store=store)
+    assert err.value.found == 0
+
+
+def test_too_few_trades_while_another_process_collects(store) -> None:
+    add(store, "BTCUSDT", now_ms() - 5 * 60_000, 212)
+    store.put_meta("collector_status", status_doc(symbols=btc_status(41.0)))
+    with pytest.raises(InsufficientTradesError) as err:
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+    # (1000 - 212) / 41 = 19.2 minutes
+    assert str(err.value) == (
+        "BTCUSDT: 212 of the 1,000 trades needed in the last 1 h; collection is running at "
+        "~41 trades/min (another process), ready in ~19 min"
+    )
+
+
+def test_collector_in_this_process_is_named_so(store) -> None:
+    add(store, "BTCUSDT", now_ms() - 5 * 60_000, 900, rate_per_s=10)
+    store.put_meta("collector_status", status_doc(symbols=btc_status(400.0), pid=os.getpid()))
+    with pytest.raises(InsufficientTradesError, match=r"~400 trades/min \(this process\), "
+                                                      r"ready in under a minute"):
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+
+
+def test_stale_status_means_not_running(store) -> None:
+    add(store, "BTCUSDT", now_ms() - 5 * 60_000, 10)
+    store.put_meta("collector_status", status_doc(age_s=300, symbols=btc_status(41.0)))
+    with pytest.raises(InsufficientTradesError, match=r"no collector is running \(the last "
+                                                      r"collector status is 5 min old"):
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+    store.put_meta("collector_status", status_doc(running=False, symbols=btc_status(41.0)))
+    with pytest.raises(InsufficientTradesError, match="no collector is running — start"):
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+
+
+def test_collector_running_for_other_symbols(store) -> None:
+    store.put_meta("collector_status", status_doc(symbols=btc_status(41.0)))
+    with pytest.raises(InsufficientTradesError, match="running \\(another process\\) but does "
+                                                      "not collect ETHUSDT — start collection of "
+                                                      "ETHUSDT with `%tradelab start ETHUSDT`"):
+        tradelab.get_volume_profile("ETHUSDT", 2, store=store)
+
+
+def test_rate_observed_in_the_window_when_the_collector_reports_none(store) -> None:
+    add(store, "BTCUSDT", now_ms() - 10 * 60_000, 300, rate_per_s=0.5)  # ~30 per minute
+    store.put_meta("collector_status", status_doc(symbols=btc_status(0.0)))
+    with pytest.raises(InsufficientTradesError) as err:
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+    text = str(err.value)
+    assert "collection is running at ~" in text and "ready in ~" in text
+    rate = float(text.split("at ~")[1].split(" trades/min")[0])
+    assert 20 < rate < 45
+
+
+def test_rate_too_low_for_the_window(store) -> None:
+    add(store, "BTCUSDT", now_ms() - 5 * 60_000, 20)
+    store.put_meta("collector_status", status_doc(symbols=btc_status(4.0)))
+    with pytest.raises(InsufficientTradesError, match="at that rate 1 h never holds 1,000 "
+                                                      "trades — ask for at least 5 h"):
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+
+
+def test_message_wording_for_no_trades_yet_and_long_waits() -> None:
+    state = {"running": True, "where": "this process", "collects_symbol": True,
+             "rate_per_min": None, "stale_s": None}
+    assert tools.insufficient_message("BTCUSDT", 0, 1000, 24, state).endswith(
+        "collection is running (this process) but no BTCUSDT trades have arrived yet, so no "
+        "wait can be estimated"
+    )
+    state["rate_per_min"] = 5.0
+    assert tools.insufficient_message("BTCUSDT", 100, 1000, 24, state).endswith(
+        "~5.0 trades/min (this process), ready in ~3.0 h"
+    )
+    state["rate_per_min"] = 0.05
+    assert tools.insufficient_message("BTCUSDT", 1, 1000, 24, state).endswith(
+        "no window up to 168 h holds 1,000 trades"
+    )
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        (("BTC-USDT", 1), {}, InvalidSymbolError, "BTC-USDT"),
+        (("BTCUSDT", 0), {}, InvalidWindowError, "duration_hours=0 is outside"),
+        (("BTCUSDT", 169), {}, InvalidWindowError, "1 to 168 hours"),
+        (("BTCUSDT", "24"), {}, InvalidWindowError, "duration_hours must be a number"),
+        (("BTCUSDT", 1, -0.01), {}, InvalidParameterError, "tick_size=-0.01 is not allowed"),
+        (("BTCUSDT", 1, float("nan")), {}, InvalidParameterError, "tick_size=nan"),
+        (("BTCUSDT", 1), {"store": "/tmp/x"}, InvalidParameterError, "must be a tradelab"),
+    ],
+)
+def test_bad_input(store, args, kwargs, error, match) -> None:
+    kwargs.setdefault("store", store)
+    with pytest.raises(error, match=match):
+        tradelab.get_volume_profile(*args, **kwargs)
+    if len(args) == 2:
+        with pytest.raises(error, match=match):
+            tradelab.get_liquidity_vacuums(*args, **kwargs)
+
+
+def test_set_tick_size_validates() -> None:
+    with pytest.raises(InvalidParameterError, match="tick_size=0"):
+        tools.set_tick_size("BTCUSDT", 0)
+    with pytest.raises(InvalidSymbolError):
+        tools.set_tick_size("no such", 0.1)
+    assert tools.tick_size_for("BTCUSDT") == 0.01

@@ -1,0 +1,333 @@
+"""Drawing volume profiles with matplotlib (imported only when a plot is asked for).
+
+The picture traders know from their platforms: horizontal bars by price, taker-sell and
+taker-buy volume stacked in two colours, the rows of the value area in full colour and the rest
+faded, the value area shaded with VAH/VAL labelled, the POC line, and liquidity vacuums hatched.
+:func:`plot_profile` optionally puts the price-over-time panel on the left, sharing the price
+axis, so the profile reads as "where the time was spent".
+
+Every function draws into the Axes it is given (and returns it) or, with ``ax=None``, into a new
+:class:`ProfileFigure` (a matplotlib Figure that also shows itself in notebooks) that it
+returns. No pyplot state is touched: safe in servers, threads and the CLI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from .analytics import Vacuum, VolumeProfile, liquidity_vacuums
+from .exceptions import InvalidParameterError, InvalidTradesError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "BUY_COLOR",
+    "POC_COLOR",
+    "SELL_COLOR",
+    "VALUE_AREA_COLOR",
+    "figure_png",
+    "new_figure",
+    "plot_price",
+    "plot_profile",
+]
+
+BUY_COLOR = "#26a69a"
+SELL_COLOR = "#ef5350"
+POC_COLOR = "#b71c1c"
+VALUE_AREA_COLOR = "#5c6bc0"
+VACUUM_COLOR = "#616161"
+PRICE_COLOR = "#37474f"
+_OUTSIDE_ALPHA = 0.35
+_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "EUR", "TRY", "BRL", "BTC", "ETH",
+           "BNB")
+
+
+def _split_symbol(symbol: str | None) -> tuple[str, str]:
+    """("BTC", "USDT") for "BTCUSDT"; generic names when the symbol is unknown."""
+    if symbol:
+        for quote in _QUOTES:
+            if symbol.endswith(quote) and len(symbol) > len(quote):
+                return symbol[: -len(quote)], quote
+    return "base asset", "quote"
+
+
+def _profile_figure_class() -> type:
+    from matplotlib.figure import Figure
+
+    class ProfileFigure(Figure):
+        """A matplotlib Figure that renders itself as PNG in notebooks (``_repr_png_``)."""
+
+        def _repr_png_(self) -> bytes:
+            return figure_png(self)
+
+    return ProfileFigure
+
+
+_FIGURE_CLASS: type | None = None
+
+
+def new_figure(figsize: tuple[float, float] = (9.0, 6.5), dpi: int = 100) -> Figure:
+    """A new, pyplot-free Figure that also displays itself in Jupyter."""
+    global _FIGURE_CLASS
+    if _FIGURE_CLASS is None:
+        _FIGURE_CLASS = _profile_figure_class()
+    return _FIGURE_CLASS(figsize=figsize, dpi=dpi, layout="constrained")
+
+
+def figure_png(fig: Figure, *, dpi: int | None = None) -> bytes:
+    """The figure as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if fig.canvas is None or not hasattr(fig.canvas, "print_png"):  # pragma: no cover
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
+    return buf.getvalue()
+
+
+def _price_formatter(decimals: int) -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda x, _pos: f"{x:,.{decimals}f}")
+
+
+def _window_text(profile: VolumeProfile) -> str:
+    if profile.start is None or profile.end is None:
+        return "window unknown"
+    span = profile.end - profile.start
+    hours = span.total_seconds() / 3600
+    length = f"{hours:g} h" if hours >= 1 and abs(hours - round(hours)) < 1e-9 else (
+        f"{span.total_seconds() / 60:.0f} min" if hours < 1 else f"{hours:.1f} h")
+    fmt = "%Y-%m-%d %H:%M"
+    end_fmt = "%H:%M" if profile.start.date() == profile.end.date() else fmt
+    return (f"{profile.start.strftime(fmt)} → {profile.end.strftime(end_fmt)} UTC "
+            f"({length})")
+
+
+def _title(profile: VolumeProfile) -> str:
+    name = profile.symbol or "Volume profile"
+    return f"{name} · {_window_text(profile)} · {profile.trade_count:,} trades"
+
+
+def _resolve_vacuums(
+    profile: VolumeProfile, vacuums: Sequence[Vacuum] | bool | None
+) -> list[Vacuum]:
+    if vacuums is None or vacuums is True:
+        return liquidity_vacuums(profile)
+    if vacuums is False:
+        return []
+    out = list(vacuums)
+    if not all(isinstance(v, Vacuum) for v in out):
+        raise InvalidParameterError(
+            "vacuums must be a list of tradelab.Vacuum (from liquidity_vacuums), None to "
+            "compute them, or False to draw none"
+        )
+    return out
+
+
+def _draw_bars(ax: Axes, profile: VolumeProfile) -> None:
+    rows = profile.rows
+    lows = rows["price_low"].to_numpy()
+    sells = rows["sell_volume"].to_numpy()
+    buys = rows["buy_volume"].to_numpy()
+    height = profile.row_size
+    inside = np.zeros(rows.height, dtype=bool)
+    inside[profile.va_low_index : profile.va_high_index + 1] = True
+    alpha = np.where(inside, 1.0, _OUTSIDE_ALPHA)
+    from matplotlib.colors import to_rgba
+
+    sell_colors = [to_rgba(SELL_COLOR, a) for a in alpha]
+    buy_colors = [to_rgba(BUY_COLOR, a) for a in alpha]
+    edge = 0.0 if rows.height > 60 else 0.4
+    ax.barh(lows, sells, height=height * 0.92, align="edge", color=sell_colors,
+            linewidth=edge, edgecolor="white", label="taker sell", gid="sell")
+    ax.barh(lows, buys, left=sells, height=height * 0.92, align="edge", color=buy_colors,
+            linewidth=edge, edgecolor="white", label="taker buy", gid="buy")
+
+
+def _draw_levels(ax: Axes, profile: VolumeProfile, *, labels: bool = True) -> None:
+    import matplotlib.transforms as mtransforms
+
+    d = profile.price_decimals
+    ax.axhspan(profile.val, profile.vah, color=VALUE_AREA_COLOR, alpha=0.10, zorder=0,
+               linewidth=0, label=f"value area ({profile.value_area_volume_pct:.1f}% of volume)",
+               gid="value_area")
+    for y, name in ((profile.vah, "VAH"), (profile.val, "VAL")):
+        ax.axhline(y, color=VALUE_AREA_COLOR, linestyle="--", linewidth=0.9, gid=name)
+    ax.axhline(profile.poc, color=POC_COLOR, linewidth=1.6, label="POC", gid="POC")
+    if not labels:
+        return
+    trans = mtransforms.blended_transform_factory(ax.transAxes, ax.transData)
+    box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+    for y, name, color, va in (
+        (profile.vah, "VAH", VALUE_AREA_COLOR, "bottom"),
+        (profile.poc, "POC", POC_COLOR, "center"),
+        (profile.val, "VAL", VALUE_AREA_COLOR, "top"),
+    ):
+        ax.text(0.995, y, f"{name} {y:,.{d}f}", transform=trans, ha="right", va=va,
+                fontsize=8.5, color=color, fontweight="bold" if name == "POC" else "normal",
+                bbox=box, zorder=5, gid=f"label_{name}")
+
+
+def _draw_vacuums(ax: Axes, vacuums: list[Vacuum]) -> None:
+    for i, v in enumerate(vacuums):
+        ax.axhspan(v.price_low, v.price_high, facecolor="none", edgecolor=VACUUM_COLOR,
+                   hatch="////", linewidth=0.0, alpha=0.55, zorder=0.5,
+                   label="liquidity vacuum" if i == 0 else None, gid="vacuum")
+
+
+def plot_profile(
+    profile: VolumeProfile,
+    ax: Axes | None = None,
+    *,
+    trades: pl.DataFrame | None = None,
+    vacuums: Sequence[Vacuum] | bool | None = None,
+    title: str | None = None,
+    legend: bool = True,
+) -> Any:
+    """Draw ``profile`` as horizontal buy/sell bars by price with POC, value area and vacuums.
+
+    Args:
+        profile: a :class:`~tradelab.analytics.VolumeProfile`.
+        ax: the Axes to draw the profile into; ``None`` makes a new :class:`ProfileFigure`.
+        trades: the profile's trades (``time`` and ``price``) to add the price-over-time panel
+            on the left, sharing the price axis.
+        vacuums: the vacuums to hatch; ``None`` computes them with the default rule
+            (:func:`~tradelab.analytics.liquidity_vacuums`), ``False`` draws none.
+        title: replaces the default title (symbol, window, trade count).
+        legend: draw the legend.
+
+    Returns the Axes drawn into when ``ax`` is given (the profile's), else the new Figure.
+    """
+    if not isinstance(profile, VolumeProfile):
+        raise InvalidParameterError(
+            f"profile must be a tradelab.VolumeProfile, got {type(profile).__name__}"
+        )
+    zones = _resolve_vacuums(profile, vacuums)
+    fig = None
+    price_ax = None
+    if ax is None:
+        fig = new_figure((12.0, 6.5) if trades is not None else (9.0, 6.5))
+        if trades is not None:
+            price_ax, ax = fig.subplots(1, 2, sharey=True, width_ratios=[2.6, 1.0],
+                                        gridspec_kw={"wspace": 0.02})
+        else:
+            ax = fig.subplots()
+    elif trades is not None:
+        # Split the given Axes: price panel on the left 70%, profile on the right.
+        pos = ax.get_position()
+        left_w = pos.width * 0.70
+        price_ax = ax.figure.add_axes((pos.x0, pos.y0, left_w - pos.width * 0.01, pos.height))
+        ax.set_position((pos.x0 + left_w, pos.y0, pos.width - left_w, pos.height))
+        ax.sharey(price_ax)
+
+    base, quote = _split_symbol(profile.symbol)
+    d = profile.price_decimals
+    _draw_vacuums(ax, zones)
+    _draw_levels(ax, profile)
+    _draw_bars(ax, profile)
+
+    lo = float(profile.rows["price_low"][0])
+    hi = float(profile.rows["price_high"][-1])
+    pad = (hi - lo) * 0.01 or profile.row_size
+    ax.set_ylim(lo - pad, hi + pad)
+    top = float(profile.rows["volume"].max())
+    ax.set_xlim(0, top * 1.28)
+    ax.set_xlabel(f"Volume ({base}) per {profile.row_size:,.{d}f} {quote} row")
+    ax.yaxis.set_major_formatter(_price_formatter(min(d, 2) if profile.row_size >= 1 else d))
+    ax.grid(axis="x", color="#e0e0e0", linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+    if price_ax is not None:
+        plot_price(trades, price_ax, profile=profile)
+        price_ax.set_ylabel(f"Price ({quote})")
+        ax.tick_params(axis="y", labelleft=False)
+        ax.set_title("Volume profile", fontsize=10, loc="left")
+        (fig or ax.figure).suptitle(title or _title(profile), fontsize=12, fontweight="bold")
+    else:
+        ax.set_ylabel(f"Price ({quote})")
+        ax.set_title(title or _title(profile), fontsize=11, fontweight="bold", loc="left")
+    if legend:
+        handles, labels = ax.get_legend_handles_labels()
+        order = ["taker buy", "taker sell", "POC"]
+        ordered = sorted(zip(handles, labels, strict=True),
+                         key=lambda hl: order.index(hl[1]) if hl[1] in order else 9)
+        ax.legend([h for h, _ in ordered], [lab for _, lab in ordered], loc="lower right",
+                  fontsize=8, frameon=True, framealpha=0.9)
+    return fig if fig is not None else ax
+
+
+def _bucketed(times_ms: np.ndarray, prices: np.ndarray, buckets: int) -> tuple[np.ndarray, ...]:
+    """(time, low, high, last) per time bucket: thousands of points, whatever the trade count."""
+    order = np.argsort(times_ms, kind="stable")
+    t = times_ms[order]
+    p = prices[order]
+    edges = np.linspace(t[0], t[-1] + 1, buckets + 1)
+    starts = np.searchsorted(t, edges[:-1], side="left")
+    keep = np.r_[starts[1:] > starts[:-1], t.size > starts[-1]]
+    starts = starts[keep]
+    lows = np.minimum.reduceat(p, starts)
+    highs = np.maximum.reduceat(p, starts)
+    ends = np.r_[starts[1:], t.size] - 1
+    return t[starts], lows, highs, p[ends]
+
+
+def plot_price(
+    trades: pl.DataFrame,
+    ax: Axes | None = None,
+    *,
+    profile: VolumeProfile | None = None,
+    buckets: int = 1500,
+) -> Any:
+    """Price over time (a low–high band per time bucket and the last price), with the
+    profile's POC and value area drawn across when ``profile`` is given.
+
+    Returns the Axes drawn into, or a new Figure when ``ax`` is None.
+    """
+    import matplotlib.dates as mdates
+
+    if not isinstance(trades, pl.DataFrame) or not {"time", "price"} <= set(trades.columns):
+        raise InvalidTradesError("trades must be a Polars frame with time and price columns")
+    if trades.height == 0:
+        raise InvalidTradesError("no trades to draw")
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+        raise InvalidParameterError(f"buckets must be a whole number >= 1, got {buckets!r}")
+    fig = None
+    if ax is None:
+        fig = new_figure((9.0, 5.0))
+        ax = fig.subplots()
+    tcol = trades["time"]
+    ms = (tcol.dt.epoch("ms") if isinstance(tcol.dtype, pl.Datetime) else tcol).to_numpy()
+    prices = trades["price"].to_numpy()
+    t, lows, highs, last = _bucketed(ms.astype(np.int64), prices.astype(float), buckets)
+    when = (t.astype("datetime64[ms]")).astype(dt.datetime)
+    when = [w.replace(tzinfo=dt.UTC) for w in when]
+    if profile is not None:
+        _draw_levels(ax, profile, labels=False)
+    ax.fill_between(when, lows, highs, step="post", color=PRICE_COLOR, alpha=0.25, linewidth=0,
+                    gid="price_range")
+    ax.plot(when, last, drawstyle="steps-post", color=PRICE_COLOR, linewidth=0.9,
+            gid="price")
+    locator = mdates.AutoDateLocator(tz=dt.UTC)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=dt.UTC))
+    ax.set_xlabel("Time (UTC)")
+    if profile is not None:
+        ax.set_xlim(profile.start or when[0], profile.end or when[-1])
+        _, quote = _split_symbol(profile.symbol)
+        ax.set_ylabel(f"Price ({quote})")
+    ax.grid(color="#e0e0e0", linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig if fig is not None else ax

@@ -1,0 +1,36 @@
+"""A local Binance-compatible server: aggTrade streams and REST history, with faults.
+
+Binance cannot be reached from the project's machines, so tests, ``make demo`` and the
+notebooks collect from this simulator instead::
+
+    from tradelab.simulator import Faults, Simulator
+
+    async with Simulator(("BTCUSDT", "ETHUSDT"), source="synthetic", speed=10,
+                         faults=Faults(drop_every=30, skip_rate=0.001)) as sim:
+        ...  # collect from sim.ws_url / sim.rest_url, then compare with sim.published(...)
+
+    with Simulator(source="recordings") as sim:   # synchronous code: a background thread
+        print(sim.ws_url, sim.rest_url)
+
+Modules: :mod:`.sources` (synthetic generator, looping replay of the shared recordings),
+:mod:`.faults` (the :class:`Faults` settings), :mod:`.protocol` (Binance frame and REST
+formats, pure), :mod:`.history` (what was published, REST queries), :mod:`.server` (the
+asyncio server).
+"""
+
+from __future__ import annotations
+
+from .faults import MALFORMED_KINDS, Faults
+from .history import RangeSet, TradeHistory
+from .server import Simulator
+from .sources import ReplaySource, SyntheticSource
+
+__all__ = [
+    "MALFORMED_KINDS",
+    "Faults",
+    "RangeSet",
+    "ReplaySource",
+    "Simulator",
+    "SyntheticSource",
+    "TradeHistory",
+]

@@ -1,0 +1,1021 @@
+"""The Binance-compatible simulator: WebSocket streams and REST on one asyncio port.
+
+One ``websockets`` server answers both: WebSocket upgrades on ``/ws/<stream>``, ``/ws`` and
+``/stream?streams=a/b`` go to the stream handler, and plain HTTP ``GET /api/v3/...`` requests
+are answered from the ``process_request`` hook (``Connection: close``, one request per TCP
+connection, which every HTTP client handles).
+
+Per symbol a feed task pulls trades from its source, maps source time onto the wall clock,
+applies the stream faults (skipped ids, malformed frames), records what it made available in
+a :class:`~tradelab.simulator.history.TradeHistory` (served by REST, exposed by
+:meth:`Simulator.published`) and queues the frames for each subscribed connection. Each
+connection has a sender task and a watcher that applies the connection faults (drops, stalls,
+lifetime, ``serverShutdown``); keepalive pings are websockets' own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import http
+import json
+import math
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import polars as pl
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame
+from websockets.http11 import Request, Response
+
+from ..config import parse_symbols
+from ..exceptions import CollectorStateError, InvalidParameterError
+from ..logs import get_logger
+from . import protocol as proto
+from .faults import Faults
+from .history import RangeSet, TradeHistory
+from .sources import (
+    ReplaySource,
+    SyntheticSource,
+    Trade,
+    TradeSource,
+    live_time,
+    load_recordings,
+    tick_size,
+)
+
+__all__ = ["Simulator"]
+
+log = get_logger("tradelab.simulator")
+
+REST_WEIGHTS: dict[str, int] = {
+    "/api/v3/aggTrades": 4,
+    "/api/v3/exchangeInfo": 20,
+    "/api/v3/ping": 1,
+    "/api/v3/time": 1,
+}
+_WATCH_TICK = 0.02  # seconds between fault checks per connection
+_BATCH_MAX = 5_000  # trades published per feed step at most
+_FAST_CHUNK = 500  # trades per step when running as fast as possible
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(eq=False)
+class _Conn:
+    """One WebSocket client's state."""
+
+    ws: ServerConnection
+    cid: int
+    combined: bool
+    micro: bool
+    streams: list[str]
+    opened: float
+    queue: list[str] = field(default_factory=list)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    stalled_until: float = 0.0
+    next_stall_at: float = math.inf
+    shutdown_sent: bool = False
+    close_reason: str | None = None
+    frames_sent: int = 0
+    incoming: deque[float] = field(default_factory=deque)
+
+    def enqueue(self, frames: list[str], limit: int) -> bool:
+        """Queue frames; False if the client is too slow (queue over ``limit``)."""
+        if self.stalled_until:
+            return True
+        self.queue.extend(frames)
+        self.drained.clear()
+        self.wakeup.set()
+        return len(self.queue) <= limit
+
+
+class _SimConnection(ServerConnection):
+    """A server connection that counts every incoming frame (pings, pongs, control
+    messages) for Binance's 5-messages-per-second limit."""
+
+    simulator: Simulator | None = None
+    target: proto.StreamTarget | None = None
+    conn: _Conn | None = None
+
+    def process_event(self, event: Any) -> None:
+        if self.request is not None and isinstance(event, Frame) and self.simulator:
+            self.simulator._count_incoming(self)
+        super().process_event(event)
+
+
+@dataclass
+class _Feed:
+    symbol: str
+    source: TradeSource
+    history: TradeHistory
+    subscribers: set[_Conn] = field(default_factory=set)
+    produced: int = 0
+    exhausted: bool = False
+    pending: deque[Trade] = field(default_factory=deque)
+    src0: float | None = None
+    wall0: float = 0.0
+    skip_left: int = 0
+    skip_hole: bool = False
+    has_subscriber: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Simulator:
+    """A local Binance: aggTrade streams and REST history for ``symbols``, with faults.
+
+    Args:
+        symbols: symbols to serve (``"BTCUSDT,ETHUSDT"`` or an iterable).
+        source: ``"synthetic"`` (random walk, any symbol), ``"recordings"`` (each symbol's
+            shared recording), a recording file name/path, or a mapping symbol -> trade frame.
+        speed: 1 = recorded pace, N = N× faster; 0 or ``math.inf`` = as fast as clients read
+            (then production pauses while nobody subscribes, unless ``max_trades`` is set).
+        faults: the :class:`Faults` to inject (none by default); see :meth:`set_faults`.
+        host, port: where to listen; port 0 picks a free port (see :attr:`port`).
+        seed: seeds the synthetic data and every random fault decision.
+        rate_per_s: synthetic trades per second per symbol at speed 1 (default ~24 for BTC).
+        first_agg_id: first synthetic agg id (default: a realistic, time-based number).
+        loop: replay recordings forever (ids and times shifted each round) or once.
+        max_trades: stop producing after this many trades per symbol (None: never).
+        history_limit: trades kept per symbol for REST and :meth:`published_frame` (the id
+            accounting of :meth:`published` is never trimmed).
+        weight_limit: REST weight per minute before HTTP 429 (Binance: 6000).
+        max_incoming_per_second: incoming frames per connection per second before the
+            connection is closed (Binance: 5; None disables).
+        send_queue_limit: frames queued for one slow client before it is disconnected.
+    """
+
+    def __init__(
+        self,
+        symbols: str | Sequence[str] = ("BTCUSDT", "ETHUSDT"),
+        *,
+        source: str | Path | Mapping[str, pl.DataFrame] = "synthetic",
+        speed: float = 1.0,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        rate_per_s: float | None = None,
+        first_agg_id: int | None = None,
+        loop: bool = True,
+        max_trades: int | None = None,
+        history_limit: int | None = 5_000_000,
+        weight_limit: int = 6000,
+        max_incoming_per_second: int | None = 5,
+        send_queue_limit: int = 200_000,
+    ) -> None:
+        self.symbols = parse_symbols(symbols)
+        if (
+            isinstance(speed, bool)
+            or not isinstance(speed, int | float)
+            or speed < 0
+            or (speed != speed)
+        ):
+            raise InvalidParameterError(
+                f"speed must be a number >= 0 (1 = real time, 10 = ten times faster, 0 or inf "
+                f"= as fast as possible), got {speed!r}"
+            )
+        self.speed = math.inf if speed in (0, math.inf) else float(speed)
+        if faults is not None and not isinstance(faults, Faults):
+            raise InvalidParameterError(f"faults must be a Faults value, got {type(faults)}")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidParameterError(f"port must be an integer 0..65535, got {port!r}")
+        for name, value, low in (
+            ("max_trades", max_trades, 1),
+            ("history_limit", history_limit, 1000),
+            ("max_incoming_per_second", max_incoming_per_second, 1),
+        ):
+            if value is not None and (not isinstance(value, int) or value < low):
+                raise InvalidParameterError(
+                    f"{name} must be an integer >= {low} or None, got {value!r}"
+                )
+        for name, value, low in (
+            ("weight_limit", weight_limit, 1),
+            ("send_queue_limit", send_queue_limit, 1),
+        ):
+            if not isinstance(value, int) or value < low:
+                raise InvalidParameterError(f"{name} must be an integer >= {low}, got {value!r}")
+        if (
+            isinstance(source, str)
+            and source not in ("synthetic", "recordings")
+            and not (source.endswith((".gz", ".csv", ".tsv", ".txt")))
+        ):
+            raise InvalidParameterError(
+                f"source must be 'synthetic', 'recordings', a recording file name or path, or "
+                f"a mapping of symbol -> trades frame; got {source!r}"
+            )
+        self.source = source
+        self.host = host
+        self.requested_port = port
+        self.seed = seed
+        self.rate_per_s = rate_per_s
+        self.first_agg_id = first_agg_id
+        self.loop = loop
+        self.max_trades = max_trades
+        self.history_limit = history_limit
+        self.weight_limit = weight_limit
+        self.max_incoming_per_second = max_incoming_per_second
+        self.send_queue_limit = send_queue_limit
+        self._faults = faults or Faults()
+        self._rest_fail_left = self._faults.rest_fail_next
+        self._rng = random.Random(seed)
+        self._histories = {s: TradeHistory(s, limit=history_limit) for s in self.symbols}
+        self._feeds: dict[str, _Feed] = {}
+        self._conns: set[_Conn] = set()
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_cid = 0
+        self._counts: Counter[str] = Counter()
+        self._weight_window = 0
+        self._weight_used = 0
+        self._ban_until = 0.0
+        self._tick_sizes: dict[str, float] = {}
+        self._thread: _SimThread | None = None
+        self.port: int | None = None
+
+    # --- public API ---------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force."""
+        return self._faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Switch faults at runtime (thread-safe); the REST countdown restarts."""
+        if not isinstance(faults, Faults):
+            raise InvalidParameterError(f"faults must be a Faults value, got {type(faults)}")
+        self._faults = faults
+        self._rest_fail_left = faults.rest_fail_next
+        log.info(
+            "Simulator faults set: %s",
+            faults.active or "none",
+            extra={"faults": {k: str(v) for k, v in faults.active.items()}},
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def ws_url(self) -> str:
+        """Stream base URL (clients append ``/stream?streams=...`` or ``/ws/<stream>``)."""
+        return f"ws://{self._url_host}:{self._require_port()}"
+
+    @property
+    def rest_url(self) -> str:
+        """REST base URL (clients append ``/api/v3/aggTrades?...``)."""
+        return f"http://{self._url_host}:{self._require_port()}"
+
+    @property
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def _require_port(self) -> int:
+        if self.port is None:
+            raise CollectorStateError("the simulator is not started: call start() first")
+        return self.port
+
+    def published(self, symbol: str) -> list[int]:
+        """Every agg id made available for ``symbol`` (stream or REST), ascending."""
+        return self._history(symbol).published.to_list()
+
+    def published_ranges(self, symbol: str) -> RangeSet:
+        """The published agg ids of ``symbol`` as compact inclusive ranges."""
+        h = self._history(symbol)
+        return RangeSet(h.published.ranges)
+
+    def published_frame(self, symbol: str) -> pl.DataFrame:
+        """The published trades of ``symbol`` in the trade schema (the last ``history_limit``
+        of them; compare with what a collector stored)."""
+        return self._history(symbol).frame()
+
+    def unrepairable(self, symbol: str) -> list[tuple[int, int]]:
+        """The id ranges skipped on both stream and REST (holes in :meth:`published`)."""
+        return self._history(symbol).published.gaps()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: connections, closes by reason, faults injected, frames, REST answers."""
+        out: dict[str, Any] = dict(sorted(self._counts.items()))
+        out["connections_open"] = len(self._conns)
+        out["published"] = {s: len(h.published) for s, h in self._histories.items()}
+        return out
+
+    def _history(self, symbol: str) -> TradeHistory:
+        sym = symbol.upper() if isinstance(symbol, str) else symbol
+        if sym not in self._histories:
+            raise InvalidParameterError(
+                f"{symbol!r} is not simulated; symbols: {', '.join(self.symbols)}"
+            )
+        return self._histories[sym]
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> Simulator:
+        """Build the sources, listen on ``host:port`` and start publishing; returns self."""
+        if self._server is not None:
+            raise CollectorStateError("the simulator is already running")
+        self._loop = asyncio.get_running_loop()
+        sources = self._build_sources()
+        self._server = await serve(
+            self._handle_ws,
+            self.host,
+            self.requested_port,
+            process_request=self._process_request,
+            create_connection=self._create_connection,  # type: ignore[arg-type]
+            compression=None,
+            max_size=2**16,
+            close_timeout=2,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        wall0 = time.time() * 1000.0
+        for sym, src in sources.items():
+            feed = _Feed(sym, src, self._histories[sym], wall0=wall0)
+            self._feeds[sym] = feed
+            self._tasks.append(asyncio.create_task(self._run_feed(feed), name=f"sim-feed-{sym}"))
+        log.info(
+            "Simulator serving %s on %s (REST %s), source %s, speed %s",
+            ",".join(self.symbols),
+            self.ws_url,
+            self.rest_url,
+            self._source_label(),
+            "max" if self.speed == math.inf else f"{self.speed:g}x",
+            extra={
+                "symbols": list(self.symbols),
+                "ws_url": self.ws_url,
+                "rest_url": self.rest_url,
+                "speed": self.speed,
+            },
+        )
+        return self
+
+    async def stop(self) -> None:
+        """Stop publishing, close every connection (1001) and the listening socket."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        for t in self._tasks:
+            t.cancel()
+        for c in list(self._conns):
+            if c.stalled_until:
+                c.stalled_until = 0.0
+                with contextlib.suppress(Exception):
+                    c.ws.transport.resume_reading()
+            if c.close_reason is None:
+                c.close_reason = "server_stop"
+        server.close(close_connections=True)
+        await server.wait_closed()
+        for t in [*self._tasks, *self._conn_tasks]:
+            t.cancel()
+        await asyncio.gather(*self._tasks, *self._conn_tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._feeds.clear()
+        log.info("Simulator stopped", extra={"stats": self.stats()})
+
+    async def __aenter__(self) -> Simulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def run_in_thread(self) -> Simulator:
+        """Start in a background thread with its own event loop (for synchronous tests and
+        notebooks); stop with :meth:`stop_thread` or use ``with Simulator(...) as sim:``."""
+        if self._thread is not None:
+            raise CollectorStateError("the simulator already runs in a thread")
+        self._thread = _SimThread(self)
+        self._thread.begin()
+        return self
+
+    def stop_thread(self) -> None:
+        """Stop a simulator started by :meth:`run_in_thread` and join its thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.end()
+
+    def __enter__(self) -> Simulator:
+        return self.run_in_thread()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_thread()
+
+    def _source_label(self) -> str:
+        return "mapping" if isinstance(self.source, Mapping) else str(self.source)
+
+    def _build_sources(self) -> dict[str, TradeSource]:
+        if self.source == "synthetic":
+            start = _now_ms()
+            return {
+                s: SyntheticSource(
+                    s,
+                    start_ms=start,
+                    first_agg_id=None
+                    if self.first_agg_id is None
+                    else self.first_agg_id + 10**9 * i,
+                    rate_per_s=self.rate_per_s,
+                    seed=self.seed + i,
+                )
+                for i, s in enumerate(self.symbols)
+            }
+        frames = load_recordings(self.symbols, self.source)
+        for sym, frame in frames.items():
+            if frame.height:
+                self._tick_sizes[sym] = tick_size(sym, float(frame["price"].median()))
+        return {s: ReplaySource(s, frames[s], loop=self.loop) for s in self.symbols}
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def _run_feed(self, feed: _Feed) -> None:
+        try:
+            while True:
+                if self.max_trades is not None and feed.produced >= self.max_trades:
+                    break
+                if not feed.pending:
+                    chunk = (
+                        await asyncio.to_thread(feed.source.next_chunk)
+                        if isinstance(feed.source, SyntheticSource)
+                        else feed.source.next_chunk()
+                    )
+                    if not chunk:
+                        break
+                    if feed.src0 is None:
+                        feed.src0 = chunk[0][5]
+                    feed.pending.extend(chunk)
+                if self.speed == math.inf:
+                    await self._step_fast(feed)
+                else:
+                    await self._step_paced(feed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "Simulator feed for %s failed", feed.symbol, extra={"symbol": feed.symbol}
+            )
+            raise
+        feed.exhausted = True
+        log.info(
+            "Simulator source for %s exhausted after %d trades",
+            feed.symbol,
+            feed.produced,
+            extra={"symbol": feed.symbol, "trades": feed.produced},
+        )
+
+    def _take(self, feed: _Feed, n: int) -> list[Trade]:
+        if self.max_trades is not None:
+            n = min(n, self.max_trades - feed.produced)
+        out = []
+        pending = feed.pending
+        while pending and len(out) < n:
+            out.append(pending.popleft())
+        return out
+
+    async def _step_paced(self, feed: _Feed) -> None:
+        assert feed.src0 is not None
+        now = time.time() * 1000.0
+        due_src = feed.src0 + (now - feed.wall0) * self.speed
+        pending = feed.pending
+        if pending[0][5] > due_src:
+            wait = live_time(pending[0][5], feed.src0, feed.wall0, self.speed) - now
+            await asyncio.sleep(min(max(wait / 1000.0, 0.001), 0.25))
+            return
+        batch = []
+        limit = (
+            _BATCH_MAX
+            if self.max_trades is None
+            else min(_BATCH_MAX, self.max_trades - feed.produced)
+        )
+        while pending and pending[0][5] <= due_src and len(batch) < limit:
+            a, p, q, f, la, t, m = pending.popleft()
+            live = int(live_time(t, feed.src0, feed.wall0, self.speed))
+            batch.append((a, p, q, f, la, live, m))
+        self._publish(feed, batch, int(now))
+        await asyncio.sleep(0)
+
+    async def _step_fast(self, feed: _Feed) -> None:
+        if self.max_trades is None and not feed.subscribers:
+            feed.has_subscriber.clear()
+            await feed.has_subscriber.wait()
+        now = _now_ms()
+        batch = [
+            (a, p, q, f, la, now, m) for a, p, q, f, la, _t, m in self._take(feed, _FAST_CHUNK)
+        ]
+        self._publish(feed, batch, now)
+        # Back-pressure: wait until every subscriber has sent most of its queue.
+        for c in list(feed.subscribers):
+            while len(c.queue) > 4 * _FAST_CHUNK and c in self._conns:
+                c.drained.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(c.drained.wait(), 0.05)
+        await asyncio.sleep(0)
+
+    def _publish(self, feed: _Feed, batch: list[Trade], now: int) -> None:
+        """Apply the stream faults to ``batch``, record it, and queue frames to subscribers."""
+        if not batch:
+            return
+        faults = self._faults
+        rng = self._rng
+        sym = feed.symbol
+        kept: list[Trade] = []
+        items: list[tuple[str, Trade]] = []  # ("t" | malformed kind, trade)
+        for t in batch:
+            if feed.skip_left == 0 and faults.skip_rate and rng.random() < faults.skip_rate:
+                feed.skip_left = faults.skip_length
+                feed.skip_hole = rng.random() < faults.skip_unrepairable
+                self._counts["gaps_injected"] += 1
+                if feed.skip_hole:
+                    self._counts["gaps_unrepairable"] += 1
+            if feed.skip_left:
+                feed.skip_left -= 1
+                if feed.skip_hole:
+                    self._counts["skipped_ids_unrepairable"] += 1
+                    continue
+                self._counts["skipped_ids_repairable"] += 1
+                kept.append(t)
+                continue
+            kept.append(t)
+            if faults.malformed_rate and rng.random() < faults.malformed_rate:
+                kind = rng.choice(faults.malformed_kinds)
+                items.append((kind, t))
+                self._counts["malformed_frames"] += 1
+                self._counts[f"malformed_{kind}"] += 1
+            items.append(("t", t))
+        feed.produced += len(batch)
+        feed.history.append(kept)
+        self._counts["trades_published"] += len(kept)
+        if not feed.subscribers or not items:
+            return
+        rendered: dict[tuple[bool, bool], list[str]] = {}
+        for c in list(feed.subscribers):
+            key = (c.combined, c.micro)
+            frames = rendered.get(key)
+            if frames is None:
+                frames = rendered[key] = self._render(sym, items, now, *key)
+            if not c.enqueue(frames, self.send_queue_limit):
+                self._disconnect(c, "slow_consumer", 1008, "client too slow to read the stream")
+
+    def _render(
+        self, sym: str, items: list[tuple[str, Trade]], now: int, combined: bool, micro: bool
+    ) -> list[str]:
+        stream = proto.stream_name(sym)
+        out = []
+        for kind, t in items:
+            if kind == "t":
+                payload, cut = proto.format_payload(sym, t, now, micro=micro), False
+            else:
+                payload, cut = proto.malformed_payload(kind, sym, t, now, self._rng)
+            frame = proto.wrap_combined(stream, payload) if combined else payload
+            if cut:
+                frame = frame[: max(1, len(frame) // 2)]
+            out.append(frame)
+        return out
+
+    # --- WebSocket connections ----------------------------------------------------------------
+
+    def _create_connection(self, protocol: Any, server: Any, **kwargs: Any) -> _SimConnection:
+        kwargs["ping_interval"] = self._faults.ping_interval
+        kwargs["ping_timeout"] = self._faults.ping_timeout
+        conn = _SimConnection(protocol, server, **kwargs)
+        conn.simulator = self
+        return conn
+
+    def _count_incoming(self, ws: _SimConnection) -> None:
+        limit = self.max_incoming_per_second
+        c = ws.conn
+        if limit is None or c is None or c.close_reason is not None:
+            return
+        now = time.monotonic()
+        c.incoming.append(now)
+        while c.incoming and c.incoming[0] <= now - 1.0:
+            c.incoming.popleft()
+        if len(c.incoming) > limit:
+            log.warning(
+                "Simulator closing connection %d: more than %d incoming messages per second",
+                c.cid,
+                limit,
+                extra={"connection": c.cid, "limit": limit},
+            )
+            self._disconnect(c, "rate_limit", 1008, "Too many messages")
+
+    def _disconnect(self, c: _Conn, reason: str, code: int | None, text: str = "") -> None:
+        """Close (``code``) or abort (``code=None``) a connection, counting the reason."""
+        if c.close_reason is not None:
+            return
+        c.close_reason = reason
+        self._counts[f"closed_{reason}"] += 1
+        if c.stalled_until:
+            c.stalled_until = 0.0
+            with contextlib.suppress(Exception):
+                c.ws.transport.resume_reading()
+        if code is None:
+            c.ws.transport.abort()
+        else:
+            task = asyncio.get_running_loop().create_task(c.ws.close(code, text))
+            self._conn_tasks.add(task)
+            task.add_done_callback(self._conn_tasks.discard)
+
+    async def _handle_ws(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, _SimConnection) and ws.target is not None
+        self._next_cid += 1
+        target = ws.target
+        c = _Conn(ws, self._next_cid, target.combined, target.micro, [], time.monotonic())
+        ws.conn = c
+        faults = self._faults
+        if faults.stall_every:
+            c.next_stall_at = c.opened + faults.stall_every
+        self._conns.add(c)
+        self._counts["connections_opened"] += 1
+        for s in target.streams:
+            self._subscribe(c, s)
+        log.info(
+            "Simulator connection %d opened: %s",
+            c.cid,
+            ",".join(target.streams) or "-",
+            extra={"connection": c.cid, "streams": list(target.streams)},
+        )
+        sender = asyncio.create_task(self._sender(c))
+        watcher = asyncio.create_task(self._watch(c))
+        try:
+            async for message in ws:
+                await self._control(c, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+            watcher.cancel()
+            await asyncio.gather(sender, watcher, return_exceptions=True)
+            for s in list(c.streams):
+                self._unsubscribe(c, s)
+            self._conns.discard(c)
+            reason = c.close_reason
+            if reason is None:
+                sent = ws.protocol.close_sent
+                if sent is not None and sent.code == 1011 and "keepalive" in sent.reason:
+                    reason = "ping_timeout"
+                else:
+                    reason = "client"
+                self._counts[f"closed_{reason}"] += 1
+            log.info(
+                "Simulator connection %d closed (%s) after %d frames",
+                c.cid,
+                reason,
+                c.frames_sent,
+                extra={"connection": c.cid, "reason": reason, "frames": c.frames_sent},
+            )
+
+    def _subscribe(self, c: _Conn, stream: str) -> None:
+        if stream in c.streams:
+            return
+        c.streams.append(stream)
+        sym = stream.split("@", 1)[0].upper()
+        feed = self._feeds.get(sym)
+        if feed is None:
+            log.warning(
+                "Simulator: stream %s has no data here (symbols: %s)",
+                stream,
+                ",".join(self.symbols),
+                extra={"stream": stream},
+            )
+            return
+        feed.subscribers.add(c)
+        feed.has_subscriber.set()
+
+    def _unsubscribe(self, c: _Conn, stream: str) -> None:
+        if stream in c.streams:
+            c.streams.remove(stream)
+        feed = self._feeds.get(stream.split("@", 1)[0].upper())
+        if feed is not None:
+            feed.subscribers.discard(c)
+
+    async def _control(self, c: _Conn, message: str | bytes) -> None:
+        try:
+            req = proto.parse_control(message)
+        except proto.ApiError as err:
+            reply = {"error": {"code": err.code, "msg": err.msg}, "id": err.req_id}
+        else:
+            if req.method == "SUBSCRIBE":
+                if len(set(c.streams) | set(req.params)) > proto.MAX_STREAMS:
+                    reply = {
+                        "error": {
+                            "code": 2,
+                            "msg": f"Invalid request: more than {proto.MAX_STREAMS} streams",
+                        },
+                        "id": req.id,
+                    }
+                else:
+                    for s in req.params:
+                        self._subscribe(c, s)
+                    reply = {"result": None, "id": req.id}
+            elif req.method == "UNSUBSCRIBE":
+                for s in req.params:
+                    self._unsubscribe(c, s)
+                reply = {"result": None, "id": req.id}
+            else:
+                reply = {"result": list(c.streams), "id": req.id}
+        self._counts["control_messages"] += 1
+        with contextlib.suppress(ConnectionClosed):
+            await c.ws.send(json.dumps(reply, separators=(",", ":")))
+
+    async def _sender(self, c: _Conn) -> None:
+        ws = c.ws
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                if not c.queue:
+                    c.drained.set()
+                    c.wakeup.clear()
+                    await c.wakeup.wait()
+                    continue
+                frames, c.queue = c.queue, []
+                # Send in slices so a big backlog neither blocks the loop nor bloats buffers.
+                for i in range(0, len(frames), 256):
+                    if c.stalled_until or c.close_reason is not None:
+                        break
+                    part = frames[i : i + 256]
+                    async with ws.send_context():
+                        protocol = ws.protocol
+                        for frame in part:
+                            protocol.send_text(frame.encode())
+                        # One socket write per slice instead of one per frame.
+                        ws.transport.write(b"".join(protocol.data_to_send()))
+                    c.frames_sent += len(part)
+                    self._counts["frames_sent"] += len(part)
+
+    async def _watch(self, c: _Conn) -> None:
+        """Apply the connection faults on a short tick."""
+        while c.close_reason is None:
+            await asyncio.sleep(_WATCH_TICK)
+            f = self._faults
+            now = time.monotonic()
+            age = now - c.opened
+            if f.drop_every is not None and age >= f.drop_every:
+                self._counts["drops"] += 1
+                self._disconnect(c, "drop", None)
+                return
+            if f.drop_probability and self._rng.random() < 1 - (1 - f.drop_probability) ** (
+                _WATCH_TICK
+            ):
+                self._counts["drops"] += 1
+                self._disconnect(c, "drop", None)
+                return
+            if f.lifetime is not None and age >= f.lifetime:
+                self._disconnect(c, "lifetime", 1000, "connection lifetime reached")
+                return
+            if f.shutdown_after is not None and not c.shutdown_sent and age >= f.shutdown_after:
+                c.shutdown_sent = True
+                self._counts["shutdown_events"] += 1
+                frame = proto.shutdown_frame(_now_ms(), style=f.shutdown_style, combined=c.combined)
+                with contextlib.suppress(ConnectionClosed):
+                    await c.ws.send(frame)
+                log.info(
+                    "Simulator sent serverShutdown on connection %d",
+                    c.cid,
+                    extra={"connection": c.cid},
+                )
+            if c.shutdown_sent and age >= (f.shutdown_after or 0) + f.shutdown_grace:
+                self._disconnect(c, "shutdown", 1001, "server shutdown")
+                return
+            if c.stalled_until and now >= c.stalled_until:
+                c.stalled_until = 0.0
+                with contextlib.suppress(Exception):
+                    c.ws.transport.resume_reading()
+                c.next_stall_at = now + (f.stall_every or math.inf)
+            elif not c.stalled_until and f.stall_every is not None:
+                if c.next_stall_at == math.inf:
+                    c.next_stall_at = now + f.stall_every
+                elif now >= c.next_stall_at and f.stall_seconds > 0:
+                    c.stalled_until = now + f.stall_seconds
+                    c.queue.clear()
+                    self._counts["stalls"] += 1
+                    c.ws.transport.pause_reading()
+                    log.info(
+                        "Simulator stalls connection %d for %.1f s",
+                        c.cid,
+                        f.stall_seconds,
+                        extra={"connection": c.cid},
+                    )
+
+    # --- REST ---------------------------------------------------------------------------------
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        if parts.path.startswith("/api/"):
+            return self._rest(parts.path, parts.query)
+        try:
+            target = proto.parse_stream_path(request.path)
+        except proto.ApiError as err:
+            return self._json_response(err.status, err.body())
+        assert isinstance(ws, _SimConnection)
+        ws.target = target
+        return None  # proceed with the WebSocket handshake
+
+    def _json_response(
+        self, status: int, body: str, headers: Sequence[tuple[str, str]] = ()
+    ) -> Response:
+        data = body.encode()
+        hdrs = Headers(
+            [
+                ("Date", email.utils.formatdate(usegmt=True)),
+                ("Content-Type", "application/json;charset=UTF-8"),
+                ("Content-Length", str(len(data))),
+                ("Connection", "close"),
+                *headers,
+            ]
+        )
+        return Response(status, http.HTTPStatus(status).phrase, hdrs, data)
+
+    def _rest(self, path: str, query: str) -> Response:
+        self._counts["rest_requests"] += 1
+        weight = REST_WEIGHTS.get(path)
+        if weight is None:
+            self._counts["rest_404"] += 1
+            return self._json_response(
+                404,
+                json.dumps(
+                    {
+                        "code": -1000,
+                        "msg": f"Unknown endpoint {path}; this "
+                        "simulator serves " + ", ".join(REST_WEIGHTS),
+                    }
+                ),
+            )
+        now = time.time()
+        f = self._faults
+        # Injected rate limiting: the next K requests, or at a rate.
+        inject = False
+        if self._rest_fail_left > 0:
+            self._rest_fail_left -= 1
+            inject = True
+        elif f.rest_fail_rate and self._rng.random() < f.rest_fail_rate:
+            inject = True
+        if inject:
+            return self._rate_limited(f.rest_fail_status, f.retry_after, injected=True)
+        if now < self._ban_until:
+            return self._rate_limited(418, math.ceil(self._ban_until - now), injected=False)
+        minute = int(now // 60)
+        if minute != self._weight_window:
+            self._weight_window, self._weight_used = minute, 0
+        if self._weight_used + weight > self.weight_limit:
+            return self._rate_limited(429, max(1, math.ceil(60 - now % 60)), injected=False)
+        self._weight_used += weight
+        hdrs = [("X-MBX-USED-WEIGHT-1m", str(self._weight_used))]
+        try:
+            if path == "/api/v3/aggTrades":
+                q = proto.parse_agg_trades_query(query, self.symbols)
+                rows = self._histories[q.symbol].query(
+                    from_id=q.from_id, start_time=q.start_time, end_time=q.end_time, limit=q.limit
+                )
+                self._counts["rest_agg_trades"] += 1
+                return self._json_response(200, proto.rest_items_json(rows), hdrs)
+            if path == "/api/v3/exchangeInfo":
+                return self._json_response(200, self._exchange_info(query), hdrs)
+            if path == "/api/v3/time":
+                return self._json_response(200, json.dumps({"serverTime": _now_ms()}), hdrs)
+            return self._json_response(200, "{}", hdrs)
+        except proto.ApiError as err:
+            self._counts["rest_400"] += 1
+            return self._json_response(err.status, err.body(), hdrs)
+
+    def _rate_limited(self, status: int, retry_after: int, *, injected: bool) -> Response:
+        self._counts[f"rest_{status}"] += 1
+        if injected:
+            self._counts["rest_errors_injected"] += 1
+        if status == 418:
+            until = _now_ms() + retry_after * 1000
+            msg = (
+                f"Way too much request weight used; IP banned until {until}. "
+                "Please use WebSocket Streams for live updates to avoid bans."
+            )
+        else:
+            msg = (
+                f"Too much request weight used; current limit is {self.weight_limit} "
+                "request weight per 1 MINUTE. Please use WebSocket Streams for live "
+                "updates to avoid polling the API."
+            )
+        return self._json_response(
+            status,
+            json.dumps({"code": -1003, "msg": msg}),
+            [("Retry-After", str(retry_after)), ("X-MBX-USED-WEIGHT-1m", str(self._weight_used))],
+        )
+
+    def _exchange_info(self, query: str) -> str:
+        params = parse_qs(query)
+        wanted = list(self.symbols)
+        if "symbol" in params:
+            wanted = [params["symbol"][-1]]
+        elif "symbols" in params:
+            try:
+                wanted = json.loads(params["symbols"][-1])
+            except ValueError:
+                raise proto.ApiError(
+                    -1100,
+                    "Illegal characters found in parameter 'symbols'; "
+                    'legal format is \'["BTCUSDT","ETHUSDT"]\'.',
+                ) from None
+        bad = [s for s in wanted if s not in self.symbols]
+        if bad:
+            raise proto.ApiError(-1121, "Invalid symbol.")
+        out = []
+        for s in wanted:
+            tick = self._tick_sizes.get(s)
+            if tick is None:
+                last = self._histories[s].last()
+                tick = tick_size(s, last[1] if last else None)
+            quote = next(
+                (
+                    q
+                    for q in ("USDT", "USDC", "BTC", "ETH", "BNB")
+                    if s.endswith(q) and len(s) > len(q)
+                ),
+                s[-4:],
+            )
+            out.append(
+                {
+                    "symbol": s,
+                    "status": "TRADING",
+                    "baseAsset": s[: len(s) - len(quote)],
+                    "quoteAsset": quote,
+                    "baseAssetPrecision": 8,
+                    "quoteAssetPrecision": 8,
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": f"{tick:.8f}",
+                            "maxPrice": "1000000.00000000",
+                            "tickSize": f"{tick:.8f}",
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "minQty": "0.00001000",
+                            "maxQty": "9000.00000000",
+                            "stepSize": "0.00001000",
+                        },
+                    ],
+                }
+            )
+        return json.dumps(
+            {
+                "timezone": "UTC",
+                "serverTime": _now_ms(),
+                "rateLimits": [
+                    {
+                        "rateLimitType": "REQUEST_WEIGHT",
+                        "interval": "MINUTE",
+                        "intervalNum": 1,
+                        "limit": self.weight_limit,
+                    }
+                ],
+                "exchangeFilters": [],
+                "symbols": out,
+            }
+        )
+
+
+class _SimThread:
+    """Runs a Simulator on its own event loop in a daemon thread."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="tradelab-simulator", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.sim.start())
+        except BaseException as exc:  # report start failures to the caller's thread
+            self.error = exc
+            self.ready.set()
+            self.loop.close()
+            return
+        self.ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def begin(self) -> None:
+        self.thread.start()
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+
+    def end(self) -> None:
+        if not self.thread.is_alive():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop)
+        fut.result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)

@@ -1,0 +1,86 @@
+"""The collector's status as other processes see it, and its presentation as a table.
+
+A running :class:`~tradelab.collector.Collector` writes its status document to the store every
+few seconds (``store.put_meta("collector_status", ...)``, shape in the brief and in
+:meth:`~tradelab.collector.Collector.status`). Any process that opens the store — ``tradelab
+status``, the MCP server, another notebook — reads it with :func:`read_collector_status`, which
+applies the freshness rule: the collector counts as running only if the document says so *and*
+was updated less than :data:`STALE_AFTER_MS` (30 s) ago; otherwise ``stale`` is true (a
+collector that was killed cannot say so itself).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+__all__ = ["STALE_AFTER_MS", "STATUS_META", "format_status", "read_collector_status"]
+
+STATUS_META = "collector_status"
+STALE_AFTER_MS = 30_000
+
+
+def read_collector_status(store: Any, *, now_ms: int | None = None) -> dict[str, Any] | None:
+    """The last collector status written to ``store``, or None if no collector ever ran there.
+
+    Adds ``"stale": bool`` (True unless ``running`` and ``updated_at`` is < 30 s old) and
+    ``"age_s"`` (seconds since the last update), and sets ``running`` to False when stale.
+    """
+    doc = store.get_meta(STATUS_META)
+    if doc is None:
+        return None
+    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    updated = doc.get("updated_at")
+    age = (now - updated) / 1000.0 if isinstance(updated, int | float) else None
+    fresh = age is not None and age < STALE_AFTER_MS / 1000.0
+    out = dict(doc)
+    out["stale"] = not (bool(doc.get("running")) and fresh)
+    out["reported_running"] = bool(doc.get("running"))
+    out["running"] = bool(doc.get("running")) and fresh
+    out["age_s"] = None if age is None else round(age, 1)
+    return out
+
+
+def _ms(ms: Any) -> str:
+    if not isinstance(ms, int | float):
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_status(doc: dict[str, Any] | None) -> str:
+    """A human-readable report: one header line, then a table with one row per symbol."""
+    if doc is None:
+        return "No collector has run on this store yet (start one with `tradelab collect`)."
+    if doc.get("running"):
+        state = "running"
+    elif doc.get("stale") and doc.get("reported_running"):
+        state = f"NOT RUNNING (no update for {doc.get('age_s')} s: the collector died?)"
+    else:
+        state = "stopped"
+    lines = [
+        f"Collector {state}: pid {doc.get('pid')} on {doc.get('host')}, started "
+        f"{_ms(doc.get('started_at'))} UTC, updated {_ms(doc.get('updated_at'))} UTC",
+        f"  stream {doc.get('ws_url')}  REST {doc.get('rest_url')}  store {doc.get('store_path')}",
+    ]
+    header = ("symbol", "conn", "stored", "per min", "last trade (UTC)", "last id", "gaps d/b/u",
+              "uptime", "buffered", "last error")
+    rows = [header]
+    for sym, s in sorted((doc.get("symbols") or {}).items()):
+        rows.append((
+            sym,
+            "yes" if s.get("connected") and doc.get("running") else "no",
+            str(s.get("trades_stored", 0)),
+            f"{s.get('rate_per_min', 0.0):.0f}",
+            _ms(s.get("last_trade_time")),
+            str(s.get("last_agg_id") if s.get("last_agg_id") is not None else "-"),
+            f"{s.get('gaps_detected', 0)}/{s.get('gaps_backfilled', 0)}/"
+            f"{s.get('gaps_unrepairable', 0)}",
+            f"{100 * float(s.get('uptime_ratio', 0.0)):.1f}%",
+            str(s.get("buffered", 0)),
+            (s.get("last_error") or "-")[:60],
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
