@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import polars as pl
@@ -82,5 +83,5 @@ def test_profile_invariants(case) -> None:
 
     # vacuums are runs of thin rows inside the range, sorted and disjoint
     vac = liquidity_vacuums(vp)
-    assert all(a.price_high <= b.price_low for a, b in zip(vac, vac[1:], strict=False))
+    assert all(a.price_high <= b.price_low for a, b in itertools.pairwise(vac))
     assert all(lows[0] <= v.price_low < v.price_high <= highs[-1] for v in vac)

@@ -22,8 +22,15 @@ def test_backoff_grows_caps_and_jitters() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"initial": 0}, {"factor": 0.5}, {"max_delay": -1}, {"jitter": 2},
-               {"initial": "1"}, {"jitter": float("nan")}]
+    "kwargs",
+    [
+        {"initial": 0},
+        {"factor": 0.5},
+        {"max_delay": -1},
+        {"jitter": 2},
+        {"initial": "1"},
+        {"jitter": float("nan")},
+    ],
 )
 def test_backoff_validates(kwargs) -> None:
     with pytest.raises(InvalidParameterError):

@@ -133,8 +133,19 @@ def test_damaged_or_foreign_values_raise_not_a_database():
     with pytest.raises(NotADatabaseError, match="unknown format"):
         decode_block(msgpack.packb({"v": 99, "c": {}}))
     with pytest.raises(NotADatabaseError, match="damaged"):
-        decode_block(msgpack.packb({"v": 1, "n": 3, "t0": 0, "t1": 0, "i0": 0, "i1": 0,
-                                    "c": {"agg_id": ["d", "<i1", 0, 1, b"\x01"]}}))
+        decode_block(
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "n": 3,
+                    "t0": 0,
+                    "t1": 0,
+                    "i0": 0,
+                    "i1": 0,
+                    "c": {"agg_id": ["d", "<i1", 0, 1, b"\x01"]},
+                }
+            )
+        )
 
 
 def test_empty_block_is_refused():
@@ -158,3 +169,16 @@ def test_frame_conversion_round_trip():
     back = columns_to_frame(decode_block(encode_block(cols))[1])
     assert back.schema == pl.Schema(TRADE_SCHEMA)
     assert back.equals(df)
+
+
+def test_decode_into_preallocated_arrays_matches_decode_block():
+    from tradelab.blocks import decode_into
+
+    a, b = _cols(300, seed=1), _cols(200, seed=2)
+    b["price"] = b["price"] + 1e-11  # float64 fallback in one block
+    b["buyer_is_maker"][:] = False  # a constant column in the other
+    out = {c: np.empty(500, dtype=v.dtype) for c, v in a.items()}
+    off = decode_into(msgpack.unpackb(encode_block(a)), out, 0)
+    off += decode_into(msgpack.unpackb(encode_block(b)), out, off)
+    assert off == 500
+    _same(concat_columns([a, b]), out)

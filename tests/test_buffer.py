@@ -72,9 +72,12 @@ def test_open_store_gives_a_shared_reader_when_this_process_does_not_write(tmp_p
     assert r.readonly
     assert open_store(tmp_path / "db") is r
     assert r.last_agg_id("BTCUSDT") == 100
-    # asking to write afterwards swaps the reader for a writer
+    # asking to write afterwards opens a writer, which open_store hands out from then on;
+    # the reader handed out before keeps working and follows the writer
     w = open_store(tmp_path / "db", write=True)
-    assert not w.readonly and r.closed
+    assert not w.readonly and open_store(tmp_path / "db") is w
+    w.append("BTCUSDT", synthetic_trades("BTCUSDT", T0, 150))
+    assert not r.closed and r.last_agg_id("BTCUSDT") == 150
 
 
 def test_no_store_yet_says_how_to_start_collecting(tmp_path, monkeypatch):

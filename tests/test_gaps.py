@@ -94,8 +94,11 @@ def test_resume_from_store_opens_gap_on_first_live_trade() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31), st.lists(st.integers(1, 400), min_size=1, max_size=300),
-       st.randoms(use_true_random=False))
+@given(
+    st.integers(0, 2**31),
+    st.lists(st.integers(1, 400), min_size=1, max_size=300),
+    st.randoms(use_true_random=False),
+)
 def test_any_arrival_order_with_backfill_yields_each_id_once(base, steps, rnd) -> None:
     published = [base]
     for s in steps:

@@ -35,8 +35,10 @@ class Outputs:
 class Kernel:
     """A real ipykernel with a tiny, blocking execute() helper."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=env)
+    def __init__(self, cwd: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+        self.km, self.kc = start_new_kernel(
+            kernel_name="python3", cwd=str(cwd), env=env, extra_arguments=list(args)
+        )
 
     def execute(self, code: str, timeout: float = 60) -> Outputs:
         out = Outputs(status="")
@@ -72,11 +74,15 @@ class Kernel:
             self.km.shutdown_kernel(now=False)
 
 
+def kernel_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELAB_")}
+    env.update(MPLBACKEND="Agg", **extra)
+    return env
+
+
 @pytest.fixture
 def kernel(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELAB_")}
-    env.update(TRADELAB_DATA=str(tmp_path / "default"), MPLBACKEND="Agg")
-    k = Kernel(tmp_path, env)
+    k = Kernel(tmp_path, kernel_env(TRADELAB_DATA=str(tmp_path / "default")))
     yield k
     k.shutdown()
 
@@ -110,8 +116,9 @@ def assert_nothing_lost(path: Path, sim: Simulator, symbol: str) -> list[int]:
 
 
 def start_line(path: Path, sim: Simulator, symbols: str = "BTCUSDT") -> str:
-    return (f"%tradelab start {symbols} --data {path} --ws-url {sim.ws_url} "
-            f"--rest-url {sim.rest_url}")
+    return (
+        f"%tradelab start {symbols} --data {path} --ws-url {sim.ws_url} --rest-url {sim.rest_url}"
+    )
 
 
 def test_collects_while_idle_then_status_profile_stop(kernel, tmp_path):
@@ -132,8 +139,14 @@ def test_collects_while_idle_then_status_profile_stop(kernel, tmp_path):
         out = kernel.ok("%tradelab profile BTCUSDT --hours 1")
         assert out.png == 1
         assert "BTCUSDT volume profile, last 1 h" in out.text and "POC" in out.text
-        poc, vah, val = (float(kernel.ok(f"import tradelab; print(tradelab.get_volume_profile("
-                                         f"'BTCUSDT', 1).{k})").text) for k in ("poc", "vah", "val"))
+        poc, vah, val = (
+            float(
+                kernel.ok(
+                    f"import tradelab; print(tradelab.get_volume_profile('BTCUSDT', 1).{k})"
+                ).text
+            )
+            for k in ("poc", "vah", "val")
+        )
         assert val <= poc <= vah
 
         out = kernel.ok("%tradelab vacuums BTCUSDT")
@@ -144,7 +157,9 @@ def test_collects_while_idle_then_status_profile_stop(kernel, tmp_path):
         ids = assert_nothing_lost(path, sim, "BTCUSDT")
         assert f"{len(ids):,} BTCUSDT" in out.text
         out = kernel.execute("%tradelab stop")
-        assert out.status == "error" and out.error.startswith("UsageError: collection is not")
+        assert out.status == "error"
+        assert out.text.startswith("UsageError: collection is not running in this process")
+        assert "Traceback" not in out.text
 
 
 @pytest.mark.parametrize("how", ["restart", "shutdown"])
@@ -188,17 +203,93 @@ def test_blocking_cell_then_reconnect_and_backfill(kernel, tmp_path):
 
         kernel.ok("import time\ntime.sleep(3)  # a long computation: the loop is blocked")
 
-        # Afterwards the collector finds its connection closed, reconnects and backfills.
+        # Afterwards the collector finds its connection closed, reconnects and fetches what it
+        # missed through REST (the tail after its last id, or a gap in the stream's ids).
+        published_by_now = sim.published("BTCUSDT")[-1]
         status_code = (
             "import tradelab, json; print(json.dumps(tradelab.status()['symbols']['BTCUSDT']))"
         )
 
-        def repaired() -> bool:
+        def caught_up() -> bool:
             s = json.loads(kernel.ok(status_code).text.strip().splitlines()[-1])
-            return s["connected"] and s["gaps_detected"] >= 1 and s["gaps_backfilled"] >= \
-                s["gaps_detected"]
+            return s["connected"] and (s["last_agg_id"] or 0) >= published_by_now
 
-        wait_until(repaired, what="reconnect and backfill")
+        wait_until(caught_up, what="reconnect and backfill")
         kernel.ok("%tradelab stop")
         assert sim.stats()["connections_opened"] >= 2  # dropped for the missed pongs
+        assert_nothing_lost(path, sim, "BTCUSDT")
+
+
+def test_autostart_at_kernel_start_collects_before_any_cell(tmp_path):
+    """``--ext tradelab`` + ``TRADELAB_AUTOSTART``: the extension loads before the kernel's loop
+    runs; collection starts as soon as it does, with no cell executed."""
+    path = tmp_path / "store"
+    with Simulator(("BTCUSDT", "ETHUSDT"), speed=20, seed=14) as sim:
+        env = kernel_env(
+            TRADELAB_AUTOSTART="BTCUSDT,ETHUSDT",
+            TRADELAB_DATA=str(path),
+            TRADELAB_WS_URL=sim.ws_url,
+            TRADELAB_REST_URL=sim.rest_url,
+        )
+        k = Kernel(tmp_path, env, ("--ext=tradelab",))
+        try:
+            wait_until(lambda: stored_count(path, "ETHUSDT") >= 100, what="autostarted trades")
+            out = k.ok("%tradelab stop")
+            assert "Collection stopped" in out.text
+        finally:
+            k.shutdown()
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            assert_nothing_lost(path, sim, symbol)
+
+
+def test_background_collector_keeps_collecting_through_a_blocking_cell(kernel, tmp_path):
+    """``--background``: the collector has its own thread and loop; a blocking cell does not
+    stop it reading, so there is no disconnect and no gap at all."""
+    path = tmp_path / "store"
+    faults = Faults(ping_interval=0.3, ping_timeout=0.8)
+    with Simulator(("BTCUSDT",), speed=20, seed=15, faults=faults) as sim:
+        kernel.ok("%load_ext tradelab")
+        out = kernel.ok(start_line(path, sim) + " --background")
+        assert "(on a background thread)" in out.text
+        wait_until(lambda: stored_count(path, "BTCUSDT") >= 100, what="first trades")
+        out = kernel.ok(
+            "import time, tradelab\n"
+            "before = tradelab.status()['symbols']['BTCUSDT']['trades_stored']\n"
+            "time.sleep(3)\n"
+            "print(tradelab.status()['symbols']['BTCUSDT']['trades_stored'] - before)"
+        )
+        assert int(out.text.strip().splitlines()[-1]) > 500  # ~480/s stored while blocked
+        out = kernel.ok("%tradelab stop")
+        assert "Collection stopped" in out.text
+        assert sim.stats()["connections_opened"] == 1
+        assert_nothing_lost(path, sim, "BTCUSDT")
+
+
+def test_second_notebook_reads_the_store_and_sees_the_status(kernel, tmp_path):
+    """Two kernels on one machine: the first collects (the writer), the second reads."""
+    path = tmp_path / "store"
+    with Simulator(("BTCUSDT",), speed=60, seed=16) as sim:
+        kernel.ok("%load_ext tradelab")
+        kernel.ok(start_line(path, sim) + " --background")
+        pid = kernel.ok("import os; print(os.getpid())").text.strip()
+        wait_until(lambda: stored_count(path, "BTCUSDT") >= 1200, what="trades")
+        other = Kernel(tmp_path, kernel_env(TRADELAB_DATA=str(path)))
+        try:
+            other.ok("%load_ext tradelab")
+            # the collector publishes its status every 5 s: wait for a fresh one
+            other.ok(
+                "import asyncio, tradelab\n"
+                "while not tradelab.status()['symbols'].get('BTCUSDT', {}).get('trades_stored'):\n"
+                "    await asyncio.sleep(0.2)"
+            )
+            out = other.ok("%tradelab status")
+            assert f"Collector running in pid {pid}" in out.html[0]
+            out = other.ok("%tradelab profile BTCUSDT")  # reads the writer's store
+            assert out.png == 1 and "POC" in out.text
+            out = other.execute("%tradelab start BTCUSDT")  # only one writer per store
+            assert out.status == "error" and out.text.startswith("UsageError: ")
+            assert "Traceback" not in out.text
+        finally:
+            other.shutdown()
+        kernel.ok("%tradelab stop")
         assert_nothing_lost(path, sim, "BTCUSDT")

@@ -119,7 +119,7 @@ def test_data_dir_that_is_a_file_is_refused(ip, tmp_path):
 
 
 def test_profile_without_a_store_says_how_to_start(ip, tmp_path):
-    with pytest.raises(UsageError, match="no trade store at .*%tradelab start"):
+    with pytest.raises(UsageError, match=r"no trade store at .*%tradelab start"):
         magic(ip, f"profile BTCUSDT --data {tmp_path / 'nothing-here'}")
 
 
@@ -163,15 +163,29 @@ def test_status_shows_another_process_collector(ip, capsys, tmp_path):
     store = open_store(path, write=True)
     now = int(time.time() * 1000)
     doc = {
-        "pid": 999_999, "host": "elsewhere", "running": True, "started_at": now - 65_000,
-        "updated_at": now, "ws_url": "ws://127.0.0.1:9", "rest_url": "http://127.0.0.1:9",
+        "pid": 999_999,
+        "host": "elsewhere",
+        "running": True,
+        "started_at": now - 65_000,
+        "updated_at": now,
+        "ws_url": "ws://127.0.0.1:9",
+        "rest_url": "http://127.0.0.1:9",
         "store_path": str(path),
-        "symbols": {"ETHUSDT": {
-            "connected": True, "trades_stored": 4321, "rate_per_min": 812.5,
-            "last_trade_time": now - 200, "last_agg_id": 77, "gaps_detected": 2,
-            "gaps_backfilled": 2, "gaps_unrepairable": 0, "uptime_ratio": 0.995,
-            "buffered": 12, "last_error": None,
-        }},
+        "symbols": {
+            "ETHUSDT": {
+                "connected": True,
+                "trades_stored": 4321,
+                "rate_per_min": 812.5,
+                "last_trade_time": now - 200,
+                "last_agg_id": 77,
+                "gaps_detected": 2,
+                "gaps_backfilled": 2,
+                "gaps_unrepairable": 0,
+                "uptime_ratio": 0.995,
+                "buffered": 12,
+                "last_error": None,
+            }
+        },
     }
     store.put_meta("collector_status", doc)
     magic(ip, f"status --data {path}")
@@ -188,7 +202,7 @@ def test_status_shows_another_process_collector(ip, capsys, tmp_path):
 
 
 def _assert_figure_displayed(text: str) -> None:
-    assert "<Figure size" in text
+    assert "Figure size" in text
 
 
 def test_profile_displays_plot_and_key_figures(ip, capsys, filled):
@@ -263,7 +277,9 @@ def _assert_nothing_lost(path: Path, sim: Simulator, symbol: str) -> list[int]:
 @pytest.mark.slow
 def test_start_status_stop_through_the_magic(ip, sim, tmp_path, capsys):
     path = tmp_path / "collect"
-    magic(ip, f"start BTCUSDT ETHUSDT --data {path} --ws-url {sim.ws_url} --rest-url {sim.rest_url}")
+    magic(
+        ip, f"start BTCUSDT ETHUSDT --data {path} --ws-url {sim.ws_url} --rest-url {sim.rest_url}"
+    )
     out = capsys.readouterr().out
     assert f"Collecting BTCUSDT, ETHUSDT from {sim.ws_url} into {path}" in out
     assert session.current() is not None and session.current().background  # no loop: a thread
@@ -271,9 +287,11 @@ def test_start_status_stop_through_the_magic(ip, sim, tmp_path, capsys):
     with pytest.raises(UsageError, match="already running"):
         magic(ip, "start ETHUSDT")
 
-    _wait(lambda: all(
-        (s.get("trades_stored") or 0) > 50 for s in tradelab.status()["symbols"].values()
-    ))
+    _wait(
+        lambda: all(
+            (s.get("trades_stored") or 0) > 50 for s in tradelab.status()["symbols"].values()
+        )
+    )
     magic(ip, "status")
     out = capsys.readouterr().out
     assert "Collector running in this kernel" in out

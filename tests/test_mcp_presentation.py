@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from types import SimpleNamespace
 
@@ -42,7 +43,9 @@ def test_rows_within_the_bound_are_returned_unchanged() -> None:
     ("n", "row_size", "start"),
     [(201, 0.01, 60000.37), (1000, 0.5, 61000.5), (4321, 2.5, 3012.5), (50_000, 0.01, 1.0)],
 )
-def test_merging_keeps_totals_alignment_and_the_bound(n: int, row_size: float, start: float) -> None:
+def test_merging_keeps_totals_alignment_and_the_bound(
+    n: int, row_size: float, start: float
+) -> None:
     rows = _rows(n, row_size, start)
     merged, factor = merge_rows(rows, row_size)
     assert 1 < len(merged) <= MAX_ROWS
@@ -53,7 +56,7 @@ def test_merging_keeps_totals_alignment_and_the_bound(n: int, row_size: float, s
     # Covers exactly the traded range, contiguous, low to high.
     assert merged[0]["price_low"] == pytest.approx(rows[0]["price_low"])
     assert merged[-1]["price_high"] == pytest.approx(rows[-1]["price_high"])
-    for a, b in zip(merged, merged[1:], strict=False):
+    for a, b in itertools.pairwise(merged):
         assert a["price_high"] == pytest.approx(b["price_low"])
     # Inner edges sit on multiples of the merged row size (same prices -> same merged row).
     step = row_size * factor
@@ -77,6 +80,7 @@ def test_prices_print_with_the_decimals_the_step_needs() -> None:
     assert format_price(3012.37, 0.01) == "3,012.37"
     assert format_price(0.123456, 0.000001) == "0.123456"
     assert format_price(61790.0) == "61,790.00"
+    assert format_price(61653.75, 2.5) == "61,653.75"  # a row middle keeps its digits
 
 
 def test_vacuum_reading_is_one_line_with_zone_side_and_impact() -> None:

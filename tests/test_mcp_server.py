@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp_types import CallToolResult, ImageContent, TextContent
+from mcp.types import CallToolResult, ImageContent, TextContent
 
 import tradelab
 from tradelab.buffer import close_stores, open_store
@@ -324,3 +324,14 @@ def test_missing_store_is_explained(tmp_path: Path) -> None:
 def test_missing_symbol_argument_is_a_tool_error(store_dir: Path) -> None:
     text = error_text(call(create_server(store_dir), "get_volume_profile", {}))
     assert "symbol" in text and "Field required" in text
+
+
+def test_cli_rejects_inconsistent_options(tmp_path: Path) -> None:
+    from tradelab.cli import main
+
+    assert main(["mcp", "--data", str(tmp_path), "--ws-url", "ws://127.0.0.1:9"]) == 2
+    assert main(["mcp", "--port", "9000"]) == 2
+    with pytest.raises(SystemExit):
+        main(["mcp", "--transport", "carrier-pigeon"])
+    with pytest.raises(SystemExit):
+        main(["mcp", "--transport", "http", "--port", "70000"])

@@ -1,7 +1,7 @@
 """The ``tradelab mcp`` command over its real transports, with the SDK's own clients.
 
 - stdio: a ``tradelab mcp --data DIR`` subprocess reads (as a RocksDB secondary) a store that
-  ANOTHER process writes — a collector subprocess fed by the simulator — and must see the new
+  ANOTHER process writes — a ``tradelab collect`` subprocess fed by the simulator — and sees new
   trades as they arrive; once the writer stops, its answers must equal the Python API's.
 - streamable HTTP: ``tradelab mcp --transport http --port 0`` on 127.0.0.1, called through the
   SDK's HTTP client session.
@@ -14,7 +14,6 @@ import select
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,29 +31,6 @@ from tradelab.simulator import Simulator
 from tradelab.store import TradeStore
 
 pytestmark = pytest.mark.slow
-
-COLLECTOR_SCRIPT = textwrap.dedent(
-    """
-    import asyncio, signal, sys
-    from tradelab.collector import Collector
-
-    async def main() -> None:
-        c = Collector(["BTCUSDT"], store=sys.argv[1], ws_url=sys.argv[2], rest_url=sys.argv[3],
-                      status_interval=0.5, batch_interval=0.2, retention_interval=None)
-        await c.start()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        print("collecting", flush=True)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=120)
-        except TimeoutError:
-            pass
-        await c.stop()
-
-    asyncio.run(main())
-    """
-)
-
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELAB_")}
@@ -90,7 +66,7 @@ def _stdio(data: Path, errlog: Any) -> Client:
     return Client(stdio_client(params, errlog=errlog))
 
 
-async def _until(client: Client, check: Any, *, attempts: int = 120, pause: float = 0.25) -> Any:
+async def _until(client: Client, check: Any, *, attempts: int = 240, pause: float = 0.25) -> Any:
     """Call get_collection_status until ``check(result)`` holds (bounded)."""
     for _ in range(attempts):
         got = (await client.call_tool("get_collection_status", {})).structured_content
@@ -107,9 +83,11 @@ def _btc(status: dict[str, Any]) -> dict[str, Any]:
 def test_stdio_server_follows_a_store_another_process_writes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     errlog = (tmp_path / "mcp-stderr.txt").open("w")
-    with Simulator(("BTCUSDT",), source="synthetic", speed=1, rate_per_s=200.0, seed=7) as sim, \
-            _process([sys.executable, "-c", COLLECTOR_SCRIPT, str(data), sim.ws_url,
-                      sim.rest_url], stdout=subprocess.PIPE) as writer:
+    with Simulator(("BTCUSDT",), source="synthetic", speed=1, rate_per_s=500.0, seed=7) as sim, \
+            _process([sys.executable, "-m", "tradelab", "collect", "--symbols", "BTCUSDT",
+                      "--data", str(data), "--ws-url", sim.ws_url, "--rest-url", sim.rest_url,
+                      "--duration", "120"], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL) as writer:
 
         async def session() -> None:
             async with _stdio(data, errlog) as client:
@@ -197,3 +175,40 @@ def test_streamable_http_on_loopback(tmp_path: Path) -> None:
         assert profile.structured_content["trade_count"] == 3000
         assert profile.structured_content["poc"] == pytest.approx(vp.poc)
         assert bad.is_error and "invalid symbol 'BTC_USDT'" in bad.content[0].text
+
+
+def test_server_runs_its_own_collector_with_collect(tmp_path: Path) -> None:
+    from tradelab.buffer import close_stores, open_store
+    from tradelab.mcp_server import create_server
+
+    data = tmp_path / "data"
+    try:
+        with Simulator(("BTCUSDT",), source="synthetic", speed=1, rate_per_s=500.0,
+                       seed=11) as sim:
+            server = create_server(data, collect="btcusdt", ws_url=sim.ws_url,
+                                   rest_url=sim.rest_url)
+
+            async def session() -> tuple[dict[str, Any], Any]:
+                async with Client(server) as client:
+                    status = await _until(client, lambda s: s["collector"] is not None and s[
+                        "collector"]["running"] and _btc(s)["trades_stored"] >= 1200)
+                    profile = await client.call_tool("get_volume_profile",
+                                                     {"symbol": "BTCUSDT", "duration_hours": 1})
+                    return status, profile
+
+            status, profile = anyio.run(session)
+        assert status["collector"]["in_this_server"] is True
+        assert status["collector"]["pid"] == os.getpid()
+        assert status["collector"]["ws_url"] == sim.ws_url
+        assert "inside this MCP server" in status["summary"]
+        assert not profile.is_error, profile.content
+        assert profile.structured_content["trade_count"] >= 1200
+        # Leaving the session stopped the collector; the store says so.
+        store = open_store(data)
+        assert not store.readonly
+        doc = store.get_meta("collector_status")
+        assert doc is not None and doc["running"] is False
+        assert store.stats("BTCUSDT").trade_count >= profile.structured_content["trade_count"]
+    finally:
+        close_stores()
+

@@ -22,9 +22,19 @@ from tradelab.protocol import (
 )
 from tradelab.recordings import shared_data_dir
 
-PAYLOAD = {"e": "aggTrade", "E": 1723161255343, "s": "BTCUSDT", "a": 3105630001,
-           "p": "61837.63000000", "q": "0.02000000", "f": 3735683259, "l": 3735683260,
-           "T": 1723161255342, "m": True, "M": True}
+PAYLOAD = {
+    "e": "aggTrade",
+    "E": 1723161255343,
+    "s": "BTCUSDT",
+    "a": 3105630001,
+    "p": "61837.63000000",
+    "q": "0.02000000",
+    "f": 3735683259,
+    "l": 3735683260,
+    "T": 1723161255342,
+    "m": True,
+    "M": True,
+}
 
 
 def combined(payload: dict, stream: str = "btcusdt@aggTrade") -> str:
@@ -33,8 +43,9 @@ def combined(payload: dict, stream: str = "btcusdt@aggTrade") -> str:
 
 def test_combined_frame_parses_to_trade() -> None:
     ev = parse_frame(combined(PAYLOAD))
-    assert ev == Trade("BTCUSDT", 3105630001, 61837.63, 0.02, 3735683259, 3735683260,
-                       1723161255342, True)
+    assert ev == Trade(
+        "BTCUSDT", 3105630001, 61837.63, 0.02, 3735683259, 3735683260, 1723161255342, True
+    )
 
 
 def test_raw_frame_and_bytes_parse_too() -> None:
@@ -156,8 +167,10 @@ def test_every_recorded_frame_parses() -> None:
         pytest.skip("shared recordings not available")
     import gzip
 
-    for name in ("spot_btcusdt_20240808-09.aggTrade.tsv.gz",
-                 "multi_symbol_20210405.native_aggTrade.tsv.gz"):
+    for name in (
+        "spot_btcusdt_20240808-09.aggTrade.tsv.gz",
+        "multi_symbol_20210405.native_aggTrade.tsv.gz",
+    ):
         with gzip.open(base / name, "rt") as fh:
             n = 0
             for line in fh:

@@ -107,12 +107,12 @@ def test_asyncio_run_ending_without_stop_still_flushes(sim, tmp_path):
 
 def test_synchronous_code_gets_a_thread_and_stop_blocks(sim, tmp_path):
     path = tmp_path / "data"
-    info = tradelab.start(["BTCUSDT", "ETHUSDT"], data=path, ws_url=sim.ws_url,
-                          rest_url=sim.rest_url)
+    info = tradelab.start(
+        ["BTCUSDT", "ETHUSDT"], data=path, ws_url=sim.ws_url, rest_url=sim.rest_url
+    )
     assert info.background and "background thread" in repr(info)
     deadline = time.monotonic() + 30
-    while any((s.get("trades_stored") or 0) < 100
-              for s in tradelab.status()["symbols"].values()):
+    while any((s.get("trades_stored") or 0) < 100 for s in tradelab.status()["symbols"].values()):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     summary = tradelab.stop()
@@ -123,8 +123,10 @@ def test_synchronous_code_gets_a_thread_and_stop_blocks(sim, tmp_path):
     # the collector published its final status in the store: readable after the stop
     after = tradelab.status(path)
     assert after["running"] is False
-    assert after["symbols"]["BTCUSDT"]["trades_stored"] == summary["symbols"]["BTCUSDT"][
-        "trades_stored"]
+    assert (
+        after["symbols"]["BTCUSDT"]["trades_stored"]
+        == summary["symbols"]["BTCUSDT"]["trades_stored"]
+    )
 
 
 def test_background_collector_keeps_reading_while_the_loop_blocks(sim, tmp_path):
@@ -132,8 +134,9 @@ def test_background_collector_keeps_reading_while_the_loop_blocks(sim, tmp_path)
     path = tmp_path / "data"
 
     async def main():
-        tradelab.start("BTCUSDT", data=path, ws_url=sim.ws_url, rest_url=sim.rest_url,
-                       background=True)
+        tradelab.start(
+            "BTCUSDT", data=path, ws_url=sim.ws_url, rest_url=sim.rest_url, background=True
+        )
         await session.wait_for_trades("BTCUSDT", 50, timeout=30)
         before = tradelab.status()["symbols"]["BTCUSDT"]["trades_stored"]
         time.sleep(2.5)  # blocks this loop, like a long notebook cell
@@ -183,8 +186,9 @@ def test_store_written_by_someone_else_is_refused(tmp_path):
     other = TradeStore(path)  # another writer (in real life: another notebook's kernel)
     try:
         with pytest.raises(StoreLockedError):
-            tradelab.start("BTCUSDT", data=path, ws_url="ws://127.0.0.1:9",
-                           rest_url="http://127.0.0.1:9")
+            tradelab.start(
+                "BTCUSDT", data=path, ws_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9"
+            )
         assert session.current() is None
     finally:
         other.close()
@@ -218,10 +222,23 @@ def test_process_exit_flushes_every_received_trade(sim, tmp_path):
     path = tmp_path / "data"
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(path), sim.ws_url, sim.rest_url],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
     )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["buffered"] > 0
     ids = assert_nothing_lost(path, sim, "BTCUSDT")
     assert len(ids) >= seen["stored"] + seen["buffered"]
+
+
+def test_public_names_survive_the_status_submodule_import():
+    """``tradelab/status.py`` shares its name with ``tradelab.status()``: the function wins."""
+    import importlib
+
+    importlib.import_module("tradelab.collector")  # imports tradelab.status (the module)
+    importlib.import_module("tradelab.status")
+    assert tradelab.status is session.status
+    assert tradelab.start is session.start and tradelab.stop is session.stop

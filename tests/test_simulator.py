@@ -14,7 +14,13 @@ from tradelab.exceptions import ConfigurationError, InvalidParameterError, Inval
 from tradelab.simulator import Faults, RangeSet, ReplaySource, Simulator, SyntheticSource
 from tradelab.simulator import protocol as proto
 from tradelab.simulator.history import TradeHistory
-from tradelab.simulator.sources import load_recordings, realistic_first_agg_id
+from tradelab.simulator.sources import (
+    infer_tick,
+    live_time,
+    load_recordings,
+    realistic_first_agg_id,
+    tick_size,
+)
 
 TRADE = (3800397495, 61837.63, 0.02, 5723703861, 5723703863, 1767225600039, True)
 
@@ -281,3 +287,21 @@ def test_simulator_arguments_are_validated() -> None:
     assert sim.speed == float("inf")
     with pytest.raises(InvalidParameterError, match="not simulated"):
         sim.published("XRPUSDT")
+
+
+def test_tick_sizes() -> None:
+    assert infer_tick([61837.63, 61837.6, 61838.0]) == 0.01
+    assert infer_tick([0.21448, 0.2145]) == 0.00001
+    assert infer_tick([100.0, 101.0]) == 1.0
+    assert tick_size("BTCUSDT") == 0.01 and tick_size("XRPUSDT") == 0.0001
+    assert tick_size("X", 0.2) == 0.00001 and tick_size("X", 0.0001) == 0.00000001
+
+
+def test_live_time_maps_source_time_onto_the_wall_clock() -> None:
+    assert live_time(1_000, 1_000, 5_000, 1.0) == 5_000
+    assert live_time(2_000, 1_000, 5_000, 10.0) == 5_100
+
+
+def test_replay_can_start_at_a_chosen_id() -> None:
+    src = ReplaySource("ZILUSDT", _frame(10), first_agg_id=9_000)
+    assert [t[0] for _, t in zip(range(15), src, strict=False)] == list(range(9_000, 9_015))

@@ -22,6 +22,7 @@ import websockets
 from test_simulator import PAYLOAD_RE, is_valid_trade
 from websockets.exceptions import ConnectionClosed
 
+from tradelab.exceptions import ConfigurationError
 from tradelab.simulator import Faults, Simulator
 from tradelab.simulator.sources import load_recordings
 
@@ -312,9 +313,11 @@ def test_malformed_frames_are_sent_and_counted_without_losing_trades() -> None:
     run(main)
 
 
+@pytest.mark.slow
 def test_stall_goes_silent_without_pongs_then_resumes_with_a_gap() -> None:
     async def main() -> None:
-        faults = Faults(stall_every=0.3, stall_seconds=0.8)
+        # Short server pings: a stalled server must not ping (nor time out) either.
+        faults = Faults(stall_every=0.3, stall_seconds=0.8, ping_interval=0.3, ping_timeout=0.3)
         async with Simulator(("BTCUSDT",), speed=100, faults=faults) as sim:
             async with connect(sim.ws_url + "/ws/btcusdt@aggTrade", ping_interval=None) as ws:
 
@@ -333,15 +336,18 @@ def test_stall_goes_silent_without_pongs_then_resumes_with_a_gap() -> None:
                     msg = json.loads(await ws.recv())
                     arrivals.append((time.monotonic(), msg["a"]))
                 pong_missed = await pinger
+                assert ws.close_code is None  # the stall did not end the connection
             silences = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(arrivals)]
             longest, id_jump = max(silences)
             assert longest > 0.6 and id_jump > 1  # silent, then a gap (trades went on)
             assert pong_missed
-            assert sim.stats()["stalls"] >= 1
+            assert sim.stats()["stalls"] >= 1 and sim.stats()["frames_dropped_stalled"] > 0
+            assert "closed_ping_timeout" not in sim.stats()
 
     run(main)
 
 
+@pytest.mark.slow
 def test_ping_without_pong_closes_and_answering_clients_stay() -> None:
     async def main() -> None:
         faults = Faults(ping_interval=0.2, ping_timeout=0.3)
@@ -364,6 +370,7 @@ def test_ping_without_pong_closes_and_answering_clients_stay() -> None:
     run(main)
 
 
+@pytest.mark.slow
 def test_lifetime_closes_cleanly_and_server_shutdown_is_announced() -> None:
     async def main() -> None:
         async with Simulator(("BTCUSDT",), speed=20, faults=Faults(lifetime=0.4)) as sim:
@@ -533,3 +540,85 @@ def test_cli_prints_urls_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_random_drops_and_runtime_fault_changes() -> None:
+    async def main() -> None:
+        async with Simulator(("BTCUSDT",), speed=20) as sim:
+            async with connect(sim.ws_url + "/ws/btcusdt@aggTrade") as ws:
+                await ws.recv()
+                sim.set_faults(Faults(drop_probability=1.0))  # certain within the next tick
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await ws.recv()
+            assert sim.stats()["closed_drop"] == 1
+            sim.set_faults(Faults())
+            async with connect(sim.ws_url + "/ws/btcusdt@aggTrade") as ws:
+                await collect(ws, 3)
+                assert ws.close_code is None
+
+    run(main)
+
+
+def test_speed_scales_recorded_time_and_max_speed_waits_for_a_subscriber() -> None:
+    n = 30
+    frame = pl.DataFrame(
+        {
+            "agg_id": list(range(1, n + 1)),
+            "price": [5.0] * n,
+            "qty": [1.0] * n,
+            "first_id": list(range(1, n + 1)),
+            "last_id": list(range(1, n + 1)),
+            "time": [1_600_000_000_000 + 200 * i for i in range(n)],
+            "buyer_is_maker": [False] * n,
+        }
+    )
+
+    async def main() -> None:
+        async with Simulator(("ZILUSDT",), source={"ZILUSDT": frame}, speed=10, loop=False) as sim:
+            async with connect(sim.ws_url + "/ws/zilusdt@aggTrade") as ws:
+                times = [json.loads(m)["T"] for m in await collect(ws, 10)]
+            steps = [b - a for a, b in itertools.pairwise(times)]
+            assert all(19 <= s <= 21 for s in steps), steps  # 200 ms recorded / 10
+        async with Simulator(("ZILUSDT",), source={"ZILUSDT": frame}, speed=0) as sim:
+            await asyncio.sleep(0.2)
+            assert sim.published("ZILUSDT") == []  # nobody listens: nothing is produced
+            async with connect(sim.ws_url + "/ws/zilusdt@aggTrade") as ws:
+                assert json.loads(await ws.recv())["a"] == 1
+
+    run(main)
+
+
+def test_a_client_that_stops_reading_is_disconnected() -> None:
+    async def main() -> None:
+        async with Simulator(("BTCUSDT",), speed=2000, send_queue_limit=2000, rate_per_s=50) as sim:
+            ws = await connect(sim.ws_url + "/ws/btcusdt@aggTrade")
+            ws.transport.pause_reading()
+            for _ in range(300):
+                if sim.stats().get("closed_slow_consumer"):
+                    break
+                await asyncio.sleep(0.02)
+            assert sim.stats()["closed_slow_consumer"] == 1
+            ws.transport.abort()
+
+    run(main)
+
+
+def test_a_busy_port_is_a_clear_configuration_error() -> None:
+    with Simulator(("BTCUSDT",), speed=1) as first:
+        second = Simulator(("BTCUSDT",), port=first.port or 0)
+        with pytest.raises(ConfigurationError, match=r"cannot listen on 127\.0\.0\.1"):
+            second.run_in_thread()
+        assert not second.running
+
+
+def test_cli_bad_settings_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from tradelab.cli import main
+
+    assert main(["simulate", "--port", "0", "--stall-every", "1"]) == 2
+    assert "stall_seconds is 0" in capsys.readouterr().err
+    assert main(["simulate", "--port", "0", "--symbols", "BTC-USD"]) == 2
+    assert "invalid symbol" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--skip-rate", "2"])
+    assert "probability" in capsys.readouterr().err

@@ -8,6 +8,8 @@ import threading
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradelab import recordings
 from tradelab.exceptions import (
@@ -87,8 +89,10 @@ def test_duplicates_within_one_batch_are_stored_once(store):
 
 
 def test_records_in_binance_fields_are_accepted(store):
-    recs = [{"a": 5, "p": "60000.01", "q": "0.00100000", "f": 9, "l": 10, "T": T0, "m": True},
-            {"a": 6, "p": "60000.02", "q": "0.5", "f": 11, "l": 11, "T": T0 + 1, "m": False}]
+    recs = [
+        {"a": 5, "p": "60000.01", "q": "0.00100000", "f": 9, "l": 10, "T": T0, "m": True},
+        {"a": 6, "p": "60000.02", "q": "0.5", "f": 11, "l": 11, "T": T0 + 1, "m": False},
+    ]
     assert store.append("btcusdt", recs) == 2
     out = store.trades("BTCUSDT", T0, T0 + 2)
     assert out["price"].to_list() == [60000.01, 60000.02]
@@ -105,13 +109,15 @@ def test_window_edges_start_included_end_excluded(store):
     want = df.filter((pl.col("time").dt.epoch("ms") >= s) & (pl.col("time").dt.epoch("ms") < e))
     assert out.equals(want)
     assert _ms(out)[0] == s and _ms(out).max() < e
+    assert store.trades("BTCUSDT", times[1000], times[5000]).equals(want)  # numpy int64 too
     # a window one ms wide holds exactly the trades of that ms
     one = store.trades("BTCUSDT", s, s + 1)
     assert one.height == int((times == s).sum()) and one.height >= 1
     # windows crossing hour boundaries and the whole range
     for lo, hi in [(T0 - 1, T0 + 1), (T0 - HOUR_MS - 5, T0 + 5), (0, FAR), (T0, T0 + HOUR_MS)]:
-        want = df.filter((pl.col("time").dt.epoch("ms") >= lo)
-                         & (pl.col("time").dt.epoch("ms") < hi))
+        want = df.filter(
+            (pl.col("time").dt.epoch("ms") >= lo) & (pl.col("time").dt.epoch("ms") < hi)
+        )
         assert store.trades("BTCUSDT", lo, hi).equals(want), (lo, hi)
     # before / after everything: empty frames in the schema
     assert store.trades("BTCUSDT", 0, int(times[0])).height == 0
@@ -215,9 +221,16 @@ def test_bad_symbols_are_refused_everywhere(store, symbol):
 def test_bad_windows_are_refused(store):
     naive = dt.datetime(2024, 1, 1)
     aware = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    cases = [(10, 5, "after start"), (5, 5, "after start"), (-1, 10, "outside"),
-             (0, FAR + 5, "outside"), (naive, aware, "naive"), ("2024", 5, "datetime"),
-             (aware, float("nan"), "finite"), (True, 5, "bool")]
+    cases = [
+        (10, 5, "after start"),
+        (5, 5, "after start"),
+        (-1, 10, "outside"),
+        (0, FAR + 5, "outside"),
+        (naive, aware, "naive"),
+        ("2024", 5, "datetime"),
+        (aware, float("nan"), "finite"),
+        (True, 5, "bool"),
+    ]
     for lo, hi, msg in cases:
         with pytest.raises(InvalidWindowError, match=msg):
             store.trades("BTCUSDT", lo, hi)
@@ -271,6 +284,17 @@ def test_not_a_database_paths(tmp_path):
         TradeStore(other)
     with pytest.raises(NotADatabaseError, match="not a tradelab store"):
         TradeStore(other, readonly=True)
+
+
+def test_bad_paths_and_settings(tmp_path):
+    from tradelab.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="directory path"):
+        TradeStore(42)  # type: ignore[arg-type]
+    for days in (0, -1, float("inf"), float("nan"), "7", True):
+        with pytest.raises(InvalidParameterError, match="retention_days"):
+            TradeStore(tmp_path / "db", retention_days=days)  # type: ignore[arg-type]
+    assert not (tmp_path / "db").exists()  # nothing was created on the way
 
 
 def test_second_writer_in_the_same_process_is_told_who_holds_it(store):
@@ -336,5 +360,27 @@ def test_shared_recordings_round_trip_exactly(tmp_path, shared_data):
             out = s.trades(sym, 0, FAR)
             assert out.equals(df), sym
             # bit-exact prices and quantities, as the decimal strings parsed
-            assert np.array_equal(out["price"].to_numpy().view(np.int64),
-                                  df["price"].to_numpy().view(np.int64))
+            assert np.array_equal(
+                out["price"].to_numpy().view(np.int64), df["price"].to_numpy().view(np.int64)
+            )
+
+
+_PROPERTY_DF = synthetic_trades("BTCUSDT", T0 - 1_800_000, 3_000, rate_per_s=0.6)  # ~1.4 h
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2_999), st.integers(1, 800)), min_size=1, max_size=12))
+def test_any_order_of_overlapping_batches_stores_each_trade_once(tmp_path_factory, slices):
+    df = _PROPERTY_DF
+    want = np.zeros(df.height, dtype=bool)
+    with TradeStore(tmp_path_factory.mktemp("prop") / "db") as store:
+        stored = 0
+        for start, length in slices:
+            stored += store.append("BTCUSDT", df[start : start + length])
+            want[start : start + length] = True
+        expect = df.filter(pl.Series(want))
+        assert stored == expect.height
+        assert store.trades("BTCUSDT", 0, FAR).equals(expect)
+        store.roll_up()
+        assert store.trades("BTCUSDT", 0, FAR).equals(expect)
+        assert store.stats("BTCUSDT").trade_count == expect.height

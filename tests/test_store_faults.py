@@ -36,8 +36,13 @@ class _RefusingDB:
 
 
 def _snapshot(store: TradeStore) -> tuple:
-    return (store.trades("BTCUSDT", 0, FAR), store.stats("BTCUSDT"), store.symbols(),
-            store.get_meta("status"), store.block_count("BTCUSDT", 0, FAR))
+    return (
+        store.trades("BTCUSDT", 0, FAR),
+        store.stats("BTCUSDT"),
+        store.symbols(),
+        store.get_meta("status"),
+        store.block_count("BTCUSDT", 0, FAR),
+    )
 
 
 def _same(a: tuple, b: tuple) -> None:
@@ -110,8 +115,12 @@ FULL_DISK = """
 
 def test_a_disk_that_refuses_writes_gives_a_clear_error_and_keeps_the_data(tmp_path):
     path = tmp_path / "db"
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(FULL_DISK), str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FULL_DISK), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["error"] and "nothing of it was stored" in out["error"]

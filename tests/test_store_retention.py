@@ -15,7 +15,7 @@ from tradelab.store import HOUR_MS, TradeStore
 
 T0 = 1_700_002_800_000  # an hour boundary
 FAR = 10**13
-MS = pl.col("time").dt.epoch("ms")
+t_ms = pl.col("time").dt.epoch("ms")
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_delete_before_removes_exactly_the_older_trades(filled, offset):
     # and in the open hour's minute blocks
     cut = int(times[290_000]) if offset is None else T0 + offset
     removed = store.delete_before(cut)
-    keep = df.filter(MS >= cut)
+    keep = df.filter(t_ms >= cut)
     eth_removed = 1_000 - store.stats("ETHUSDT").trade_count
     assert removed == (df.height - keep.height) + eth_removed
     assert store.trades("BTCUSDT", 0, FAR).equals(keep)
@@ -49,7 +49,8 @@ def test_delete_before_removes_exactly_the_older_trades(filled, offset):
     assert s.last_agg_id == 300_000
     # a window straddling the cut gives only the surviving part
     assert store.trades("BTCUSDT", cut - 5_000, cut + 5_000).equals(
-        df.filter((MS >= cut) & (MS < cut + 5_000)))
+        df.filter((t_ms >= cut) & (t_ms < cut + 5_000))
+    )
     # deleting again removes nothing; the next append still works and dedupes
     assert store.delete_before(cut) == 0
     more = synthetic_trades("BTCUSDT", int(times[-1]) + 10, 100, first_agg_id=300_001)
@@ -72,10 +73,10 @@ def test_enforce_retention_uses_the_configured_days_and_logs(filled, caplog):
     with caplog.at_level(logging.INFO, logger="tradelab.store"):
         removed = store.enforce_retention(now)
     cut = T0 + 2 * HOUR_MS
-    assert removed == df.filter(MS < cut).height + 1_000
+    assert removed == df.filter(t_ms < cut).height + 1_000
     rec = [r for r in caplog.records if r.getMessage().startswith("Retention removed")]
     assert rec and rec[0].levelno == logging.INFO
-    assert rec[0].symbol == "BTCUSDT" and rec[0].trades == df.filter(MS < cut).height
+    assert rec[0].symbol == "BTCUSDT" and rec[0].trades == df.filter(t_ms < cut).height
     with pytest.raises(InvalidWindowError):
         store.delete_before("yesterday")  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="retention_days"):
@@ -103,7 +104,7 @@ def test_a_query_iterating_while_retention_runs_sees_its_snapshot(filled):
     t = threading.Thread(target=store.delete_before, args=(cut,))
     t.start()
     t.join()
-    assert store.stats("BTCUSDT").trade_count == df.filter(MS >= cut).height
+    assert store.stats("BTCUSDT").trade_count == df.filter(t_ms >= cut).height
     rest = list(blocks)  # ...and finishes on the snapshot it started from
     ids = np.concatenate([first["agg_id"], *[b["agg_id"] for b in rest]])
     assert np.array_equal(np.sort(ids), df["agg_id"].to_numpy())
@@ -112,7 +113,7 @@ def test_a_query_iterating_while_retention_runs_sees_its_snapshot(filled):
 def test_queries_in_threads_never_see_half_a_retention(filled):
     store, df = filled
     cuts = [T0 + k * 1_800_000 + 777 for k in range(1, 9)]
-    valid = {df.filter(MS >= c).height for c in [0, *cuts]}
+    valid = {df.filter(t_ms >= c).height for c in [0, *cuts]}
     stop = threading.Event()
     seen: list[int] = []
     errors: list[BaseException] = []
@@ -138,3 +139,62 @@ def test_queries_in_threads_never_see_half_a_retention(filled):
         t.join()
     assert not errors, errors
     assert seen and set(seen) <= valid
+
+
+def test_streaming_appends_roll_ups_and_retention_together_stay_exact(tmp_path):
+    """The collector appends second by second while the roll-up worker merges and retention
+    deletes older hours: the result is exactly the appended trades newer than the last cut."""
+    df = synthetic_trades("BTCUSDT", T0, 200_000, rate_per_s=40)  # ~1.4 h
+    times = df["time"].dt.epoch("ms").to_numpy()
+    split = 150_000
+    cuts = [int(times[k]) for k in range(10_000, split, 20_000)]
+    with TradeStore(tmp_path / "db") as store:
+        store.append("BTCUSDT", df[:split])
+        errors: list[BaseException] = []
+
+        def retention():
+            try:
+                for c in cuts:
+                    store.delete_before(c)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=retention)
+        t.start()
+        for _, batch in df[split:].group_by(pl.col("agg_id") // 40, maintain_order=True):
+            store.append("BTCUSDT", batch)
+        t.join()
+        assert not errors, errors
+        assert store.wait_idle()
+        keep = df.filter(t_ms >= cuts[-1])
+        assert store.trades("BTCUSDT", 0, FAR).equals(keep)
+        assert store.stats("BTCUSDT").trade_count == keep.height
+        store.roll_up()
+        assert store.trades("BTCUSDT", 0, FAR).equals(keep)
+
+
+def test_rewritten_edge_block_never_overwrites_a_block_with_the_same_key(tmp_path):
+    h = T0
+    rows = [(1, h + 1_000), (2, h + 2_000), (3, h + 3_000)]
+    a = pl.DataFrame(
+        {
+            "agg_id": [r[0] for r in rows],
+            "price": [100.0, 101.0, 102.0],
+            "qty": [1.0, 2.0, 3.0],
+            "first_id": [r[0] for r in rows],
+            "last_id": [r[0] for r in rows],
+            "time": [r[1] for r in rows],
+            "buyer_is_maker": [True, False, True],
+        }
+    )
+    late = a[1:2].with_columns(pl.lit(10, pl.Int64).alias("agg_id"), pl.lit(9.0).alias("qty"))
+    with TradeStore(tmp_path / "db") as store:
+        store.append("BTCUSDT", a)
+        store.append("BTCUSDT", late)  # its own block, keyed h + 2000
+        assert store.block_count("BTCUSDT", h, h + HOUR_MS) == 2
+        # cutting at h + 1500 rewrites the first block to start at h + 2000: same key
+        assert store.delete_before(h + 1_500) == 1
+        out = store.trades("BTCUSDT", 0, FAR)
+        assert out["agg_id"].to_list() == [2, 3, 10]
+        assert out["qty"].to_list() == [2.0, 3.0, 9.0]
+        assert store.stats("BTCUSDT").trade_count == 3

@@ -58,7 +58,7 @@ def btc_status(rate: float) -> dict:
                         "buffered": 0, "last_error": None}}
 
 
-# --- the computation reads exactly the window --------------------------------------------------
+# --- the computation reads exactly the window ---
 
 
 def test_profile_of_the_last_hours_matches_the_pure_function(store) -> None:
@@ -97,6 +97,31 @@ def test_tick_size_from_table_argument_and_override(store) -> None:
     assert tools.tick_size_for("ETHUSDT") == 0.01
 
 
+def test_profile_and_vacuum_options_pass_through(store) -> None:
+    recent = add(store, "BTCUSDT", now_ms() - 30 * 60_000, 3_000, rate_per_s=2.0)
+    vp = tradelab.get_volume_profile("BTCUSDT", 1, store=store, row_size=0.5, value_area=0.9,
+                                     method="single")
+    direct = volume_profile(recent, row_size=0.5, value_area=0.9, method="single")
+    assert vp.row_size == 0.5 and vp.method == "single" and vp.value_area == 0.9
+    assert (vp.val, vp.vah, vp.poc) == (direct.val, direct.vah, direct.poc)
+    vac = tradelab.get_liquidity_vacuums("BTCUSDT", 1, store=store, threshold=0.6, min_rows=2)
+    assert vac == liquidity_vacuums(tradelab.get_volume_profile("BTCUSDT", 1, store=store),
+                                    threshold=0.6, min_rows=2)
+
+
+def test_bad_options_fail_before_reading(store) -> None:
+    # the store holds nothing: a read would raise InsufficientTradesError
+    for kwargs, match in [({"row_size": 0.015}, "whole number of ticks"),
+                          ({"value_area": 0}, "0 < value_area <= 1"),
+                          ({"method": "tpo"}, "allowed: 'cbot'"),
+                          ({"row_size": -1}, "row_size=-1")]:
+        with pytest.raises(InvalidParameterError, match=match):
+            tradelab.get_volume_profile("BTCUSDT", 1, store=store, **kwargs)
+    for kwargs, match in [({"threshold": 0}, "threshold=0"), ({"min_rows": 0}, "min_rows=0")]:
+        with pytest.raises(InvalidParameterError, match=match):
+            tradelab.get_liquidity_vacuums("BTCUSDT", 1, store=store, **kwargs)
+
+
 def test_vacuums_are_those_of_the_profile(store) -> None:
     add(store, "ETHUSDT", now_ms() - 40 * 60_000, 2_000, price=2500.0)
     vac = tradelab.get_liquidity_vacuums("ETHUSDT", 1, store=store)
@@ -115,7 +140,7 @@ def test_default_store_is_the_configured_data_directory(tmp_path, monkeypatch) -
         close_stores()
 
 
-# --- too few trades: what the analyst is told --------------------------------------------------
+# --- too few trades: what the analyst is told ---
 
 
 def test_too_few_trades_and_nothing_collects(store) -> None:
@@ -211,7 +236,7 @@ def test_message_wording_for_no_trades_yet_and_long_waits() -> None:
     )
 
 
-# --- bad input ---------------------------------------------------------------------------------
+# --- bad input ---
 
 
 @pytest.mark.parametrize(
@@ -241,3 +266,35 @@ def test_set_tick_size_validates() -> None:
     with pytest.raises(InvalidSymbolError):
         tools.set_tick_size("no such", 0.1)
     assert tools.tick_size_for("BTCUSDT") == 0.01
+
+
+@pytest.mark.slow
+def test_collector_running_in_this_process_end_to_end(tmp_path) -> None:
+    """A real session (collector -> store) fed by the simulator, stopped short of 1,000 trades:
+    the error names this process's collection and its rate."""
+    from tradelab import session
+    from tradelab.buffer import open_store
+    from tradelab.simulator import Simulator
+
+    path = tmp_path / "data"
+    with Simulator(("BTCUSDT",), speed=20, seed=3, max_trades=400) as sim:
+        tradelab.start(["BTCUSDT"], data=path, ws_url=sim.ws_url, rest_url=sim.rest_url)
+        try:
+            store = open_store(path)
+            deadline = time.monotonic() + 30
+            while store.trades("BTCUSDT", 0, 10**13).height < 50:
+                assert time.monotonic() < deadline, "the collector stored too little in 30 s"
+                time.sleep(0.05)
+            with pytest.raises(InsufficientTradesError) as err:
+                tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+            text, found = str(err.value), err.value.found
+            assert 50 <= found <= 400  # the simulator stops at 400 trades
+            assert text.startswith(f"BTCUSDT: {found:,} of the 1,000 trades needed in the last 1 h"
+                                   "; collection is running at ~")
+            assert "trades/min (this process)" in text
+            # another symbol is not collected by this session
+            with pytest.raises(InsufficientTradesError, match="does not collect ETHUSDT"):
+                tradelab.get_volume_profile("ETHUSDT", 1, store=store)
+        finally:
+            session.stop()
+            close_stores()

@@ -63,6 +63,8 @@ __all__ = [
     "Vacuum",
     "VolumeProfile",
     "auto_row_size",
+    "check_profile_args",
+    "check_vacuum_args",
     "infer_tick_size",
     "liquidity_vacuums",
     "vacuums_frame",
@@ -589,6 +591,67 @@ def _value_area(vol: list[int], poc: int, target: int, method: str) -> tuple[int
     return lo, hi, included
 
 
+def check_profile_args(
+    *,
+    row_size: float | None = None,
+    rows: int | None = None,
+    tick_size: float | None = None,
+    value_area: float = 0.70,
+    method: str = "cbot",
+) -> tuple[float | None, float | None, float]:
+    """Validate :func:`volume_profile`'s parameters without any data (front-ends call it
+    before a long read); returns ``(row_size, tick_size, value_area)`` as floats."""
+    if method not in METHODS:
+        raise InvalidParameterError(
+            f"method={method!r} is not a value-area method; allowed: 'cbot' (two rows at a "
+            "time, the classic rule) or 'single' (one row at a time)"
+        )
+    if isinstance(value_area, bool) or not isinstance(
+        value_area, int | float | np.integer | np.floating
+    ) or not (0.0 < float(value_area) <= 1.0):
+        raise InvalidParameterError(
+            f"value_area={value_area!r} is not allowed: give the share of volume as a number "
+            "with 0 < value_area <= 1 (e.g. 0.70 for 70%)"
+        )
+    value_area = float(value_area)
+    if row_size is not None and rows is not None:
+        raise InvalidParameterError("give either row_size (in price) or rows (a count), not both")
+    if rows is not None and (
+        isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1
+    ):
+        raise InvalidParameterError(f"rows={rows!r} is not allowed: give a whole number >= 1")
+    if row_size is not None:
+        row_size = _check_positive_number(row_size, "row_size", "a price step > 0")
+    tick = (
+        None if tick_size is None
+        else _check_positive_number(tick_size, "tick_size", "the price increment, > 0")
+    )
+    if tick is not None and row_size is not None:
+        ratio = row_size / tick
+        if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+            below = _tick_multiple(max(1, math.floor(ratio)), tick)
+            above = _tick_multiple(math.floor(ratio) + 1, tick)
+            raise InvalidParameterError(
+                f"row_size={row_size!r} is not a whole number of ticks (tick_size={tick!r}); "
+                f"use a multiple of the tick such as {below!r} or {above!r}"
+            )
+
+    return row_size, tick, value_area
+
+
+def check_vacuum_args(threshold: float = 0.20, min_rows: int = 1) -> tuple[float, int]:
+    """Validate :func:`liquidity_vacuums`'s parameters; returns ``(threshold, min_rows)``."""
+    threshold = _check_positive_number(threshold, "threshold", "a share of the median, 0 < x <= 1")
+    if threshold > 1:
+        raise InvalidParameterError(
+            f"threshold={threshold!r} is not allowed: a share of the median row volume, "
+            "0 < threshold <= 1 (0.20 = below 20% of the median)"
+        )
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
+        raise InvalidParameterError(f"min_rows={min_rows!r} is not allowed: a whole number >= 1")
+    return threshold, int(min_rows)
+
+
 def volume_profile(
     trades: pl.DataFrame,
     *,
@@ -628,42 +691,9 @@ def volume_profile(
             of ticks, rows < 1, both row_size and rows, value_area outside (0, 1], an unknown
             method, or a row size that would need more than :data:`MAX_ROWS` rows.
     """
-    # Parameters first (cheap), then the data.
-    if method not in METHODS:
-        raise InvalidParameterError(
-            f"method={method!r} is not a value-area method; allowed: 'cbot' (two rows at a "
-            "time, the classic rule) or 'single' (one row at a time)"
-        )
-    if isinstance(value_area, bool) or not isinstance(
-        value_area, int | float | np.integer | np.floating
-    ) or not (0.0 < float(value_area) <= 1.0):
-        raise InvalidParameterError(
-            f"value_area={value_area!r} is not allowed: give the share of volume as a number "
-            "with 0 < value_area <= 1 (e.g. 0.70 for 70%)"
-        )
-    value_area = float(value_area)
-    if row_size is not None and rows is not None:
-        raise InvalidParameterError("give either row_size (in price) or rows (a count), not both")
-    if rows is not None and (
-        isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1
-    ):
-        raise InvalidParameterError(f"rows={rows!r} is not allowed: give a whole number >= 1")
-    if row_size is not None:
-        row_size = _check_positive_number(row_size, "row_size", "a price step > 0")
-    tick = (
-        None if tick_size is None
-        else _check_positive_number(tick_size, "tick_size", "the price increment, > 0")
+    row_size, tick, value_area = check_profile_args(
+        row_size=row_size, rows=rows, tick_size=tick_size, value_area=value_area, method=method
     )
-    if tick is not None and row_size is not None:
-        ratio = row_size / tick
-        if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-            below = _tick_multiple(max(1, math.floor(ratio)), tick)
-            above = _tick_multiple(math.floor(ratio) + 1, tick)
-            raise InvalidParameterError(
-                f"row_size={row_size!r} is not a whole number of ticks (tick_size={tick!r}); "
-                f"use a multiple of the tick such as {below!r} or {above!r}"
-            )
-
     price, qty, maker, frame = _columns(trades)
     pmin, pmax = float(price.min()), float(price.max())
     if not (math.isfinite(pmin) and math.isfinite(pmax) and pmin > 0):
@@ -781,15 +811,7 @@ def liquidity_vacuums(
             f"profile must be a VolumeProfile (from tradelab.volume_profile), got "
             f"{type(profile).__name__}"
         )
-    threshold = _check_positive_number(threshold, "threshold", "a share of the median, 0 < x <= 1")
-    if threshold > 1:
-        raise InvalidParameterError(
-            f"threshold={threshold!r} is not allowed: a share of the median row volume, "
-            "0 < threshold <= 1 (0.20 = below 20% of the median)"
-        )
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
-        raise InvalidParameterError(f"min_rows={min_rows!r} is not allowed: a whole number >= 1")
-
+    threshold, min_rows = check_vacuum_args(threshold, min_rows)
     vol = profile.rows["volume"].to_numpy()
     units = np.rint(vol * _QTY_SCALE)
     traded = units[units > 0]

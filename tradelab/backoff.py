@@ -23,13 +23,15 @@ from .exceptions import InvalidParameterError
 __all__ = ["ReconnectPolicy", "TokenBucket", "exponential_backoff"]
 
 
-def _check(name: str, value: float, *, low: float, inclusive: bool = False,
-           high: float | None = None) -> float:
+def _check(
+    name: str, value: float, *, low: float, inclusive: bool = False, high: float | None = None
+) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise InvalidParameterError(f"{name} must be a number, got {value!r}")
     if (value < low) if inclusive else (value <= low):
         raise InvalidParameterError(
-            f"{name} must be {'>=' if inclusive else '>'} {low}, got {value!r}")
+            f"{name} must be {'>=' if inclusive else '>'} {low}, got {value!r}"
+        )
     if high is not None and value > high:
         raise InvalidParameterError(f"{name} must be <= {high}, got {value!r}")
     return float(value)
@@ -108,8 +110,9 @@ class TokenBucket:
     token is available (taking nothing); the caller sleeps and asks again.
     """
 
-    def __init__(self, rate: float = 5.0, capacity: float | None = None, *,
-                 now: float = 0.0) -> None:
+    def __init__(
+        self, rate: float = 5.0, capacity: float | None = None, *, now: float = 0.0
+    ) -> None:
         self.rate = _check("rate", rate, low=0.0)
         self.capacity = _check("capacity", capacity if capacity is not None else rate, low=0.0)
         if self.capacity < 1:

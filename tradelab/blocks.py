@@ -46,6 +46,7 @@ __all__ = [
     "columns_to_frame",
     "concat_columns",
     "decode_block",
+    "decode_into",
     "empty_columns",
     "encode_block",
     "frame_to_columns",
@@ -301,3 +302,64 @@ def decode_block(data: bytes | dict[str, Any]) -> tuple[BlockHeader, Columns]:
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise NotADatabaseError(f"a stored trade block is damaged: {exc!r}") from None
     return BlockHeader(n, doc["t0"], doc["t1"], doc["i0"], doc["i1"]), cols
+
+
+def _dec_int_into(spec: list[Any], out: np.ndarray) -> None:
+    kind, code, base, _scale, payload = spec
+    if kind == "c":
+        out.fill(base)
+        return
+    raw = np.frombuffer(payload, dtype=code)
+    if kind == "d":
+        out[0] = base
+        np.cumsum(raw, dtype=np.int64, out=out[1:])
+        out[1:] += base
+    else:
+        out[:] = raw
+
+
+def _dec_decimal_into(spec: list[Any], out: np.ndarray) -> None:
+    kind, code, base, scale, payload = spec
+    if kind == "c":
+        out.fill(base)
+        return
+    if kind == "f":
+        out[:] = np.frombuffer(payload, dtype="<f8")
+        return
+    counts = np.empty(len(out), dtype=np.int64)
+    if kind == "s":
+        _dec_int_into(["d", code, base, 1, payload], counts)
+    else:
+        counts[:] = np.frombuffer(payload, dtype=code)
+    if scale != 1:
+        counts *= scale
+    np.divide(counts, _SCALE, out=out)  # the same arithmetic as _dec_scaled
+
+
+def decode_into(doc: dict[str, Any], out: Columns, offset: int) -> int:
+    """Decode an unpacked block (``msgpack.unpackb`` of its value) straight into rows
+    ``offset:offset+n`` of preallocated arrays — no intermediate arrays, no concatenation.
+    Returns ``n``."""
+    n = doc["n"]
+    c = doc["c"]
+    sl = slice(offset, offset + n)
+    try:
+        _dec_int_into(c["agg_id"], out["agg_id"][sl])
+        _dec_decimal_into(c["price"], out["price"][sl])
+        _dec_decimal_into(c["qty"], out["qty"][sl])
+        first = out["first_id"][sl]
+        _dec_int_into(c["first_id"], first)
+        last = out["last_id"][sl]
+        _dec_int_into(c["last_id"], last)
+        last += first
+        _dec_int_into(c["time"], out["time"][sl])
+        bim = c["buyer_is_maker"]
+        if bim[0] == "c":
+            out["buyer_is_maker"][sl] = bool(bim[2])
+        else:
+            out["buyer_is_maker"][sl] = np.unpackbits(
+                np.frombuffer(bim[4], dtype=np.uint8), count=n
+            ).view(bool)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise NotADatabaseError(f"a stored trade block is damaged: {exc!r}") from None
+    return n

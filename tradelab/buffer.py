@@ -9,6 +9,7 @@ writes, and one that does not simply follows another process's writer.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import threading
@@ -19,8 +20,7 @@ import polars as pl
 
 from .config import resolve_data_dir, validate_hours, validate_symbol
 from .exceptions import InvalidParameterError
-from .schema import to_ms
-from .store import TradeStore
+from .store import TradeStore, _ms_arg
 
 __all__ = ["close_stores", "open_store", "trades"]
 
@@ -52,9 +52,8 @@ def open_store(path: str | os.PathLike[str] | None = None, *, write: bool = Fals
         if writer is not None:
             return writer
         if write:
-            reader = _readers.pop(key, None)
-            if reader is not None:
-                reader.close()
+            # a reader handed out earlier stays open (someone may hold it); from now on
+            # open_store(path) returns the writer
             store = TradeStore(key)
             _writers[key] = store
             return store
@@ -75,6 +74,10 @@ def close_stores() -> None:
         s.close()
 
 
+# Writers release their lock and owner file, and the roll-up worker stops, at interpreter exit.
+atexit.register(close_stores)
+
+
 def trades(
     symbol: str,
     hours: int | float = 1,
@@ -90,7 +93,7 @@ def trades(
     """
     sym = validate_symbol(symbol)
     validate_hours(hours)
-    end_ms = int(time.time() * 1000) + 1 if end is None else to_ms(end, name="end")
+    end_ms = int(time.time() * 1000) + 1 if end is None else _ms_arg(end, "end")
     start_ms = end_ms - round(hours * 3_600_000)
     if store is None:
         store = open_store()

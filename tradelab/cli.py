@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tradelab.commands.store",
     "tradelab.commands.mcp",
     "tradelab.commands.simulate",
+    "tradelab.commands.collect",
+    "tradelab.commands.profile",
 )
 
 

@@ -73,13 +73,14 @@ from .protocol import (
     trades_to_frame,
 )
 from .rest import RestClient
+from .status import STATUS_META
 
 __all__ = ["STATUS_META", "Collector"]
 
 log = get_logger("tradelab.collector")
 
-STATUS_META = "collector_status"
 GAPS_META = "collector_open_gaps"
+_COALESCE_BELOW = 200  # frames per coalescing window (2,000/s at 0.1 s); busier feeds never pause
 _MALFORMED_LOG_CAP = 50  # malformed-frame ERROR lines per minute; the rest are counted
 
 
@@ -108,9 +109,22 @@ class _Symbol:
     """Everything the collector tracks for one symbol."""
 
     __slots__ = (
-        "backoff", "inflight", "last_error", "last_stored_id", "last_stored_time",
-        "minute_stored", "name", "pending", "probe", "recent", "retry_at", "short_retry",
-        "tracker", "trades_stored", "unwritten", "write_failures",
+        "backoff",
+        "inflight",
+        "last_error",
+        "last_stored_id",
+        "last_stored_time",
+        "minute_stored",
+        "name",
+        "pending",
+        "probe",
+        "recent",
+        "retry_at",
+        "short_retry",
+        "tracker",
+        "trades_stored",
+        "unwritten",
+        "write_failures",
     )
 
     def __init__(self, name: str) -> None:
@@ -205,44 +219,66 @@ class Collector:
         retention_interval: float | None = 3600.0,
         stop_timeout: float = 15.0,
         max_streams: int = MAX_STREAMS_PER_CONNECTION,
+        read_coalesce: float | None = 0.1,
     ) -> None:
         self.symbols: tuple[str, ...] = parse_symbols(symbols)
         self.ws_url = validate_url(
             ws_url or os.environ.get("TRADELAB_WS_URL") or DEFAULT_WS_URL,
-            schemes=("ws", "wss"), name="WebSocket URL",
+            schemes=("ws", "wss"),
+            name="WebSocket URL",
         )
         self.rest_url = validate_url(
             rest_url or os.environ.get("TRADELAB_REST_URL") or DEFAULT_REST_URL,
-            schemes=("http", "https"), name="REST URL",
+            schemes=("http", "https"),
+            name="REST URL",
         )
         for name, value in (
-            ("batch_interval", batch_interval), ("rotate_after", rotate_after),
-            ("handover_timeout", handover_timeout), ("reconnect_initial", reconnect_initial),
-            ("reconnect_max", reconnect_max), ("ping_interval", ping_interval),
-            ("ping_timeout", ping_timeout), ("open_timeout", open_timeout),
-            ("rest_timeout", rest_timeout), ("write_retry_initial", write_retry_initial),
-            ("write_retry_max", write_retry_max), ("status_interval", status_interval),
-            ("log_interval", log_interval), ("stop_timeout", stop_timeout),
+            ("batch_interval", batch_interval),
+            ("rotate_after", rotate_after),
+            ("handover_timeout", handover_timeout),
+            ("reconnect_initial", reconnect_initial),
+            ("reconnect_max", reconnect_max),
+            ("ping_interval", ping_interval),
+            ("ping_timeout", ping_timeout),
+            ("open_timeout", open_timeout),
+            ("rest_timeout", rest_timeout),
+            ("write_retry_initial", write_retry_initial),
+            ("write_retry_max", write_retry_max),
+            ("status_interval", status_interval),
+            ("log_interval", log_interval),
+            ("stop_timeout", stop_timeout),
         ):
             _positive(name, value)
-        if isinstance(healthy_after, bool) or not isinstance(healthy_after, int | float) \
-                or healthy_after < 0:
+        if (
+            isinstance(healthy_after, bool)
+            or not isinstance(healthy_after, int | float)
+            or healthy_after < 0
+        ):
             raise InvalidParameterError(
-                f"healthy_after must be >= 0 seconds, got {healthy_after!r}")
+                f"healthy_after must be >= 0 seconds, got {healthy_after!r}"
+            )
         _positive("retention_interval", retention_interval, allow_none=True)
+        _positive("read_coalesce", read_coalesce, allow_none=True)
+        if read_coalesce is not None and read_coalesce > 1.0:
+            raise InvalidParameterError(
+                f"read_coalesce must be <= 1 second (pongs wait for it), got {read_coalesce!r}"
+            )
         _positive("max_buffered", max_buffered, integer=True)
         _positive("max_streams", max_streams, integer=True)
         if not 1 <= rest_limit <= MAX_REST_LIMIT or isinstance(rest_limit, bool):
             raise InvalidParameterError(
-                f"rest_limit must be 1..{MAX_REST_LIMIT}, got {rest_limit!r}")
+                f"rest_limit must be 1..{MAX_REST_LIMIT}, got {rest_limit!r}"
+            )
         if max_streams > MAX_STREAMS_PER_CONNECTION:
             raise InvalidParameterError(
                 f"max_streams must be <= {MAX_STREAMS_PER_CONNECTION} (Binance's limit per "
-                f"connection), got {max_streams}")
+                f"connection), got {max_streams}"
+            )
         if reconnect_max < reconnect_initial:
             raise InvalidParameterError(
                 f"reconnect_max ({reconnect_max}) must be >= reconnect_initial "
-                f"({reconnect_initial})")
+                f"({reconnect_initial})"
+            )
         self.batch_interval = float(batch_interval)
         self.max_buffered = int(max_buffered)
         self.rotate_after = float(rotate_after)
@@ -260,9 +296,12 @@ class Collector:
         self.log_interval = float(log_interval)
         self.retention_interval = retention_interval
         self.stop_timeout = float(stop_timeout)
+        self.read_coalesce = None if read_coalesce is None else float(read_coalesce)
         self._store_arg = store
-        if store is not None and not isinstance(store, str | os.PathLike) and not (
-            hasattr(store, "append") and hasattr(store, "last_agg_id")
+        if (
+            store is not None
+            and not isinstance(store, str | os.PathLike)
+            and not (hasattr(store, "append") and hasattr(store, "last_agg_id"))
         ):
             raise ConfigurationError(
                 f"store must be a TradeStore, a directory path or None, got {type(store).__name__}"
@@ -272,8 +311,8 @@ class Collector:
         self._syms = {s: _Symbol(s) for s in self.symbols}
         urls = build_stream_urls(self.ws_url, self.symbols, max_streams=max_streams)
         self._groups = [
-            _Group(g, u) for g, u in zip(split_streams(self.symbols, max_streams), urls,
-                                          strict=True)
+            _Group(g, u)
+            for g, u in zip(split_streams(self.symbols, max_streams), urls, strict=True)
         ]
         self._running = False
         self._stopping = False
@@ -324,10 +363,18 @@ class Collector:
         self._running = True
         log.info(
             "Collector starting: symbols %s, stream %s, REST %s, store %s",
-            ",".join(self.symbols), self.ws_url, self.rest_url, self._store_path(),
-            extra={"event": "collector_start", "symbols": list(self.symbols),
-                   "ws_url": self.ws_url, "rest_url": self.rest_url,
-                   "store_path": self._store_path(), "connections": len(self._groups)},
+            ",".join(self.symbols),
+            self.ws_url,
+            self.rest_url,
+            self._store_path(),
+            extra={
+                "event": "collector_start",
+                "symbols": list(self.symbols),
+                "ws_url": self.ws_url,
+                "rest_url": self.rest_url,
+                "store_path": self._store_path(),
+                "connections": len(self._groups),
+            },
         )
         for group in self._groups:
             group.first_result = self._loop.create_future() if check else None
@@ -363,33 +410,46 @@ class Collector:
         self._stop_event.set()
         assert self._resume is not None
         self._resume.set()
-        log.info("Collector stopping: closing streams, finishing backfills, flushing",
-                 extra={"event": "collector_stopping"})
+        log.info(
+            "Collector stopping: closing streams, finishing backfills, flushing",
+            extra={"event": "collector_stopping"},
+        )
         # 1. no new frames: close every connection (supervisors exit on the stop event)
         supervisors = [t for t in self._tasks if t.get_name().startswith("tradelab-stream")]
         conns = [g.active for g in self._groups if g.active is not None]
-        await asyncio.gather(*(self._close_conn(c, "collector stopping") for c in conns),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self._close_conn(c, "collector stopping") for c in conns), return_exceptions=True
+        )
         await self._wait_tasks(supervisors, 3.0)
         # 2. backfills that can finish promptly
         backfill = [t for t in self._tasks if t.get_name() == "tradelab-backfill"]
         assert self._backfill_wake is not None
         self._backfill_wake.set()
         await self._wait_tasks(backfill, max(0.1, deadline - loop.time() - 1.0))
-        open_gaps = {s.name: s.tracker.open_ranges() for s in self._syms.values()
-                     if s.tracker.open_gaps}
+        open_gaps = {
+            s.name: s.tracker.open_ranges() for s in self._syms.values() if s.tracker.open_gaps
+        }
         for name, ranges in open_gaps.items():
             n = sum(hi - lo + 1 for lo, hi in ranges)
             log.error(
                 "Stopping with %d trades of %s still missing in %d gap(s) %s: REST did not "
                 "answer in time; saved so the next start backfills them",
-                n, name, len(ranges), ranges[:5],
-                extra={"event": "gap_open_at_stop", "symbol": name, "missing": n,
-                       "ranges": ranges[:20]})
+                n,
+                name,
+                len(ranges),
+                ranges[:5],
+                extra={
+                    "event": "gap_open_at_stop",
+                    "symbol": name,
+                    "missing": n,
+                    "ranges": ranges[:20],
+                },
+            )
         # 3. flush everything, retrying until the deadline. The flush task is never cancelled
         #    (it may be inside a write); it returns by itself once the stop event is set.
-        await asyncio.gather(*[t for t in self._tasks if t.get_name() == "tradelab-flush"],
-                             return_exceptions=True)
+        await asyncio.gather(
+            *[t for t in self._tasks if t.get_name() == "tradelab-flush"], return_exceptions=True
+        )
         report = [t for t in self._tasks if t.get_name() == "tradelab-report"]
         await self._wait_tasks(report, max(0.1, deadline - loop.time()))
         await self._wait_tasks([t for t in self._tasks if not t.done()], 1.0)
@@ -399,17 +459,31 @@ class Collector:
                 await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
         lost = {s.name: s.buffered for s in self._syms.values() if s.buffered}
         for name, n in lost.items():
-            log.error("%d received trades of %s could NOT be stored before stop (the store "
-                      "kept failing for %.0f s); they are lost", n, name, self.stop_timeout,
-                      extra={"event": "trades_lost_at_stop", "symbol": name, "trades": n})
+            log.error(
+                "%d received trades of %s could NOT be stored before stop (the store "
+                "kept failing for %.0f s); they are lost",
+                n,
+                name,
+                self.stop_timeout,
+                extra={"event": "trades_lost_at_stop", "symbol": name, "trades": n},
+            )
         # 4. final status
         self._running = False
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._publish, self.status(), open_gaps)
         total = sum(s.trades_stored for s in self._syms.values())
-        log.info("Collector stopped: %d trades stored this run", total,
-                 extra={"event": "collector_stop", "trades": total,
-                        "unstored": sum(lost.values())})
+        log.info(
+            "Collector stopped: %d trades stored this run; highest agg id received: %s",
+            total,
+            ", ".join(f"{s.name} {s.tracker.high}" for s in self._syms.values()),
+            extra={
+                "event": "collector_stop",
+                "trades": total,
+                "unstored": sum(lost.values()),
+                "last_received": {s.name: s.tracker.high for s in self._syms.values()},
+                "stored": {s.name: s.trades_stored for s in self._syms.values()},
+            },
+        )
         self._tasks = []
 
     def status(self) -> dict[str, Any]:
@@ -423,8 +497,11 @@ class Collector:
                 s = self._syms[name]
                 tr = s.tracker
                 symbols[name] = {
-                    "connected": bool(self._running and group.active is not None
-                                      and not group.active.closed.is_set()),
+                    "connected": bool(
+                        self._running
+                        and group.active is not None
+                        and not group.active.closed.is_set()
+                    ),
                     "trades_stored": s.trades_stored,
                     "rate_per_min": float(self._rate(s, now)),
                     "last_trade_time": s.last_stored_time,
@@ -458,7 +535,8 @@ class Collector:
             return open_store(arg, write=True)
         if getattr(arg, "readonly", False):
             raise ConfigurationError(
-                "the store passed to Collector is read-only; pass a writable TradeStore or a path")
+                "the store passed to Collector is read-only; pass a writable TradeStore or a path"
+            )
         return arg
 
     def _store_path(self) -> str:
@@ -480,14 +558,27 @@ class Collector:
                 s.tracker.resume(last, last_time)
                 s.last_stored_id, s.last_stored_time = last, last_time
                 s.probe = True  # resume from last+1 through REST
-                log.info("Resuming %s after stored agg id %d (last trade %s)", s.name, last,
-                         _fmt_ms(last_time),
-                         extra={"event": "resume", "symbol": s.name, "last_agg_id": last})
+                log.info(
+                    "Resuming %s after stored agg id %d (last trade %s)",
+                    s.name,
+                    last,
+                    _fmt_ms(last_time),
+                    extra={"event": "resume", "symbol": s.name, "last_agg_id": last},
+                )
             for lo, hi in (saved or {}).get(s.name, []):
                 s.tracker.add_gap(int(lo), int(hi))
-                log.warning("Gap of %s left open by the previous run (ids %d–%d): backfilling",
-                            s.name, lo, hi, extra={"event": "gap_restored", "symbol": s.name,
-                                                   "first_id": lo, "last_id": hi})
+                log.warning(
+                    "Gap of %s left open by the previous run (ids %d–%d): backfilling",
+                    s.name,
+                    lo,
+                    hi,
+                    extra={
+                        "event": "gap_restored",
+                        "symbol": s.name,
+                        "first_id": lo,
+                        "last_id": hi,
+                    },
+                )
 
     async def _check_rest(self) -> None:
         for sym in self.symbols:
@@ -516,8 +607,13 @@ class Collector:
     def _task_done(task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.critical("Collector task %s crashed: %r", task.get_name(), exc, exc_info=exc,
-                         extra={"event": "task_crashed", "task": task.get_name()})
+            log.critical(
+                "Collector task %s crashed: %r",
+                task.get_name(),
+                exc,
+                exc_info=exc,
+                extra={"event": "task_crashed", "task": task.get_name()},
+            )
 
     @staticmethod
     async def _wait_tasks(tasks: Sequence[asyncio.Task[Any]], timeout: float) -> None:
@@ -543,9 +639,32 @@ class Collector:
     # --- streams -----------------------------------------------------------------------------
 
     async def _supervise(self, group: _Group) -> None:
+        """Keep one connection open for ``group`` until stop; survives its own bugs loudly."""
+        while not self._stopping:
+            try:
+                await self._supervise_once(group)
+                return
+            except Exception as exc:
+                log.critical(
+                    "Stream supervisor for %s failed unexpectedly: %r; restarting it",
+                    group.url,
+                    exc,
+                    exc_info=exc,
+                    extra={"event": "supervisor_crashed", "url": group.url},
+                )
+                if group.first_result is not None and not group.first_result.done():
+                    group.first_result.set_exception(
+                        EndpointUnreachableError(f"cannot collect from {self.ws_url}: {exc!r}")
+                    )
+                await self._sleep(1.0)
+
+    async def _supervise_once(self, group: _Group) -> None:
         loop = asyncio.get_running_loop()
-        policy = ReconnectPolicy(initial=self.reconnect_initial, max_delay=self.reconnect_max,
-                                 healthy_after=self.healthy_after)
+        policy = ReconnectPolicy(
+            initial=self.reconnect_initial,
+            max_delay=self.reconnect_max,
+            healthy_after=self.healthy_after,
+        )
         first = True
         delay = 0.0
         try:
@@ -569,15 +688,26 @@ class Collector:
                         reason = self._describe(exc)
                         for s in group.symbols:
                             self._syms[s].last_error = f"connect failed: {reason}"
-                        log.error("Connection to %s failed: %s; retrying in %.1f s",
-                                  group.url, reason, delay,
-                                  extra={"event": "connect_failed", "url": group.url,
-                                         "error": reason, "retry_in": round(delay, 3),
-                                         "attempt": policy.failures})
+                        log.error(
+                            "Connection to %s failed: %s; retrying in %.1f s",
+                            group.url,
+                            reason,
+                            delay,
+                            extra={
+                                "event": "connect_failed",
+                                "url": group.url,
+                                "error": reason,
+                                "retry_in": round(delay, 3),
+                                "attempt": policy.failures,
+                            },
+                        )
                         if first and group.first_result is not None:
-                            group.first_result.set_exception(EndpointUnreachableError(
-                                f"cannot open the stream at {self.ws_url}: {reason}; check "
-                                "--ws-url (the collector retries forever once it has started)"))
+                            group.first_result.set_exception(
+                                EndpointUnreachableError(
+                                    f"cannot open the stream at {self.ws_url}: {reason}; check "
+                                    "--ws-url (the collector retries forever once it has started)"
+                                )
+                            )
                             group.first_result.exception()  # mark retrieved
                             return
                         continue
@@ -601,16 +731,26 @@ class Collector:
                     msg = f"code {code}" + (f" ({why})" if why else "")
                     for s in group.symbols:
                         self._syms[s].last_error = f"disconnected: {msg}"
-                    log.error("Connection #%d to %s lost: %s; reconnecting in %.1f s",
-                              conn.number, group.url, msg, delay,
-                              extra={"event": "disconnected", "url": group.url,
-                                     "close_code": code, "retry_in": round(delay, 3)})
+                    log.error(
+                        "Connection #%d to %s lost: %s; reconnecting in %.1f s",
+                        conn.number,
+                        group.url,
+                        msg,
+                        delay,
+                        extra={
+                            "event": "disconnected",
+                            "url": group.url,
+                            "close_code": code,
+                            "retry_in": round(delay, 3),
+                        },
+                    )
                 elif reason in ("rotate", "shutdown"):
                     await self._rotate(group, conn, reason, policy)
                     if group.active is conn and not conn.closed.is_set():
                         # rotation failed: retry after a backoff delay, keep the old one
-                        conn.opened_at = loop.time() - self.rotate_after + policy.next_delay(
-                            loop.time())
+                        conn.opened_at = (
+                            loop.time() - self.rotate_after + policy.next_delay(loop.time())
+                        )
                         conn.shutdown.clear()
         finally:
             if group.active is not None:
@@ -665,10 +805,20 @@ class Collector:
         what = "Reconnected" if reconnect else "Connected"
         if reason:
             what = f"Connected ({reason})"
-        log.info("%s to %s (connection #%d, %d symbols)", what, group.url, conn.number,
-                 len(group.symbols),
-                 extra={"event": "connected", "url": group.url, "connection": conn.number,
-                        "symbols": list(group.symbols), "reconnect": reconnect})
+        log.info(
+            "%s to %s (connection #%d, %d symbols)",
+            what,
+            group.url,
+            conn.number,
+            len(group.symbols),
+            extra={
+                "event": "connected",
+                "url": group.url,
+                "connection": conn.number,
+                "symbols": list(group.symbols),
+                "reconnect": reconnect,
+            },
+        )
         for s in group.symbols:
             sym = self._syms[s]
             if sym.tracker.high is not None:
@@ -681,36 +831,53 @@ class Collector:
             group.connected_total += now - group.connected_since
             group.connected_since = None
 
-    async def _rotate(self, group: _Group, old: _Conn, reason: str,
-                      policy: ReconnectPolicy) -> None:
+    async def _rotate(
+        self, group: _Group, old: _Conn, reason: str, policy: ReconnectPolicy
+    ) -> None:
         loop = asyncio.get_running_loop()
-        why = ("the server announced a shutdown" if reason == "shutdown"
-               else f"connection #{old.number} is {loop.time() - old.opened_at:.0f} s old")
-        log.info("Rotating the stream connection: %s; opening the new one first", why,
-                 extra={"event": "rotate", "reason": reason, "connection": old.number})
+        why = (
+            "the server announced a shutdown"
+            if reason == "shutdown"
+            else f"connection #{old.number} is {loop.time() - old.opened_at:.0f} s old"
+        )
+        log.info(
+            "Rotating the stream connection: %s; opening the new one first",
+            why,
+            extra={"event": "rotate", "reason": reason, "connection": old.number},
+        )
         try:
             new = await self._open(group)
         except Exception as exc:
-            log.error("Opening the replacement connection failed: %s; keeping #%d for now",
-                      self._describe(exc), old.number,
-                      extra={"event": "rotate_failed", "error": self._describe(exc)})
+            log.error(
+                "Opening the replacement connection failed: %s; keeping #%d for now",
+                self._describe(exc),
+                old.number,
+                extra={"event": "rotate_failed", "error": self._describe(exc)},
+            )
             return
         policy.connected(loop.time())
         old.retiring = True
         self._attach(group, new, reconnect=True, reason=f"replacing #{old.number}")
-        waits = [asyncio.ensure_future(new.first_data.wait()),
-                 asyncio.ensure_future(new.closed.wait()),
-                 asyncio.ensure_future(old.closed.wait())]
+        waits = [
+            asyncio.ensure_future(new.first_data.wait()),
+            asyncio.ensure_future(new.closed.wait()),
+            asyncio.ensure_future(old.closed.wait()),
+        ]
         try:
-            await asyncio.wait(waits, timeout=self.handover_timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waits, timeout=self.handover_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for w in waits:
                 w.cancel()
         await self._close_conn(old, "rotated")
-        log.info("Connection #%d closed after #%d delivered %d frames", old.number,
-                 new.number, new.delivered,
-                 extra={"event": "rotated", "old": old.number, "new": new.number})
+        log.info(
+            "Connection #%d closed after #%d delivered %d frames",
+            old.number,
+            new.number,
+            new.delivered,
+            extra={"event": "rotated", "old": old.number, "new": new.number},
+        )
 
     async def _close_conn(self, conn: _Conn, why: str) -> None:
         conn.retiring = True
@@ -724,8 +891,12 @@ class Collector:
 
     async def _keepalive(self, conn: _Conn) -> None:
         loop = asyncio.get_running_loop()
+        seen = -1
         while True:
             await asyncio.sleep(self.ping_interval)
+            if conn.delivered != seen:  # frames arrive: the connection is alive, no ping needed
+                seen = conn.delivered
+                continue
             while (d := conn.bucket.acquire_delay(loop.time())) > 0:
                 await asyncio.sleep(d)
             try:
@@ -735,9 +906,12 @@ class Collector:
             try:
                 await asyncio.wait_for(pong, self.ping_timeout)
             except TimeoutError:
-                log.error("No pong on connection #%d within %.1f s: the connection is dead, "
-                          "closing it", conn.number, self.ping_timeout,
-                          extra={"event": "ping_timeout", "connection": conn.number})
+                log.error(
+                    "No pong on connection #%d within %.1f s: the connection is dead, closing it",
+                    conn.number,
+                    self.ping_timeout,
+                    extra={"event": "ping_timeout", "connection": conn.number},
+                )
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.ws.close(1011, "ping timeout"), 2.0)
                 conn.ws.transport.abort()
@@ -746,18 +920,50 @@ class Collector:
                 return
 
     async def _read(self, conn: _Conn) -> None:
-        """The hot path: every frame of one connection."""
+        """The hot path: every frame of one connection.
+
+        Read coalescing: at low rates each frame would wake the event loop on its own (most of
+        the CPU a quiet feed costs). So when a window of ``read_coalesce`` seconds brought fewer
+        than ``_COALESCE_BELOW`` frames, reading pauses for one window and the kernel buffers
+        the frames meanwhile; they are then parsed in one go. Busy feeds never pause.
+        """
         syms = self._syms
         ws = conn.ws
+        pace = self.read_coalesce
+        transport = ws.transport
+        # websockets' queue of received frames (to know whether recv() would wait)
+        queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
+        if queue is None or not hasattr(queue, "__len__"):
+            pace = None
+        clock = asyncio.get_running_loop().time
+        window_end = clock() + (pace or 0.0)
+        in_window = 0
         try:
             while True:
                 raw = await ws.recv()
+                if pace is not None:
+                    in_window += 1
+                    if not len(queue) and (now := clock()) >= window_end:  # type: ignore[arg-type]
+                        quiet = in_window < _COALESCE_BELOW
+                        in_window = 0
+                        window_end = now + pace
+                        if quiet and transport.is_reading():
+                            transport.pause_reading()
+                            try:
+                                await asyncio.sleep(pace)
+                            finally:
+                                if not transport.is_closing():
+                                    transport.resume_reading()
                 ev = parse_frame(raw)
                 if type(ev) is Trade:
                     st = syms.get(ev.symbol)
                     if st is None:
-                        self._bad_frame(Rejection(f"trade for unsubscribed symbol {ev.symbol!r}",
-                                                  str(raw)[:120]), conn)
+                        self._bad_frame(
+                            Rejection(
+                                f"trade for unsubscribed symbol {ev.symbol!r}", str(raw)[:120]
+                            ),
+                            conn,
+                        )
                         continue
                     verdict = st.tracker.observe(ev.agg_id, ev.time)
                     if verdict is False:
@@ -775,9 +981,11 @@ class Collector:
                 elif type(ev) is Rejection:
                     self._bad_frame(ev, conn)
                 elif type(ev) is ServerShutdown:
-                    log.warning("Server announced shutdown on connection #%d: reconnecting now",
-                                conn.number, extra={"event": "server_shutdown",
-                                                    "connection": conn.number})
+                    log.warning(
+                        "Server announced shutdown on connection #%d: reconnecting now",
+                        conn.number,
+                        extra={"event": "server_shutdown", "connection": conn.number},
+                    )
                     conn.shutdown.set()
                 elif type(ev) is ControlResponse:
                     log.debug("Control response %r", ev)
@@ -790,10 +998,18 @@ class Collector:
         self._malformed += 1
         if self._malformed_logged < _MALFORMED_LOG_CAP:
             self._malformed_logged += 1
-            log.error("Skipped a malformed frame on connection #%d: %s; frame starts %r",
-                      conn.number, ev.reason, ev.excerpt,
-                      extra={"event": "malformed_frame", "reason": ev.reason,
-                             "excerpt": ev.excerpt, "connection": conn.number})
+            log.error(
+                "Skipped a malformed frame on connection #%d: %s; frame starts %r",
+                conn.number,
+                ev.reason,
+                ev.excerpt,
+                extra={
+                    "event": "malformed_frame",
+                    "reason": ev.reason,
+                    "excerpt": ev.excerpt,
+                    "connection": conn.number,
+                },
+            )
 
     def _pause(self) -> None:
         if self._paused:
@@ -805,9 +1021,13 @@ class Collector:
             "BUFFER FULL: %d trades are waiting for the store (max_buffered=%d). Pausing intake: "
             "closing the stream until the store accepts writes; trades published meanwhile "
             "will be backfilled through REST. Nothing buffered is dropped.",
-            self._buffered_total(), self.max_buffered,
-            extra={"event": "buffer_full", "buffered": self._buffered_total(),
-                   "max_buffered": self.max_buffered},
+            self._buffered_total(),
+            self.max_buffered,
+            extra={
+                "event": "buffer_full",
+                "buffered": self._buffered_total(),
+                "max_buffered": self.max_buffered,
+            },
         )
         for g in self._groups:
             if g.active is not None:
@@ -818,9 +1038,11 @@ class Collector:
             self._paused = False
             assert self._resume is not None
             self._resume.set()
-            log.warning("The store caught up (%d trades buffered): resuming intake",
-                        self._buffered_total(),
-                        extra={"event": "buffer_resumed", "buffered": self._buffered_total()})
+            log.warning(
+                "The store caught up (%d trades buffered): resuming intake",
+                self._buffered_total(),
+                extra={"event": "buffer_resumed", "buffered": self._buffered_total()},
+            )
 
     @staticmethod
     def _describe(exc: BaseException) -> str:
@@ -838,31 +1060,58 @@ class Collector:
         log.warning(
             "Gap in %s: %d aggregate trades missing (ids %d–%d) between %s and %s%s; "
             "backfilling through REST",
-            gap.symbol, gap.size, gap.first_id, gap.last_id, _fmt_ms(gap.time_before),
-            _fmt_ms(gap.time_after), f" ({span / 1000:.3f} s)" if span is not None else "",
-            extra={"event": "gap_detected", "symbol": gap.symbol, "missing": gap.size,
-                   "first_id": gap.first_id, "last_id": gap.last_id, "span_ms": span,
-                   "source": source})
+            gap.symbol,
+            gap.size,
+            gap.first_id,
+            gap.last_id,
+            _fmt_ms(gap.time_before),
+            _fmt_ms(gap.time_after),
+            f" ({span / 1000:.3f} s)" if span is not None else "",
+            extra={
+                "event": "gap_detected",
+                "symbol": gap.symbol,
+                "missing": gap.size,
+                "first_id": gap.first_id,
+                "last_id": gap.last_id,
+                "span_ms": span,
+                "source": source,
+            },
+        )
         assert self._backfill_wake is not None
         self._backfill_wake.set()
 
     def _gap_closed(self, gap: Gap) -> None:
         span = gap.span_ms
-        fields = {"symbol": gap.symbol, "first_id": gap.first_id, "last_id": gap.last_id,
-                  "span_ms": span, "recovered": gap.recovered, "lost": gap.lost}
+        fields = {
+            "symbol": gap.symbol,
+            "first_id": gap.first_id,
+            "last_id": gap.last_id,
+            "span_ms": span,
+            "recovered": gap.recovered,
+            "lost": gap.lost,
+        }
         if gap.lost:
             log.error(
                 "Unrepairable gap in %s: %d of %d aggregate trades (ids %s) do not exist in the "
                 "REST history; between %s and %s%s. Logged once; not retried",
-                gap.symbol, gap.lost, gap.size,
+                gap.symbol,
+                gap.lost,
+                gap.size,
                 ", ".join(f"{a}–{b}" if a != b else str(a) for a, b in gap.lost_ranges[:5]),
-                _fmt_ms(gap.time_before), _fmt_ms(gap.time_after),
+                _fmt_ms(gap.time_before),
+                _fmt_ms(gap.time_after),
                 f" ({span / 1000:.3f} s)" if span is not None else "",
-                extra={"event": "gap_unrepairable", **fields})
+                extra={"event": "gap_unrepairable", "lost_ranges": gap.lost_ranges[:100], **fields},
+            )
         else:
-            log.warning("Gap in %s backfilled: %d aggregate trades (ids %d–%d) recovered",
-                        gap.symbol, gap.recovered, gap.first_id, gap.last_id,
-                        extra={"event": "gap_backfilled", **fields})
+            log.warning(
+                "Gap in %s backfilled: %d aggregate trades (ids %d–%d) recovered",
+                gap.symbol,
+                gap.recovered,
+                gap.first_id,
+                gap.last_id,
+                extra={"event": "gap_backfilled", **fields},
+            )
 
     def _next_job(self) -> tuple[_Symbol, int, bool] | None:
         for s in self._syms.values():
@@ -877,63 +1126,101 @@ class Collector:
         return None
 
     async def _backfill_loop(self) -> None:
-        assert self._backfill_wake is not None and self._resume is not None
-        loop = asyncio.get_running_loop()
-        errors = exponential_backoff(0.5, 2.0, 30.0)
+        assert self._backfill_wake is not None
         while True:
             if not self._stopping:
                 await self._backfill_wake.wait()
             self._backfill_wake.clear()
-            while (job := self._next_job()) is not None:
-                if self._paused and not self._stopping:
-                    await self._resume.wait()
-                    continue
-                st, from_id, tail = job
-                wait = self.rest.weight_delay()
-                if wait > 0:
-                    log.warning("REST weight budget used up (%d): waiting %.1f s",
-                                self.rest.budget.used, wait,
-                                extra={"event": "rest_weight_wait", "wait": wait})
-                    if await self._sleep(wait) and self._stopping and wait > 1:
-                        return
-                try:
-                    page = await self.rest.agg_trades(st.name, from_id, self.rest_limit)
-                except RateLimitedError as exc:
-                    st.last_error = str(exc)
-                    log.warning("%s; waiting %g s before the next REST request", exc,
-                                exc.retry_after,
-                                extra={"event": "rest_rate_limited", "status": exc.status,
-                                       "retry_after": exc.retry_after, "symbol": st.name})
-                    if self._stopping:
-                        remaining = self._stop_deadline_left(loop)
-                        if exc.retry_after > remaining:
-                            return
-                        await asyncio.sleep(exc.retry_after)
-                    else:
-                        await self._sleep(exc.retry_after)
-                    continue
-                except (ExchangeError, EndpointUnreachableError, OSError) as exc:
-                    delay = next(errors)
-                    st.last_error = str(exc)
-                    log.error("REST backfill of %s from id %d failed: %s; retrying in %.1f s",
-                              st.name, from_id, exc, delay,
-                              extra={"event": "rest_failed", "symbol": st.name,
-                                     "from_id": from_id, "error": str(exc), "retry_in": delay})
-                    if self._stopping:
-                        return
-                    await self._sleep(delay)
-                    continue
-                errors = exponential_backoff(0.5, 2.0, 30.0)
-                self._apply_page(st, from_id, page, tail)
-                if not self._stopping and self._running:
-                    await asyncio.sleep(0)  # let the stream breathe between pages
+            try:
+                await self._backfill_round()
+            except Exception as exc:  # a bug: say it loudly, keep the collector alive
+                log.critical(
+                    "Backfill failed unexpectedly: %r",
+                    exc,
+                    exc_info=exc,
+                    extra={"event": "backfill_crashed"},
+                )
+                if not self._stopping:
+                    await self._sleep(1.0)
+                    self._backfill_wake.set()
             if self._stopping:
                 return
+
+    async def _backfill_round(self) -> None:
+        """Fetch REST pages until no gap is open and no tail probe is pending."""
+        assert self._resume is not None
+        loop = asyncio.get_running_loop()
+        errors = exponential_backoff(0.5, 2.0, 30.0)
+        while (job := self._next_job()) is not None:
+            if self._paused and not self._stopping:
+                await self._resume.wait()
+                continue
+            st, from_id, tail = job
+            wait = self.rest.weight_delay()
+            if wait > 0:
+                log.warning(
+                    "REST weight budget used up (%d): waiting %.1f s",
+                    self.rest.budget.used,
+                    wait,
+                    extra={"event": "rest_weight_wait", "wait": wait},
+                )
+                if await self._sleep(wait) and self._stopping and wait > 1:
+                    return
+            try:
+                page = await self.rest.agg_trades(st.name, from_id, self.rest_limit)
+            except RateLimitedError as exc:
+                st.last_error = str(exc)
+                log.warning(
+                    "%s; waiting %g s before the next REST request",
+                    exc,
+                    exc.retry_after,
+                    extra={
+                        "event": "rest_rate_limited",
+                        "status": exc.status,
+                        "retry_after": exc.retry_after,
+                        "symbol": st.name,
+                    },
+                )
+                if self._stopping:
+                    remaining = self._stop_deadline_left(loop)
+                    if exc.retry_after > remaining:
+                        return
+                    await asyncio.sleep(exc.retry_after)
+                else:
+                    await self._sleep(exc.retry_after)
+                continue
+            except (ExchangeError, EndpointUnreachableError, OSError) as exc:
+                delay = next(errors)
+                st.last_error = str(exc)
+                log.error(
+                    "REST backfill of %s from id %d failed: %s; retrying in %.1f s",
+                    st.name,
+                    from_id,
+                    exc,
+                    delay,
+                    extra={
+                        "event": "rest_failed",
+                        "symbol": st.name,
+                        "from_id": from_id,
+                        "error": str(exc),
+                        "retry_in": delay,
+                    },
+                )
+                if self._stopping:
+                    return
+                await self._sleep(delay)
+                continue
+            errors = exponential_backoff(0.5, 2.0, 30.0)
+            if self._apply_page(st, from_id, page, tail):
+                await self._sleep(0.5)  # REST may lag the stream: ask again shortly
+            elif not self._stopping:
+                await asyncio.sleep(0)  # let the stream breathe between pages
 
     def _stop_deadline_left(self, loop: asyncio.AbstractEventLoop) -> float:
         return max(0.0, self._stop_deadline - loop.time())
 
-    def _apply_page(self, st: _Symbol, from_id: int, page: list[Trade], tail: bool) -> None:
+    def _apply_page(self, st: _Symbol, from_id: int, page: list[Trade], tail: bool) -> bool:
+        """Apply one REST page; True if it should be asked again shortly before losing ids."""
         tr = st.tracker
         short = len(page) < self.rest_limit
         declare = True
@@ -952,6 +1239,7 @@ class Collector:
             st.probe = False
         if out.accepted and self._buffered >= self.max_buffered:
             self._pause()
+        return not declare
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -962,8 +1250,12 @@ class Collector:
             try:
                 await self._flush_once()
             except Exception as exc:  # pragma: no cover - a bug; keep collecting, say it loudly
-                log.critical("Flushing failed unexpectedly: %r", exc, exc_info=exc,
-                             extra={"event": "flush_crashed"})
+                log.critical(
+                    "Flushing failed unexpectedly: %r",
+                    exc,
+                    exc_info=exc,
+                    extra={"event": "flush_crashed"},
+                )
 
     async def _flush_once(self, *, force: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -997,10 +1289,18 @@ class Collector:
             if s.last_stored_id is None or top.agg_id > s.last_stored_id:
                 s.last_stored_id, s.last_stored_time = top.agg_id, top.time
             if s.write_failures:
-                log.warning("Store recovered: wrote %d buffered trades of %s after %d failed "
-                            "attempts", len(batch), name, s.write_failures,
-                            extra={"event": "write_recovered", "symbol": name,
-                                   "trades": len(batch), "failures": s.write_failures})
+                log.warning(
+                    "Store recovered: wrote %d buffered trades of %s after %d failed attempts",
+                    len(batch),
+                    name,
+                    s.write_failures,
+                    extra={
+                        "event": "write_recovered",
+                        "symbol": name,
+                        "trades": len(batch),
+                        "failures": s.write_failures,
+                    },
+                )
                 s.write_failures = 0
                 s.backoff = None
                 s.retry_at = 0.0
@@ -1017,31 +1317,51 @@ class Collector:
                 out[name] = exc
         return out
 
-    def _write_failed(self, s: _Symbol, batch: list[Trade], exc: BaseException,
-                      now: float) -> None:
+    def _write_failed(self, s: _Symbol, batch: list[Trade], exc: BaseException, now: float) -> None:
         if isinstance(exc, InputError):
             # the store refused the trades themselves: retrying cannot help; say so loudly
             self._buffered -= len(batch)
             s.last_error = f"store refused trades: {exc}"
-            log.error("The store refused %d trades of %s as invalid (%s); they are NOT stored",
-                      len(batch), s.name, exc,
-                      extra={"event": "trades_refused", "symbol": s.name, "trades": len(batch),
-                             "error": str(exc)})
+            log.error(
+                "The store refused %d trades of %s as invalid (%s); they are NOT stored",
+                len(batch),
+                s.name,
+                exc,
+                extra={
+                    "event": "trades_refused",
+                    "symbol": s.name,
+                    "trades": len(batch),
+                    "error": str(exc),
+                },
+            )
             return
         s.unwritten = batch + s.unwritten
         s.write_failures += 1
         if s.backoff is None:
-            s.backoff = exponential_backoff(self.write_retry_initial, 2.0, self.write_retry_max,
-                                            0.2)
+            s.backoff = exponential_backoff(
+                self.write_retry_initial, 2.0, self.write_retry_max, 0.2
+            )
         delay = next(s.backoff)
         s.retry_at = now + delay
         s.last_error = f"write failed: {exc}"
-        log.error("Writing %d trades of %s failed: %s; keeping them in memory (%d buffered, "
-                  "max %d) and retrying in %.1f s", len(batch), s.name, exc, s.buffered,
-                  self.max_buffered, delay,
-                  extra={"event": "write_failed", "symbol": s.name, "trades": len(batch),
-                         "buffered": s.buffered, "retry_in": round(delay, 3),
-                         "error": str(exc)})
+        log.error(
+            "Writing %d trades of %s failed: %s; keeping them in memory (%d buffered, "
+            "max %d) and retrying in %.1f s",
+            len(batch),
+            s.name,
+            exc,
+            s.buffered,
+            self.max_buffered,
+            delay,
+            extra={
+                "event": "write_failed",
+                "symbol": s.name,
+                "trades": len(batch),
+                "buffered": s.buffered,
+                "retry_in": round(delay, 3),
+                "error": str(exc),
+            },
+        )
 
     # --- reporting ---------------------------------------------------------------------------
 
@@ -1052,8 +1372,7 @@ class Collector:
         return sum(n for _t, n in s.recent)
 
     def _open_gaps(self) -> dict[str, list[tuple[int, int]]]:
-        return {s.name: s.tracker.open_ranges() for s in self._syms.values()
-                if s.tracker.open_gaps}
+        return {s.name: s.tracker.open_ranges() for s in self._syms.values() if s.tracker.open_gaps}
 
     def _publish(self, doc: dict[str, Any], gaps: dict[str, list[tuple[int, int]]]) -> None:
         """Worker thread: write the status document and the open gaps to the store."""
@@ -1068,8 +1387,11 @@ class Collector:
             try:
                 await asyncio.to_thread(self._publish, self.status(), self._open_gaps())
             except Exception as exc:
-                log.warning("Could not publish the collector status: %s", exc,
-                            extra={"event": "status_failed", "error": str(exc)})
+                log.warning(
+                    "Could not publish the collector status: %s",
+                    exc,
+                    extra={"event": "status_failed", "error": str(exc)},
+                )
             now = loop.time()
             if now >= next_log:
                 next_log = now + self.log_interval
@@ -1078,10 +1400,18 @@ class Collector:
                 assert self.retention_interval is not None
                 next_retention = now + self.retention_interval
                 try:
-                    await asyncio.to_thread(self.store.enforce_retention)
+                    removed = await asyncio.to_thread(self.store.enforce_retention)
+                    log.info(
+                        "Retention: removed %d trades older than the retention period",
+                        removed,
+                        extra={"event": "retention", "trades": removed},
+                    )
                 except Exception as exc:
-                    log.warning("Retention failed: %s", exc,
-                                extra={"event": "retention_failed", "error": str(exc)})
+                    log.warning(
+                        "Retention failed: %s",
+                        exc,
+                        extra={"event": "retention_failed", "error": str(exc)},
+                    )
             if await self._sleep(min(self.status_interval, max(0.05, next_log - now))):
                 return
 
@@ -1093,11 +1423,26 @@ class Collector:
             log.info(
                 "Stored %d trades for %s in the last %.0f s (%.0f/min), last trade %s (id %s); "
                 "gaps so far: %d detected, %d backfilled, %d unrepairable",
-                n, s.name, self.log_interval, per_min, _fmt_ms(s.last_stored_time),
-                s.last_stored_id, tr.gaps_detected, tr.gaps_backfilled, tr.gaps_unrepairable,
-                extra={"event": "stored", "symbol": s.name, "trades": n,
-                       "trades_per_min": per_min, "last_trade_time": s.last_stored_time,
-                       "last_agg_id": s.last_stored_id, "gaps_detected": tr.gaps_detected,
-                       "gaps_backfilled": tr.gaps_backfilled,
-                       "gaps_unrepairable": tr.gaps_unrepairable, "buffered": s.buffered,
-                       "total_stored": s.trades_stored})
+                n,
+                s.name,
+                self.log_interval,
+                per_min,
+                _fmt_ms(s.last_stored_time),
+                s.last_stored_id,
+                tr.gaps_detected,
+                tr.gaps_backfilled,
+                tr.gaps_unrepairable,
+                extra={
+                    "event": "stored",
+                    "symbol": s.name,
+                    "trades": n,
+                    "trades_per_min": per_min,
+                    "last_trade_time": s.last_stored_time,
+                    "last_agg_id": s.last_stored_id,
+                    "gaps_detected": tr.gaps_detected,
+                    "gaps_backfilled": tr.gaps_backfilled,
+                    "gaps_unrepairable": tr.gaps_unrepairable,
+                    "buffered": s.buffered,
+                    "total_stored": s.trades_stored,
+                },
+            )

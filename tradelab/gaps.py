@@ -143,8 +143,9 @@ class GapTracker:
         "symbol",
     )
 
-    def __init__(self, symbol: str, *, last_id: int | None = None,
-                 last_time: int | None = None) -> None:
+    def __init__(
+        self, symbol: str, *, last_id: int | None = None, last_time: int | None = None
+    ) -> None:
         self.symbol = symbol
         self.high: int | None = last_id
         self.last_time: int | None = last_time
@@ -185,8 +186,14 @@ class GapTracker:
         """Missing id ranges, sorted (for persistence and status)."""
         return sorted((lo, hi) for g in self.open_gaps for lo, hi in g.missing)
 
-    def add_gap(self, first_id: int, last_id: int, *, time_before: int | None = None,
-                time_after: int | None = None) -> Gap:
+    def add_gap(
+        self,
+        first_id: int,
+        last_id: int,
+        *,
+        time_before: int | None = None,
+        time_after: int | None = None,
+    ) -> Gap:
         """Register a known gap (e.g. one left open by a previous run) for backfilling."""
         if last_id < first_id:
             raise ValueError(f"gap {first_id}..{last_id} is empty")
@@ -252,7 +259,11 @@ class GapTracker:
     # --- REST backfill ---------------------------------------------------------------------
 
     def apply_rest(
-        self, from_id: int, trades: Sequence[_HasIdTime], *, limit: int,
+        self,
+        from_id: int,
+        trades: Sequence[_HasIdTime],
+        *,
+        limit: int,
         declare_tail_lost: bool = True,
     ) -> BackfillOutcome:
         """Apply one REST page requested with ``fromId=from_id`` (ids ascending).

@@ -139,7 +139,8 @@ class TradelabMagics(Magics):
         argv = _split(line)
         if not argv:
             raise UsageError(
-                "%tradelab needs a subcommand: " + ", ".join(SUBCOMMANDS)
+                "%tradelab needs a subcommand: "
+                + ", ".join(SUBCOMMANDS)
                 + " (%tradelab --help for details)"
             )
         if argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
@@ -291,8 +292,10 @@ class KeyFigures:
             ("VAH", f"{p.vah:,.{d}f}"),
             ("VAL", f"{p.val:,.{d}f}"),
             ("value area", f"{p.value_area_volume_pct:.1f}% of the volume ({p.method})"),
-            ("volume", f"{_qty(p.total_volume)} (buy {_qty(p.buy_volume)}, "
-                       f"sell {_qty(p.sell_volume)})"),
+            (
+                "volume",
+                f"{_qty(p.total_volume)} (buy {_qty(p.buy_volume)}, sell {_qty(p.sell_volume)})",
+            ),
             ("trades", f"{int(p.trade_count):,}"),
             ("rows", f"{p.row_count} of {p.row_size:,.{d}f}"),
             ("window", f"{_ts(p.start)} → {_ts(p.end)} UTC"),
@@ -398,7 +401,7 @@ def _make_transformer(shell: Any) -> Any:
         for line in lines:
             body = line.rstrip("\n")
             if _STOP_CALL.match(body):
-                ending = line[len(body):]
+                ending = line[len(body) :]
                 line = f"await __import__('tradelab.magic').magic.settle({body.strip()}){ending}"
             out.append(line)
         return out
@@ -452,16 +455,23 @@ def _schedule_autostart(ipython: Any, symbols: str | None) -> None:
         _autostart(symbols)
         return
     if getattr(ipython, "kernel", None) is None:
-        _autostart(symbols)  # terminal IPython: no loop will run between cells -> a thread
+        _autostart(symbols)  # terminal IPython: no loop runs between cells -> its own thread
         return
-    # ipykernel: the loop tornado is about to run is this thread's asyncio loop.
-    with contextlib.redirect_stderr(io.StringIO()):
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-    loop.call_soon(_autostart, symbols)
+    attempted = False
 
-    def before_first_cell(*_: Any) -> None:  # fallback, should the callback not have run
-        ipython.events.unregister("pre_run_cell", before_first_cell)
-        if not session.current():
+    def once() -> None:
+        nonlocal attempted
+        if not attempted:
+            attempted = True
             _autostart(symbols)
 
+    def before_first_cell(*_: Any) -> None:  # fallback, should the loop callback not have run
+        ipython.events.unregister("pre_run_cell", before_first_cell)
+        once()
+
+    # ipykernel: the loop tornado is about to run is this thread's asyncio event loop; the
+    # callback runs as soon as it starts, before any cell.
+    with contextlib.redirect_stderr(io.StringIO()):
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    loop.call_soon(once)
     ipython.events.register("pre_run_cell", before_first_cell)

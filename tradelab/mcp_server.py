@@ -32,7 +32,7 @@ collecting, and the server opens it as soon as it appears.
 from __future__ import annotations
 
 import datetime as dt
-import io
+import inspect
 import json
 import math
 import os
@@ -48,7 +48,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from . import __version__
@@ -88,15 +88,16 @@ DEFAULT_HTTP_PATH = "/mcp"
 STALE_AFTER_S = 30.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
-SERVER_INSTRUCTIONS = """\
-tradelab holds a complete history of Binance aggregate trades (aggTrades) that a collector
-records into a local store, and computes volume profiles from it. Use get_volume_profile for
-"where is the point of control / value area" questions, get_liquidity_vacuums for thin price
-zones the market tends to cross fast, and get_collection_status to explain why data is missing
-or too thin (collector stopped, just started, gaps). Windows are the last 1-168 hours, ending
-now. Volumes are in the base asset (e.g. BTC for BTCUSDT); prices in the quote asset (USDT).
-An analysis needs at least 1,000 trades in the window; the error then says how long to wait.
-"""
+SERVER_INSTRUCTIONS = (
+    "tradelab holds a complete history of Binance aggregate trades (aggTrades) that a collector "
+    "records into a local store, and computes volume profiles from it. Use get_volume_profile "
+    "for 'where is the point of control / value area' questions, get_liquidity_vacuums for thin "
+    "price zones the market tends to cross fast, and get_collection_status to explain why data "
+    "is missing or too thin (collector stopped, just started, gaps). Windows are the last 1-168 "
+    "hours, ending now. Volumes are in the base asset (BTC for BTCUSDT), prices in the quote "
+    "asset (USDT). An analysis needs at least 1,000 trades in its window; below that the error "
+    "says how many there are and about how long to wait."
+)
 
 # --- input schemas ----------------------------------------------------------------------------
 # The Python API validates (and upper-cases symbols); pydantic only passes values through, so a
@@ -221,7 +222,10 @@ class CollectorInfo(BaseModel):
     """The collector process writing the store, as it last reported itself."""
 
     running: bool = Field(description="running and reported within the last 30 s")
-    stale: bool = Field(description="its last report is too old: it stopped or hangs")
+    stale: bool = Field(description="not running: stopped, or its last report is > 30 s old")
+    reported_running: bool = Field(
+        description="its last report said running (true while stale: it died without saying)"
+    )
     pid: int | None = None
     host: str | None = None
     started_at: str | None = None
@@ -274,8 +278,9 @@ def _decimals(step: float) -> int:
 
 
 def format_price(price: float, step: float | None = None) -> str:
-    """``61790.0`` -> ``"61,790"`` with as many decimals as ``step`` needs (thousands commas)."""
-    d = _decimals(step) if step else 2
+    """``61790.0`` -> ``"61,790"``: thousands commas, as many decimals as ``step`` (the row size)
+    and the price itself need, so a row middle such as ``61653.75`` is never rounded."""
+    d = max(_decimals(step), _decimals(price)) if step else 2
     return f"{price:,.{d}f}"
 
 
@@ -511,7 +516,7 @@ def collection_status(
             symbols=[],
             summary=(
                 f"No trade store exists at {path} yet: nothing has been collected there. Start "
-                "collection with `tradelab collect BTCUSDT ETHUSDT --data "
+                "collection with `tradelab collect --symbols BTCUSDT,ETHUSDT --data "
                 f"{path}` (or run this server with --collect); an analysis needs at least 1,000 "
                 "trades in its window."
             ),
@@ -525,6 +530,7 @@ def collection_status(
         collector = CollectorInfo(
             running=bool(status.get("running")) and not stale,
             stale=stale,
+            reported_running=bool(status.get("reported_running", status.get("running"))),
             pid=status.get("pid"),
             host=status.get("host"),
             started_at=_iso(status.get("started_at")),
@@ -596,19 +602,25 @@ def _symbol_sentence(s: SymbolStatus) -> str:
     if s.trades_stored == 0:
         head = f"{s.symbol}: no trades stored yet"
     else:
+        span = (s.history_hours or 0.0) * 3600
+        if span < 90:
+            covering = f"{span:.0f} s"
+        else:
+            covering = f"{span / 60:.0f} min" if span < 5400 else f"{span / 3600:.1f} h"
         head = (
-            f"{s.symbol}: {s.trades_stored:,} trades covering {s.history_hours or 0:.1f} h, last "
-            f"trade {_ago(s.seconds_since_last_trade)}"
+            f"{s.symbol}: {s.trades_stored:,} trades covering {covering}, last trade "
+            f"{_ago(s.seconds_since_last_trade)}"
         )
     parts = [head]
     if s.collecting:
         if s.connected is False:
             parts.append("stream disconnected")
-        if s.rate_per_min is not None:
-            rate = s.rate_per_min
+        rate = s.rate_per_min
+        if rate:
             parts.append(f"collecting ~{rate:,.0f} trades/min")
-            if rate > 0:
-                parts.append(f"1,000 trades take ~{math.ceil(1000 / rate)} min")
+            parts.append(f"1,000 trades take ~{math.ceil(1000 / rate)} min")
+        else:
+            parts.append("collecting (no trade rate measured yet)")
         if s.gaps_unrepairable:
             parts.append(f"{s.gaps_unrepairable} gap(s) could not be backfilled")
     else:
@@ -622,7 +634,7 @@ def _status_summary(collector: CollectorInfo | None, symbols: list[SymbolStatus]
     if collector is None:
         head = (
             f"No collector has reported to the store at {path}; the data there is all there is "
-            "and nothing new arrives until one runs (`tradelab collect SYMBOLS`)."
+            "and nothing new arrives until one runs (`tradelab collect --symbols SYMBOLS`)."
         )
     elif collector.running:
         where = "inside this MCP server" if collector.in_this_server else (
@@ -630,28 +642,29 @@ def _status_summary(collector: CollectorInfo | None, symbols: list[SymbolStatus]
         )
         head = f"A collector is running ({where}) since {collector.started_at}."
     else:
+        if collector.reported_running:
+            why = (
+                f"it stopped reporting {_ago(collector.seconds_since_update)} while saying it "
+                "was running (killed or hung)"
+            )
+        else:
+            why = f"it stopped cleanly {_ago(collector.seconds_since_update)}"
         head = (
-            f"The collector (pid {collector.pid} on {collector.host}) is not running: its last "
-            f"report was {_ago(collector.seconds_since_update)}. Trades after the last stored "
-            "trade are missing until it is restarted (`tradelab collect SYMBOLS`), which "
-            "backfills the gap from the exchange's REST API where possible."
+            f"The collector (pid {collector.pid} on {collector.host}) is not running: {why}. "
+            "Trades after the last stored trade are missing until collection restarts "
+            "(`tradelab collect --symbols SYMBOLS`), which backfills the gap from the "
+            "exchange's REST API where the exchange still has it."
         )
     if not symbols:
         head += " The store holds no trades yet."
     return head
 
 
-def profile_chart_png(vp: Any, *, dpi: int = 110) -> bytes:
-    """The profile drawn by :meth:`VolumeProfile.plot` as PNG bytes (matplotlib, no pyplot)."""
-    from matplotlib.figure import Figure
+def profile_chart_png(vp: Any) -> bytes:
+    """The profile drawn by :func:`tradelab.plotting.plot_profile` as PNG bytes (no pyplot)."""
+    from .plotting import figure_png, plot_profile
 
-    fig = Figure(figsize=(8, 6), dpi=dpi)
-    ax = fig.subplots()
-    vp.plot(ax=ax)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return figure_png(plot_profile(vp))
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -663,12 +676,16 @@ class ServerState:
 
     data_dir: Path
     store: Any = None
-    own_store: bool = False
     collector: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def get_store(self, *, required: bool = True) -> Any:
-        """The store, opened as a reader on first use and caught up with its writer."""
+        """The store: :func:`tradelab.open_store` on first use (a reader that catches up with
+        the writing process before every query, or this process's writer if it has one).
+
+        No store yet raises :class:`~tradelab.exceptions.NoDataError` (saying how to start
+        collecting), or returns ``None`` when ``required`` is false; the next call tries again.
+        """
         with self._lock:
             if self.store is None:
                 from .buffer import open_store
@@ -679,27 +696,13 @@ class ServerState:
                     if required:
                         raise
                     return None
-                self.own_store = True
-            store = self.store
-        if getattr(store, "readonly", False):
-            store.refresh()
-        return store
+            return self.store
 
 
 def _read_collector_status(store: Any) -> dict[str, Any] | None:
-    """:func:`tradelab.status.read_collector_status` (the freshness rule applied)."""
-    try:
-        from .status import read_collector_status
-    except ImportError:  # pragma: no cover - until tradelab.status lands
-        doc = store.get_meta("collector_status")
-        if not doc:
-            return None
-        doc = dict(doc)
-        updated = doc.get("updated_at")
-        doc["stale"] = not (
-            isinstance(updated, int | float) and time.time() * 1000 - updated < STALE_AFTER_S * 1000
-        )
-        return doc
+    """:func:`tradelab.status.read_collector_status` (the 30 s freshness rule applied)."""
+    from .status import read_collector_status
+
     return read_collector_status(store)
 
 
@@ -723,10 +726,26 @@ def _tool_error(exc: TradelabError) -> ToolError:
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False)
 
 
+def _tool(server: MCPServer, *, title: str, structured_output: bool | None = None) -> Any:
+    """Register a read-only tool whose description is its docstring, dedented."""
+
+    def decorator(fn: Any) -> Any:
+        server.add_tool(
+            fn,
+            title=title,
+            description=inspect.cleandoc(fn.__doc__ or ""),
+            annotations=_READ_ONLY,
+            structured_output=structured_output,
+        )
+        return fn
+
+    return decorator
+
+
 def _register_tools(server: MCPServer) -> None:
     from . import config
 
-    @server.tool(title="Volume profile (POC, value area)", annotations=_READ_ONLY)
+    @_tool(server, title="Volume profile (POC, value area)")
     def get_volume_profile(
         symbol: SymbolArg,
         ctx: Context,
@@ -746,16 +765,16 @@ def _register_tools(server: MCPServer) -> None:
         try:
             from .tools import get_volume_profile as api
 
+            # Checked before the store is opened, so a bad argument is reported first.
             sym = config.validate_symbol(symbol)
             config.validate_hours(duration_hours, name="duration_hours")
-            store = state.get_store()
-            vp = api(sym, duration_hours, tick_size, store=store)
+            vp = api(sym, duration_hours, tick_size, store=state.get_store())
             result = volume_profile_result(vp, sym, duration_hours)
         except TradelabError as exc:
             raise _tool_error(exc) from exc
         return _result(result, result.summary + "\n" + result.note)
 
-    @server.tool(title="Liquidity vacuums (thin zones)", annotations=_READ_ONLY)
+    @_tool(server, title="Liquidity vacuums (thin zones)")
     def get_liquidity_vacuums(
         symbol: SymbolArg,
         ctx: Context,
@@ -784,7 +803,7 @@ def _register_tools(server: MCPServer) -> None:
             raise _tool_error(exc) from exc
         return _result(result, result.summary)
 
-    @server.tool(title="Collection status", annotations=_READ_ONLY)
+    @_tool(server, title="Collection status")
     def get_collection_status(ctx: Context) -> Annotated[CallToolResult, CollectionStatus]:
         """What trade data is collected: symbols, trades stored, first and last trade times,
         whether a collector is running (and where), its rates, gaps and errors.
@@ -796,7 +815,12 @@ def _register_tools(server: MCPServer) -> None:
         try:
             store = state.get_store(required=False)
             status = None
-            if store is not None:
+            if state.collector is not None:
+                # Our own collector: its live status, fresher than the document it publishes.
+                status = dict(state.collector.status())
+                status["stale"] = not status.get("running")
+                status["reported_running"] = bool(status.get("running"))
+            elif store is not None:
                 status = _read_collector_status(store)
             result = collection_status(
                 store,
@@ -808,7 +832,7 @@ def _register_tools(server: MCPServer) -> None:
             raise _tool_error(exc) from exc
         return _result(result, result.summary)
 
-    @server.tool(title="Volume profile chart (PNG)", annotations=_READ_ONLY)
+    @_tool(server, title="Volume profile chart (PNG)", structured_output=False)
     def get_volume_profile_chart(
         symbol: SymbolArg,
         ctx: Context,
@@ -841,44 +865,55 @@ def create_server(
     ws_url: str | None = None,
     rest_url: str | None = None,
 ) -> MCPServer:
-    """Build the tradelab MCP server.
+    """Build the tradelab MCP server (serve it with :func:`run_stdio` or :func:`run_http`).
 
-    ``data``: the store's directory (argument > ``$TRADELAB_DATA`` > ``~/.tradelab/data``).
-    ``store``: an already-open :class:`~tradelab.store.TradeStore` to serve instead (not closed
-    by the server). ``collect``: symbols for a collector the server runs itself while it serves
-    (the store is then opened for writing); ``ws_url``/``rest_url`` point it elsewhere than
-    Binance (e.g. the simulator).
+    ``data``: the store's directory (argument > ``$TRADELAB_DATA`` > ``~/.tradelab/data``),
+    opened as a reader on first use — another process writes it. ``store``: an open
+    :class:`~tradelab.store.TradeStore` to serve instead (the caller closes it).
+    ``collect``: symbols (``"BTCUSDT,ETHUSDT"``, a sequence, or ``()`` for the configured
+    default) for a :class:`~tradelab.collector.Collector` the server runs itself, on its event
+    loop, while it serves; the store is then opened for writing here, so a store another
+    process writes fails now with :class:`~tradelab.exceptions.StoreLockedError`.
+    ``ws_url``/``rest_url`` point that collector elsewhere than Binance (e.g. the simulator).
     """
     from .config import Settings
 
-    settings = None
+    settings: Settings | None = None
     if collect is not None:
         settings = Settings.resolve(
-            data_dir=data, symbols=collect or None, ws_url=ws_url, rest_url=rest_url
+            data_dir=getattr(store, "path", None) or data,
+            symbols=collect or None,
+            ws_url=ws_url,
+            rest_url=rest_url,
         )
         data_dir = settings.data_dir
+        if store is None:
+            from .buffer import open_store
+
+            store = open_store(data_dir, write=True)
+        elif getattr(store, "readonly", False):
+            from .exceptions import ConfigurationError
+
+            raise ConfigurationError("collect= needs a writable store; this one is read-only")
+    elif ws_url or rest_url:
+        from .exceptions import ConfigurationError
+
+        raise ConfigurationError("ws_url and rest_url configure the collector: give collect= too")
     else:
-        data_dir = Path(getattr(store, "path", "") or resolve_data_dir(data))
+        data_dir = Path(getattr(store, "path", None) or resolve_data_dir(data))
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[ServerState]:
         state = ServerState(data_dir=data_dir, store=store)
         if settings is not None:
-            from .buffer import open_store
             from .collector import Collector
 
-            if state.store is None:
-                state.store = open_store(data_dir, write=True)
-                state.own_store = True
             state.collector = Collector(
-                settings.symbols,
-                store=state.store,
-                ws_url=settings.ws_url,
-                rest_url=settings.rest_url,
+                settings.symbols, store=store, ws_url=settings.ws_url, rest_url=settings.rest_url
             )
             await state.collector.start()
             log.info(
-                "Collecting %s into %s", ",".join(settings.symbols), data_dir,
+                "MCP server collecting %s into %s", ",".join(settings.symbols), data_dir,
                 extra={"symbols": list(settings.symbols), "data_dir": str(data_dir)},
             )
         try:

@@ -54,8 +54,9 @@ class Exchange:
         return f"<{what}: stream {self.ws_url}, REST {self.rest_url}>"
 
 
-def exchange(symbols: tuple[str, ...] | str = ("BTCUSDT", "ETHUSDT"), **simulator_kwargs: Any
-             ) -> Exchange:
+def exchange(
+    symbols: tuple[str, ...] | str = ("BTCUSDT", "ETHUSDT"), **simulator_kwargs: Any
+) -> Exchange:
     """The configured endpoint, or a simulator for ``symbols`` running on its own thread.
 
     ``simulator_kwargs`` go to :class:`~tradelab.simulator.Simulator` (``speed``,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from .analytics import Vacuum, VolumeProfile, liquidity_vacuums
+from .analytics import Vacuum, VolumeProfile, _decimals, _fmt_price, liquidity_vacuums
 from .exceptions import InvalidParameterError, InvalidTradesError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,10 +93,24 @@ def figure_png(fig: Figure, *, dpi: int | None = None) -> bytes:
     return buf.getvalue()
 
 
-def _price_formatter(decimals: int) -> Any:
-    from matplotlib.ticker import FuncFormatter
+def _price_formatter() -> Any:
+    """Prices with thousands separators and as many decimals as the tick spacing needs."""
+    from matplotlib.ticker import Formatter
 
-    return FuncFormatter(lambda x, _pos: f"{x:,.{decimals}f}")
+    class PriceFormatter(Formatter):
+        decimals = 0
+
+        def set_locs(self, locs: Sequence[float]) -> None:
+            super().set_locs(locs)
+            steps = np.diff(np.sort(np.asarray(locs, dtype=float)))
+            steps = steps[steps > 0]
+            step = float(steps.min()) if steps.size else 1.0
+            self.decimals = min(_decimals(float(f"{step:.10g}")), 8)
+
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:,.{self.decimals}f}"
+
+    return PriceFormatter()
 
 
 def _window_text(profile: VolumeProfile) -> str:
@@ -114,7 +128,8 @@ def _window_text(profile: VolumeProfile) -> str:
 
 def _title(profile: VolumeProfile) -> str:
     name = profile.symbol or "Volume profile"
-    return f"{name} · {_window_text(profile)} · {profile.trade_count:,} trades"
+    n = profile.trade_count
+    return f"{name} · {_window_text(profile)} · {n:,} trade{'' if n == 1 else 's'}"
 
 
 def _resolve_vacuums(
@@ -153,34 +168,81 @@ def _draw_bars(ax: Axes, profile: VolumeProfile) -> None:
             linewidth=edge, edgecolor="white", label="taker buy", gid="buy")
 
 
-def _draw_levels(ax: Axes, profile: VolumeProfile, *, labels: bool = True) -> None:
-    import matplotlib.transforms as mtransforms
-
-    d = profile.price_decimals
+def _draw_levels(ax: Axes, profile: VolumeProfile) -> None:
     ax.axhspan(profile.val, profile.vah, color=VALUE_AREA_COLOR, alpha=0.10, zorder=0,
                linewidth=0, label=f"value area ({profile.value_area_volume_pct:.1f}% of volume)",
                gid="value_area")
     for y, name in ((profile.vah, "VAH"), (profile.val, "VAL")):
         ax.axhline(y, color=VALUE_AREA_COLOR, linestyle="--", linewidth=0.9, gid=name)
     ax.axhline(profile.poc, color=POC_COLOR, linewidth=1.6, label="POC", gid="POC")
-    if not labels:
-        return
+
+
+def _draw_level_labels(ax: Axes, profile: VolumeProfile) -> None:
+    """Price tags right of the axes (like a platform's price scale), nudged apart if close."""
+    import matplotlib.transforms as mtransforms
+
+    d = profile.price_decimals
+    lo, hi = ax.get_ylim()
+    gap = (hi - lo) * 0.045
+    levels = sorted(
+        [(profile.val, "VAL", VALUE_AREA_COLOR), (profile.poc, "POC", POC_COLOR),
+         (profile.vah, "VAH", VALUE_AREA_COLOR)],
+        key=lambda t: t[0],
+    )
+    ys = [y for y, _, _ in levels]
+    # push apart from the POC outwards so the tags never overlap
+    ys[0] = min(ys[0], ys[1] - gap)
+    ys[2] = max(ys[2], ys[1] + gap)
     trans = mtransforms.blended_transform_factory(ax.transAxes, ax.transData)
-    box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
-    for y, name, color, va in (
-        (profile.vah, "VAH", VALUE_AREA_COLOR, "bottom"),
-        (profile.poc, "POC", POC_COLOR, "center"),
-        (profile.val, "VAL", VALUE_AREA_COLOR, "top"),
-    ):
-        ax.text(0.995, y, f"{name} {y:,.{d}f}", transform=trans, ha="right", va=va,
-                fontsize=8.5, color=color, fontweight="bold" if name == "POC" else "normal",
-                bbox=box, zorder=5, gid=f"label_{name}")
+    for (y, name, color), y_text in zip(levels, ys, strict=True):
+        ax.text(1.01, y_text, f"{name} {_fmt_price(y, d)}", transform=trans, ha="left", va="center",
+                fontsize=8.5, color="white", fontweight="bold", clip_on=False, zorder=5,
+                bbox={"boxstyle": "round,pad=0.25", "facecolor": color, "edgecolor": "none"},
+                gid=f"label_{name}")
+
+
+def _view(profile: VolumeProfile) -> tuple[float, float, str | None]:
+    """The price range to show, and a note on what lies outside it.
+
+    Normally the whole traded range. When a few stray prints (an outlier like the futures
+    recording's 28722.5) stretch the range so that 99.9% of the volume sits in less than 40% of
+    it, the view zooms onto that body and the note says how many trades lie outside.
+    """
+    rows = profile.rows
+    lo = float(rows["price_low"][0])
+    hi = float(rows["price_high"][-1])
+    vol = rows["volume"].to_numpy()
+    cum = np.cumsum(vol) / vol.sum()
+    a = int(np.searchsorted(cum, 0.0005, side="left"))
+    b = int(np.searchsorted(cum, 0.9995, side="left"))
+    a, b = max(0, min(a, profile.va_low_index)), min(rows.height - 1, max(b, profile.va_high_index))
+    body_lo = float(rows["price_low"][a])
+    body_hi = float(rows["price_high"][b])
+    if body_hi - body_lo >= 0.4 * (hi - lo):
+        return lo, hi, None
+    margin = (body_hi - body_lo) * 0.15 or profile.row_size
+    view_lo, view_hi = max(lo, body_lo - margin), min(hi, body_hi + margin)
+    trades = rows["trades"].to_numpy()
+    lows = rows["price_low"].to_numpy()
+    highs = rows["price_high"].to_numpy()
+    above = int(trades[lows >= view_hi].sum())
+    below = int(trades[highs <= view_lo].sum())
+    d = profile.price_decimals
+    parts = []
+    if above:
+        parts.append(f"{above:,} trade{'s' if above > 1 else ''} up to "
+                     f"{profile.price_max:,.{d}f}")
+    if below:
+        parts.append(f"{below:,} trade{'s' if below > 1 else ''} down to "
+                     f"{profile.price_min:,.{d}f}")
+    note = ("outside the view: " + "; ".join(parts)) if parts else None
+    return view_lo, view_hi, note
 
 
 def _draw_vacuums(ax: Axes, vacuums: list[Vacuum]) -> None:
     for i, v in enumerate(vacuums):
         ax.axhspan(v.price_low, v.price_high, facecolor="none", edgecolor=VACUUM_COLOR,
-                   hatch="////", linewidth=0.0, alpha=0.55, zorder=0.5,
+                   hatch="///", linewidth=0.0, alpha=0.30, zorder=0.5,
                    label="liquidity vacuum" if i == 0 else None, gid="vacuum")
 
 
@@ -235,23 +297,28 @@ def plot_profile(
     _draw_levels(ax, profile)
     _draw_bars(ax, profile)
 
-    lo = float(profile.rows["price_low"][0])
-    hi = float(profile.rows["price_high"][-1])
+    lo, hi, note = _view(profile)
     pad = (hi - lo) * 0.01 or profile.row_size
     ax.set_ylim(lo - pad, hi + pad)
     top = float(profile.rows["volume"].max())
-    ax.set_xlim(0, top * 1.28)
+    ax.set_xlim(0, top * 1.08)
     ax.set_xlabel(f"Volume ({base}) per {profile.row_size:,.{d}f} {quote} row")
-    ax.yaxis.set_major_formatter(_price_formatter(min(d, 2) if profile.row_size >= 1 else d))
+    ax.yaxis.set_major_formatter(_price_formatter())
     ax.grid(axis="x", color="#e0e0e0", linewidth=0.6)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    _draw_level_labels(ax, profile)
+    if note:
+        ax.text(0.99, 0.99, note, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                color="#424242", style="italic", gid="outside_note",
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": "#fff8e1", "edgecolor": "#ffcc80"})
 
     if price_ax is not None:
         plot_price(trades, price_ax, profile=profile)
         price_ax.set_ylabel(f"Price ({quote})")
         ax.tick_params(axis="y", labelleft=False)
+        ax.set_ylim(lo - pad, hi + pad)
         ax.set_title("Volume profile", fontsize=10, loc="left")
         (fig or ax.figure).suptitle(title or _title(profile), fontsize=12, fontweight="bold")
     else:
@@ -262,8 +329,13 @@ def plot_profile(
         order = ["taker buy", "taker sell", "POC"]
         ordered = sorted(zip(handles, labels, strict=True),
                          key=lambda hl: order.index(hl[1]) if hl[1] in order else 9)
-        ax.legend([h for h, _ in ordered], [lab for _, lab in ordered], loc="lower right",
-                  fontsize=8, frameon=True, framealpha=0.9)
+        hs, ls = [h for h, _ in ordered], [lab for _, lab in ordered]
+        if fig is not None:
+            fig.legend(hs, ls, loc="outside lower center", ncol=len(hs), fontsize=8.5,
+                       frameon=False)
+        else:
+            ax.legend(hs, ls, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3,
+                      fontsize=8, frameon=False)
     return fig if fig is not None else ax
 
 
@@ -313,7 +385,7 @@ def plot_price(
     when = (t.astype("datetime64[ms]")).astype(dt.datetime)
     when = [w.replace(tzinfo=dt.UTC) for w in when]
     if profile is not None:
-        _draw_levels(ax, profile, labels=False)
+        _draw_levels(ax, profile)
     ax.fill_between(when, lows, highs, step="post", color=PRICE_COLOR, alpha=0.25, linewidth=0,
                     gid="price_range")
     ax.plot(when, last, drawstyle="steps-post", color=PRICE_COLOR, linewidth=0.9,
@@ -323,7 +395,16 @@ def plot_price(
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=dt.UTC))
     ax.set_xlabel("Time (UTC)")
     if profile is not None:
-        ax.set_xlim(profile.start or when[0], profile.end or when[-1])
+        # The window, unless trades cover only its end (collection started recently): then
+        # from the first trade, so the line is readable rather than squeezed into a corner.
+        left = profile.start or when[0]
+        right = profile.end or when[-1]
+        span = right - left
+        if when[0] - left > 0.1 * span:
+            left = when[0] - 0.02 * (right - when[0])
+            ax.set_title(f"trades from {when[0]:%H:%M:%S} UTC", fontsize=8.5, loc="left",
+                         color="#666666")
+        ax.set_xlim(left, right)
         _, quote = _split_symbol(profile.symbol)
         ax.set_ylabel(f"Price ({quote})")
     ax.grid(color="#e0e0e0", linewidth=0.6)

@@ -113,8 +113,7 @@ class RestClient:
         self._clock = clock
         self.requests = 0
         self._opener = urllib.request.build_opener()
-        self._opener.addheaders = [("User-Agent", "tradelab/0.1"),
-                                   ("Accept", "application/json")]
+        self._opener.addheaders = [("User-Agent", "tradelab/0.1"), ("Accept", "application/json")]
 
     def weight_delay(self) -> float:
         """Seconds to wait before the next aggTrades request fits the weight budget."""
@@ -164,12 +163,15 @@ class RestClient:
             body = b""
         status = exc.code
         if status in (429, 418):
-            retry = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None,
-                                      default=60.0 if status == 418 else 5.0)
+            retry = parse_retry_after(
+                exc.headers.get("Retry-After") if exc.headers else None,
+                default=60.0 if status == 418 else 5.0,
+            )
             what = "banned (418)" if status == 418 else "rate-limited (429)"
             return RateLimitedError(
                 f"REST {what} while backfilling {symbol}; Retry-After {retry:g} s",
-                retry_after=retry, status=status,
+                retry_after=retry,
+                status=status,
             )
         detail = excerpt(body)
         try:

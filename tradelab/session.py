@@ -151,6 +151,8 @@ def start(
     Arguments fall back to the environment (``TRADELAB_SYMBOLS``, ``TRADELAB_DATA``,
     ``TRADELAB_WS_URL``, ``TRADELAB_REST_URL``), then to the defaults (BTCUSDT and ETHUSDT,
     ``~/.tradelab/data``, Binance). ``collector_kwargs`` go to :class:`tradelab.Collector`.
+    An explicit ``data`` becomes this process's default store (``TRADELAB_DATA``), so
+    ``tradelab.trades()`` and ``tradelab.get_volume_profile()`` read what is being collected.
 
     The collector runs as a task on the asyncio loop running in this thread (the Jupyter
     kernel's), or on its own daemon thread when no loop is running or ``background=True``.
@@ -176,6 +178,10 @@ def start(
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.data_dir, write=True)
+        if data is not None:
+            # The collected store becomes this process's default, so tradelab.trades(),
+            # get_volume_profile() etc. (and subprocesses such as `!tradelab status`) read it.
+            os.environ["TRADELAB_DATA"] = str(settings.data_dir)
         try:
             collector = Collector(
                 settings.symbols,
@@ -210,7 +216,7 @@ def start(
             active.supervisor = asyncio.run_coroutine_threadsafe(_supervise(active), loop)
         _active = active
         _install_exit_hook()
-        log.info(
+        log.debug(
             "Started collecting %s into %s",
             ", ".join(info.symbols),
             info.data_dir,
@@ -286,7 +292,7 @@ async def _do_stop(active: _Active) -> dict[str, Any]:
     summary = _collector_status(active.collector)
     active.summary = summary
     total = sum(int(s.get("trades_stored") or 0) for s in summary.get("symbols", {}).values())
-    log.info(
+    log.debug(
         "Stopped collecting %s: %d trades stored in this session",
         ", ".join(active.info.symbols),
         total,
@@ -491,8 +497,8 @@ class Status(dict):
             )
         who = "this kernel" if self.get("source") == "this process" else f"pid {self.get('pid')}"
         state = "running" if self.get("running") else "stopped"
-        if self.get("stale"):
-            state = "not updating (stale status: the collector may have died)"
+        if self.get("stale") and self.get("reported_running"):
+            state = "not updating (its last status is over 30 s old: it may have died)"
         since = ""
         if self.get("started_at"):
             since = f", up {_duration((time.time() * 1000 - self['started_at']) / 1000)}"
@@ -527,8 +533,7 @@ class Status(dict):
 
         head = "".join(f"<th>{html.escape(t)}</th>" for _, t in self.COLUMNS)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-            for r in self.rows()
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows()
         )
         table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         return f"<p>{html.escape(self.headline())}</p>" + (table if body else "")
@@ -550,8 +555,10 @@ def status(data: str | os.PathLike[str] | None = None) -> Status:
     """
     with _lock:
         active = _active
-    if active is not None and not active.stopped and (
-        data is None or resolve_data_dir(data).resolve() == active.info.data_dir.resolve()
+    if (
+        active is not None
+        and not active.stopped
+        and (data is None or resolve_data_dir(data).resolve() == active.info.data_dir.resolve())
     ):
         doc = _collector_status(active.collector)
         doc.setdefault("running", active.start_error is None)
@@ -660,8 +667,13 @@ def _fmt(key: str, value: Any) -> str:
         if isinstance(value, dt.datetime):
             return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         return str(value)
-    if key in ("trades_stored", "gaps_detected", "gaps_backfilled", "gaps_unrepairable",
-               "buffered"):
+    if key in (
+        "trades_stored",
+        "gaps_detected",
+        "gaps_backfilled",
+        "gaps_unrepairable",
+        "buffered",
+    ):
         return f"{int(value):,}"
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -63,23 +63,35 @@ def format_status(doc: dict[str, Any] | None) -> str:
         f"{_ms(doc.get('started_at'))} UTC, updated {_ms(doc.get('updated_at'))} UTC",
         f"  stream {doc.get('ws_url')}  REST {doc.get('rest_url')}  store {doc.get('store_path')}",
     ]
-    header = ("symbol", "conn", "stored", "per min", "last trade (UTC)", "last id", "gaps d/b/u",
-              "uptime", "buffered", "last error")
+    header = (
+        "symbol",
+        "conn",
+        "stored",
+        "per min",
+        "last trade (UTC)",
+        "last id",
+        "gaps d/b/u",
+        "uptime",
+        "buffered",
+        "last error",
+    )
     rows = [header]
     for sym, s in sorted((doc.get("symbols") or {}).items()):
-        rows.append((
-            sym,
-            "yes" if s.get("connected") and doc.get("running") else "no",
-            str(s.get("trades_stored", 0)),
-            f"{s.get('rate_per_min', 0.0):.0f}",
-            _ms(s.get("last_trade_time")),
-            str(s.get("last_agg_id") if s.get("last_agg_id") is not None else "-"),
-            f"{s.get('gaps_detected', 0)}/{s.get('gaps_backfilled', 0)}/"
-            f"{s.get('gaps_unrepairable', 0)}",
-            f"{100 * float(s.get('uptime_ratio', 0.0)):.1f}%",
-            str(s.get("buffered", 0)),
-            (s.get("last_error") or "-")[:60],
-        ))
+        rows.append(
+            (
+                sym,
+                "yes" if s.get("connected") and doc.get("running") else "no",
+                str(s.get("trades_stored", 0)),
+                f"{s.get('rate_per_min', 0.0):.0f}",
+                _ms(s.get("last_trade_time")),
+                str(s.get("last_agg_id") if s.get("last_agg_id") is not None else "-"),
+                f"{s.get('gaps_detected', 0)}/{s.get('gaps_backfilled', 0)}/"
+                f"{s.get('gaps_unrepairable', 0)}",
+                f"{100 * float(s.get('uptime_ratio', 0.0)):.1f}%",
+                str(s.get("buffered", 0)),
+                (s.get("last_error") or "-")[:60],
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

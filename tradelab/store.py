@@ -52,6 +52,8 @@ from .blocks import (
     columns_to_frame,
     concat_columns,
     decode_block,
+    decode_into,
+    empty_columns,
     encode_block,
     frame_to_columns,
     sort_dedupe,
@@ -59,6 +61,7 @@ from .blocks import (
 )
 from .config import DEFAULT_RETENTION_DAYS, resolve_data_dir, validate_symbol
 from .exceptions import (
+    ConfigurationError,
     InvalidParameterError,
     InvalidTradesError,
     InvalidWindowError,
@@ -83,6 +86,7 @@ MAX_MS = 10**13 - 1  # 13 digits: until the year 2286
 _MARKER = b"tradelab:store"
 _META_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _MAX_META_BYTES = 1 << 20
+_BLOCK_CACHE_BYTES = 256 << 20  # a week of BTCUSDT is ~140 MB uncompressed
 _START_HINT = "start collection first: `%tradelab start` in a notebook or `tradelab collect`"
 
 
@@ -143,8 +147,14 @@ class _SymbolState:
 
 
 def _empty_meta() -> dict[str, Any]:
-    return {"count": 0, "first_time": None, "last_time": None, "first_agg_id": None,
-            "last_agg_id": None, "bytes": 0}
+    return {
+        "count": 0,
+        "first_time": None,
+        "last_time": None,
+        "first_agg_id": None,
+        "last_agg_id": None,
+        "bytes": 0,
+    }
 
 
 class _BlockGone(StorageError):
@@ -177,10 +187,21 @@ class _Plan:
         if not len(merged["agg_id"]):
             self.deletes.update(keys)
             return
-        value = encode_block(merged)
         t_min = int(merged["time"].min())
-        hdr = BlockHeader(len(merged["agg_id"]), t_min, int(merged["time"].max()),
-                          int(merged["agg_id"][0]), int(merged["agg_id"][-1]))
+        if t_min not in keys and (
+            t_min in self.puts or (t_min in self.st.index and t_min not in self.deletes)
+        ):
+            # another block already starts at that ms: fold it in rather than overwrite it
+            self.merge([*keys, t_min], extra)
+            return
+        value = encode_block(merged)
+        hdr = BlockHeader(
+            len(merged["agg_id"]),
+            t_min,
+            int(merged["time"].max()),
+            int(merged["agg_id"][0]),
+            int(merged["agg_id"][-1]),
+        )
         for k in keys:
             if k != t_min:
                 self.deletes.add(k)
@@ -205,18 +226,25 @@ class TradeStore:
         readonly: bool = False,
         retention_days: float | None = None,
     ) -> None:
-        self.path: Path = resolve_data_dir(None) if path in (None, "") else Path(path).expanduser()
-        self.path = self.path.absolute()
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise ConfigurationError(
+                f"path must be a directory path (str or Path), got {type(path).__name__}"
+            )
+        self.path: Path = (
+            resolve_data_dir(None) if path in (None, "") else Path(path).expanduser()
+        ).absolute()
         self.readonly = bool(readonly)
         if retention_days is None:
             from .config import _env_float
 
             retention_days = _env_float("TRADELAB_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
-        if isinstance(retention_days, bool) or not isinstance(retention_days, int | float) or not (
-            retention_days > 0
+        if (
+            isinstance(retention_days, bool)
+            or not isinstance(retention_days, int | float)
+            or not (0 < retention_days < float("inf"))
         ):
             raise InvalidParameterError(
-                f"retention_days must be a number of days > 0, got {retention_days!r}"
+                f"retention_days must be a finite number of days > 0, got {retention_days!r}"
             )
         self.retention_days = float(retention_days)
         self._wlock = threading.RLock()
@@ -258,6 +286,9 @@ class TradeStore:
         opts.create_if_missing(create)
         opts.set_compression_type(rd.DBCompressionType.zstd())
         opts.set_bottommost_compression_type(rd.DBCompressionType.zstd())
+        table = rd.BlockBasedOptions()
+        table.set_block_cache(rd.Cache(_BLOCK_CACHE_BYTES))  # hot hours stay decompressed
+        opts.set_block_based_table_factory(table)
         opts.set_keep_log_file_num(3)
         opts.set_max_background_jobs(2)
         return opts
@@ -284,8 +315,10 @@ class TradeStore:
                     raise NotADatabaseError(
                         f"{p} is a RocksDB database but not a tradelab store (no marker key)"
                     )
-                db.put(_MARKER, msgpack.packb({"format": STORE_FORMAT,
-                                               "created_ms": int(time.time() * 1000)}))
+                db.put(
+                    _MARKER,
+                    msgpack.packb({"format": STORE_FORMAT, "created_ms": int(time.time() * 1000)}),
+                )
             else:
                 self._check_marker(marker)
             self._write_owner()
@@ -317,26 +350,42 @@ class TradeStore:
         who = "another process"
         if owner:
             started = _dt(owner.get("started_ms"))
-            who = (f"process {owner.get('pid')} on {owner.get('host')}"
-                   + (f" (since {started:%Y-%m-%d %H:%M:%S} UTC)" if started else ""))
+            who = f"process {owner.get('pid')} on {owner.get('host')}" + (
+                f" (since {started:%Y-%m-%d %H:%M:%S} UTC)" if started else ""
+            )
         if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
             who = f"this process (pid {os.getpid()}) — reuse it via tradelab.open_store(path)"
-        return (f"the trade store at {self.path} is being written by {who}; only one writer at a "
-                "time: open it with readonly=True (or tradelab.open_store(path)) to read while "
-                "it writes")
+        return (
+            f"the trade store at {self.path} is being written by {who}; only one writer at a "
+            "time: open it with readonly=True (or tradelab.open_store(path)) to read while "
+            "it writes"
+        )
 
     def _write_owner(self) -> None:
-        doc = {"pid": os.getpid(), "host": socket.gethostname(),
-               "started_ms": int(time.time() * 1000)}
+        doc = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_ms": int(time.time() * 1000),
+        }
         tmp = self.path / (OWNER_FILE + ".tmp")
         tmp.write_text(json.dumps(doc))
         tmp.replace(self.path / OWNER_FILE)
 
+    def _wal_files(self) -> frozenset[str]:
+        try:
+            return frozenset(e.name for e in os.scandir(self.path) if e.name.endswith(".log"))
+        except OSError:
+            return frozenset()
+
     def _open_reader(self) -> rd.Rdict:
+        self._wals = self._wal_files()  # before opening: a flush meanwhile shows up as a change
         self._secondary_dir = tempfile.mkdtemp(prefix="tradelab-reader-")
         try:
-            db = rd.Rdict(str(self.path), self._options(create=False),
-                          access_type=rd.AccessType.secondary(self._secondary_dir))
+            db = rd.Rdict(
+                str(self.path),
+                self._options(create=False),
+                access_type=rd.AccessType.secondary(self._secondary_dir),
+            )
         except Exception as exc:
             shutil.rmtree(self._secondary_dir, ignore_errors=True)
             msg = str(exc)
@@ -346,6 +395,8 @@ class TradeStore:
         try:
             marker = db.get(_MARKER)
             if marker is None:
+                if next(iter(db.keys()), None) is None:  # a writer is creating it right now
+                    raise NoDataError(f"the trade store at {self.path} is empty: {_START_HINT}")
                 raise NotADatabaseError(
                     f"{self.path} is a RocksDB database but not a tradelab store (no marker key)"
                 )
@@ -415,13 +466,36 @@ class TradeStore:
         if not self.readonly:
             return
         with self._op(), self._refresh_lock:
-            try:
-                self._db.try_catch_up_with_primary()
-            except Exception as exc:
-                raise StorageError(
-                    f"cannot catch up with the writer of {self.path}: {exc}"
-                ) from None
+            if self._wal_files() != self._wals:
+                self._reopen_reader()
+            else:
+                try:
+                    self._db.try_catch_up_with_primary()
+                except Exception as exc:  # e.g. a WAL deleted by a flush just now: re-open
+                    log.debug("Catch-up failed (%s); re-opening the reader", exc)
+                    self._reopen_reader()
             self._last_refresh = time.monotonic()
+
+    def _reopen_reader(self) -> None:
+        """Open a fresh secondary after the writer flushed (a new write-ahead log appeared).
+
+        RocksDB secondaries keep entries replayed from a WAL the primary has since flushed in
+        their memtable, where they shadow newer values (facebook/rocksdb#15051, #14444): ``get``
+        returns stale counters and, after a bottommost compaction, iterators can resurrect
+        deleted blocks. A flush is rare (every ~64 MB of writes, and when a writer closes), so
+        re-opening then is cheap and keeps every read exact. The old instance is not closed
+        explicitly: a query on another thread may still iterate it; it goes with its last
+        reference.
+        """
+        old_dir = self._secondary_dir
+        try:
+            db = self._open_reader()
+        except StorageError as exc:
+            self._secondary_dir = old_dir
+            raise StorageError(f"cannot follow the writer of {self.path}: {exc}") from None
+        self._db = db
+        if old_dir:
+            shutil.rmtree(old_dir, ignore_errors=True)
 
     # --- symbol state (writer) ----------------------------------------------------------------
 
@@ -437,7 +511,7 @@ class TradeStore:
             ro = rd.ReadOptions()
             ro.set_iterate_upper_bound(prefix + b"\xff")
             for k, v in self._db.items(from_key=prefix, read_opt=ro):
-                key_ms = int(k[len(prefix):])
+                key_ms = int(k[len(prefix) :])
                 st.index[key_ms] = tuple(msgpack.unpackb(v))  # type: ignore[assignment]
                 st.keys.append(key_ms)
             del ro
@@ -502,8 +576,11 @@ class TradeStore:
             old_last = st.meta["last_time"]
             self._commit(sym, st, plan, meta, what=f"appending {n} trades of {sym}")
         open_minute = _floor(meta["last_time"], MINUTE_MS)
-        if (old_last is None or _floor(old_last, MINUTE_MS) < open_minute
-                or min(plan.puts, default=open_minute) < open_minute):
+        if (
+            old_last is None
+            or _floor(old_last, MINUTE_MS) < open_minute
+            or min(plan.puts, default=open_minute) < open_minute
+        ):
             self._schedule_roll_up(sym)
         log.debug("Stored %d trades for %s", n, sym, extra={"symbol": sym, "trades": n})
         return n
@@ -534,17 +611,26 @@ class TradeStore:
         t = cols["time"]
         hours = t - t % HOUR_MS
         first_hour = int(hours[0])
-        groups = [cols] if bool((hours == first_hour).all()) else [
-            take(cols, hours == h) for h in np.unique(hours)
-        ]
+        groups = (
+            [cols]
+            if bool((hours == first_hour).all())
+            else [take(cols, hours == h) for h in np.unique(hours)]
+        )
         for part in groups:
             key = int(part["time"].min())
             if key in st.index or key in plan.puts:
                 plan.merge([key], part)
                 continue
-            plan.puts[key] = (encode_block(part), BlockHeader(
-                len(part["agg_id"]), key, int(part["time"].max()), int(part["agg_id"][0]),
-                int(part["agg_id"][-1])))
+            plan.puts[key] = (
+                encode_block(part),
+                BlockHeader(
+                    len(part["agg_id"]),
+                    key,
+                    int(part["time"].max()),
+                    int(part["agg_id"][0]),
+                    int(part["agg_id"][-1]),
+                ),
+            )
             plan.loaded[key] = part
         return plan
 
@@ -611,8 +697,9 @@ class TradeStore:
                 return
             self._pending.add(sym)
             if self._worker is None:
-                self._worker = threading.Thread(target=self._worker_loop,
-                                                name="tradelab-rollup", daemon=True)
+                self._worker = threading.Thread(
+                    target=self._worker_loop, name="tradelab-rollup", daemon=True
+                )
                 self._threads.append(self._worker)
                 self._worker.start()
         self._wake.set()
@@ -640,8 +727,12 @@ class TradeStore:
                 self._roll_up(sym)
         except StorageError as exc:
             if not self._closed:
-                log.warning("Roll-up of %s failed (retried after the next minute): %s", sym, exc,
-                            extra={"symbol": sym, "error": str(exc)})
+                log.warning(
+                    "Roll-up of %s failed (retried after the next minute): %s",
+                    sym,
+                    exc,
+                    extra={"symbol": sym, "error": str(exc)},
+                )
         except Exception:  # never let the worker die silently
             log.exception("Roll-up of %s failed", sym, extra={"symbol": sym})
 
@@ -650,9 +741,17 @@ class TradeStore:
         with self._cond:
             return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
 
-    def _commit(self, sym: str, st: _SymbolState, plan: _Plan, meta: dict[str, Any], *,
-                what: str, batch: rd.WriteBatch | None = None,
-                dropped: Iterable[int] = ()) -> None:
+    def _commit(
+        self,
+        sym: str,
+        st: _SymbolState,
+        plan: _Plan,
+        meta: dict[str, Any],
+        *,
+        what: str,
+        batch: rd.WriteBatch | None = None,
+        dropped: Iterable[int] = (),
+    ) -> None:
         """Write the plan and the new counters in one batch; update the cache only on success.
 
         ``dropped``: block keys the caller already removed in ``batch`` with a range tombstone.
@@ -708,7 +807,7 @@ class TradeStore:
         rewritten. Queries running meanwhile keep their snapshot. Disk space comes back when
         RocksDB compacts the range, which runs on a background thread.
         """
-        cut = to_ms(cutoff, name="cutoff")
+        cut = _ms_arg(cutoff, "cutoff")
         self._check_writable()
         removed_total = 0
         with self._op(), self._wlock:
@@ -738,17 +837,23 @@ class TradeStore:
                     continue
                 meta = dict(st.meta)
                 meta["count"] -= removed
-                self._commit(sym, st, plan, meta, what=f"retention of {sym}", batch=batch,
-                             dropped=whole)
+                self._commit(
+                    sym, st, plan, meta, what=f"retention of {sym}", batch=batch, dropped=whole
+                )
                 removed_total += removed
-                log.info("Retention removed %d trades of %s older than %s", removed, sym,
-                         _dt(cut), extra={"symbol": sym, "trades": removed, "cutoff_ms": cut})
+                log.info(
+                    "Retention removed %d trades of %s older than %s",
+                    removed,
+                    sym,
+                    _dt(cut),
+                    extra={"symbol": sym, "trades": removed, "cutoff_ms": cut},
+                )
                 self._compact_later(_bkey(sym, 0), _bkey(sym, cut_hour + HOUR_MS))
         return removed_total
 
     def enforce_retention(self, now: dt.datetime | int | None = None) -> int:
         """Delete trades older than ``retention_days`` before ``now`` (default: the clock)."""
-        now_ms = int(time.time() * 1000) if now is None else to_ms(now, name="now")
+        now_ms = int(time.time() * 1000) if now is None else _ms_arg(now, "now")
         return self.delete_before(now_ms - int(self.retention_days * 86_400_000))
 
     def start_retention(self, every_s: float = 3600.0) -> None:
@@ -801,7 +906,7 @@ class TradeStore:
         ``start``/``end`` are timezone-aware datetimes or unix milliseconds.
         """
         sym = validate_symbol(symbol)
-        lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
+        lo, hi = _ms_arg(start, "start"), _ms_arg(end, "end")
         if lo < 0 or hi > MAX_MS + 1:
             raise InvalidWindowError(
                 f"window [{lo}, {hi}) ms lies outside 1970..2286 (0..{MAX_MS + 1} unix ms)"
@@ -817,36 +922,66 @@ class TradeStore:
             return empty_trades()
         return columns_to_frame(cols)
 
-    def _iter_blocks(self, sym: str, lo: int, hi: int) -> Iterator[Columns]:
-        """Decoded, trimmed blocks overlapping ``[lo, hi)`` in key order, from one snapshot."""
+    def _iter_docs(self, sym: str, lo: int, hi: int) -> Iterator[dict[str, Any]]:
+        """Unpacked blocks that overlap ``[lo, hi)``, in key order, from one snapshot."""
         ro = rd.ReadOptions()  # must outlive the iterator (see docs/storage-layout.md)
         ro.set_iterate_upper_bound(_bend(sym, hi))
-        items = self._db.items(from_key=_bkey(sym, _floor(lo, HOUR_MS)), read_opt=ro)
+        items = self._db.values(from_key=_bkey(sym, _floor(lo, HOUR_MS)), read_opt=ro)
         try:
-            for _key, value in items:
-                doc = msgpack.unpackb(value, raw=False)
-                if doc["t1"] < lo:
-                    continue
-                _h, cols = decode_block(doc)
-                if doc["t0"] < lo or doc["t1"] >= hi:
-                    t = cols["time"]
-                    cols = take(cols, (t >= lo) & (t < hi))
-                yield cols
+            for value in items:
+                try:
+                    doc = msgpack.unpackb(value, raw=False)
+                    overlaps = doc["t1"] >= lo
+                except Exception:
+                    decode_block(value)  # raises NotADatabaseError with the reason
+                    raise
+                if overlaps:
+                    yield doc
         finally:
             del items, ro
 
+    def _iter_blocks(self, sym: str, lo: int, hi: int) -> Iterator[Columns]:
+        """Decoded blocks overlapping ``[lo, hi)``, trimmed to it, from one snapshot."""
+        for doc in self._iter_docs(sym, lo, hi):
+            cols = decode_block(doc)[1]
+            if doc["t0"] < lo or doc["t1"] >= hi:
+                t = cols["time"]
+                cols = take(cols, (t >= lo) & (t < hi))
+            yield cols
+
     def _read_range(self, sym: str, lo: int, hi: int) -> Columns:
-        out = concat_columns(list(self._iter_blocks(sym, lo, hi)))
-        ids = out["agg_id"]
-        if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
-            out = take(out, np.argsort(ids, kind="stable"))
-        return out
+        # blocks wholly inside the window are decoded straight into the output arrays; only
+        # the (at most ~2) edge blocks are decoded apart and trimmed
+        parts: list[dict[str, Any] | Columns] = []
+        total = 0
+        for doc in self._iter_docs(sym, lo, hi):
+            if doc["t0"] < lo or doc["t1"] >= hi:
+                cols = decode_block(doc)[1]
+                t = cols["time"]
+                cols = take(cols, (t >= lo) & (t < hi))
+                total += len(cols["agg_id"])
+                parts.append(cols)
+            else:
+                total += doc["n"]
+                parts.append(doc)
+        out = {c: np.empty(total, dtype=a.dtype) for c, a in empty_columns().items()}
+        off = 0
+        for part in parts:
+            if "c" in part and "v" in part:
+                off += decode_into(part, out, off)  # type: ignore[arg-type]
+            else:
+                k = len(part["agg_id"])
+                for c, a in part.items():
+                    out[c][off : off + k] = a
+                off += k
+        return sort_dedupe(out)  # a no-op check unless blocks interleave
 
     def _symbol_names(self) -> list[str]:
         ro = rd.ReadOptions()
         ro.set_iterate_upper_bound(b"symbol;")
-        names = [k[len(b"symbol:"):].decode() for k in self._db.keys(from_key=b"symbol:",
-                                                                      read_opt=ro)]
+        names = [
+            k[len(b"symbol:") :].decode() for k in self._db.keys(from_key=b"symbol:", read_opt=ro)
+        ]
         del ro
         return names
 
@@ -897,13 +1032,12 @@ class TradeStore:
     def block_count(self, symbol: str, start: dt.datetime | int, end: dt.datetime | int) -> int:
         """How many blocks a query of ``[start, end)`` reads (diagnostics, tests, benchmarks)."""
         sym = validate_symbol(symbol)
-        lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
+        lo, hi = _ms_arg(start, "start"), _ms_arg(end, "end")
         self._auto_refresh()
         with self._op():
             ro = rd.ReadOptions()
             ro.set_iterate_upper_bound(_bend(sym, hi))
-            n = sum(1 for _ in self._db.keys(from_key=_bkey(sym, _floor(lo, HOUR_MS)),
-                                             read_opt=ro))
+            n = sum(1 for _ in self._db.keys(from_key=_bkey(sym, _floor(lo, HOUR_MS)), read_opt=ro))
             del ro
             return n
 
@@ -927,8 +1061,9 @@ class TradeStore:
         try:
             raw = msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidParameterError(f"meta {name!r} is not MessagePack-serialisable: {exc}") \
-                from None
+            raise InvalidParameterError(
+                f"meta {name!r} is not MessagePack-serialisable: {exc}"
+            ) from None
         if len(raw) > _MAX_META_BYTES:
             raise InvalidParameterError(
                 f"meta {name!r} is {len(raw)} bytes packed; the limit is {_MAX_META_BYTES}"
@@ -945,6 +1080,13 @@ class TradeStore:
         with self._op():
             raw = self._db.get(key)
         return None if raw is None else msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+def _ms_arg(value: Any, name: str) -> int:
+    """Unix ms from a tz-aware datetime or a number (numpy integers included)."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    return to_ms(value, name=name)
 
 
 def _min(a: int | None, b: int) -> int:

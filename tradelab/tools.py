@@ -24,10 +24,18 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from .analytics import Vacuum, VolumeProfile, liquidity_vacuums, volume_profile
+from .analytics import (
+    Vacuum,
+    VolumeProfile,
+    check_profile_args,
+    check_vacuum_args,
+    liquidity_vacuums,
+    volume_profile,
+)
 from .config import validate_hours, validate_symbol
 from .exceptions import InsufficientTradesError, InvalidParameterError, TradelabError
 from .logs import get_logger
+from .status import read_collector_status
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import TradeStore
@@ -35,7 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "EXCHANGE_TICK_SIZES",
     "MIN_TRADES",
-    "STATUS_FRESH_S",
     "collection_state",
     "get_liquidity_vacuums",
     "get_volume_profile",
@@ -48,15 +55,11 @@ log = get_logger(__name__)
 
 MIN_TRADES = 1_000
 """Fewest trades in a window for an analysis (the ported tools' rule)."""
-STATUS_FRESH_S = 30.0
-"""A collector counts as running if its status says so and was written less than this ago."""
 
 EXCHANGE_TICK_SIZES: dict[str, float] = {
-    # Binance spot PRICE_FILTER.tickSize
+    # Binance spot PRICE_FILTER.tickSize (docs/analytics.md); add others with set_tick_size
     "BTCUSDT": 0.01,
     "ETHUSDT": 0.01,
-    "BNBUSDT": 0.01,
-    "SOLUSDT": 0.01,
 }
 
 
@@ -117,7 +120,8 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
 
     Looks first for a collector in this process (a running :mod:`tradelab.session`), then at
     the status document every collector writes into the store (``collector_status``): running
-    when it says so and was updated less than :data:`STATUS_FRESH_S` seconds ago.
+    when it says so and was updated less than 30 s ago
+    (:func:`tradelab.status.read_collector_status`).
 
     Returns ``{"running": bool, "where": "this process" | "another process" | None,
     "collects_symbol": bool, "rate_per_min": float | None, "stale_s": float | None}``.
@@ -137,7 +141,7 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
             log.debug("No in-process collector status: %s", exc)
     if doc is None:
         try:
-            doc = _read_status(store, now_ms)
+            doc = read_collector_status(store, now_ms=now_ms)
         except TradelabError as exc:
             log.debug("No collector status in the store: %s", exc)
             doc = None
@@ -145,7 +149,8 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
             import os
 
             where = "this process" if doc.get("pid") == os.getpid() else "another process"
-            if doc.get("stale"):
+            claimed = doc.get("reported_running", doc.get("running"))
+            if doc.get("stale") and claimed:  # said "running" but stopped writing: it died
                 updated = doc.get("updated_at")
                 stale_s = (now_ms - updated) / 1000 if isinstance(updated, int | float) else None
     running = bool(doc and doc.get("running") and not doc.get("stale"))
@@ -158,24 +163,6 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
         "rate_per_min": float(rate) if isinstance(rate, int | float) and rate > 0 else None,
         "stale_s": stale_s,
     }
-
-
-def _read_status(store: Any, now_ms: int) -> dict[str, Any] | None:
-    """The collector status in the store, with ``stale`` set by the freshness rule."""
-    try:
-        from .status import read_collector_status
-    except ImportError:
-        read_collector_status = None
-    if read_collector_status is not None:
-        return read_collector_status(store)
-    raw = store.get_meta("collector_status")
-    if not raw:
-        return None
-    doc = dict(raw)
-    updated = doc.get("updated_at")
-    fresh = isinstance(updated, int | float) and now_ms - updated < STATUS_FRESH_S * 1000
-    doc["stale"] = not fresh
-    return doc
 
 
 # --- the error message -----------------------------------------------------------------------
@@ -275,24 +262,34 @@ def get_volume_profile(
     tick_size: float | None = None,
     *,
     store: TradeStore | None = None,
+    row_size: float | None = None,
+    value_area: float = 0.70,
+    method: str = "cbot",
 ) -> VolumeProfile:
     """The volume profile of ``symbol`` over the last ``duration_hours`` hours (1–168).
 
     Reads ``[now - duration_hours, now)`` from ``store`` (default: the process-wide store of the
     configured data directory, :func:`tradelab.open_store`) and computes
-    :func:`tradelab.volume_profile` with the automatic row size, on ``tick_size`` (default: the
-    exchange tick of the symbol, :data:`EXCHANGE_TICK_SIZES`). The profile's ``start``/``end``
-    are the window.
+    :func:`tradelab.volume_profile` on ``tick_size`` (default: the exchange tick of the symbol,
+    :data:`EXCHANGE_TICK_SIZES`, else inferred from the prices) with the automatic row size
+    unless ``row_size`` is given; ``value_area`` and ``method`` as there. The profile's
+    ``start``/``end`` are the window.
 
     Raises :class:`InsufficientTradesError` below :data:`MIN_TRADES` trades (the message says
     how many there are, whether anything collects and how long to wait), and the input errors
-    of the symbol, window and tick size.
+    of the symbol, window, tick size and profile parameters — all checked before the store is
+    read.
     """
     tick = None if tick_size is None else _tick(tick_size)
-    trades, sym, start_ms, end_ms = _window_trades(symbol, duration_hours, store)
+    sym = validate_symbol(symbol)
+    validate_hours(duration_hours, name="duration_hours")
     if tick is None:
         tick = EXCHANGE_TICK_SIZES.get(sym)
-    return volume_profile(trades, tick_size=tick, symbol=sym, start=start_ms, end=end_ms)
+    # A typo in the parameters fails fast, not after a 168-hour read.
+    check_profile_args(tick_size=tick, row_size=row_size, value_area=value_area, method=method)
+    trades, sym, start_ms, end_ms = _window_trades(sym, duration_hours, store)
+    return volume_profile(trades, tick_size=tick, row_size=row_size, value_area=value_area,
+                          method=method, symbol=sym, start=start_ms, end=end_ms)
 
 
 def get_liquidity_vacuums(
@@ -300,11 +297,15 @@ def get_liquidity_vacuums(
     duration_hours: float = 24,
     *,
     store: TradeStore | None = None,
+    threshold: float = 0.20,
+    min_rows: int = 1,
 ) -> list[Vacuum]:
     """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours, sorted by price.
 
     The profile of :func:`get_volume_profile` (same window, row size and errors) run through
-    :func:`tradelab.liquidity_vacuums` with its defaults (rows below 20% of the median row
-    volume).
+    :func:`tradelab.liquidity_vacuums` (rows below ``threshold`` × the median row volume, runs
+    of at least ``min_rows`` rows).
     """
-    return liquidity_vacuums(get_volume_profile(symbol, duration_hours, store=store))
+    check_vacuum_args(threshold, min_rows)  # before the read
+    profile = get_volume_profile(symbol, duration_hours, store=store)
+    return liquidity_vacuums(profile, threshold=threshold, min_rows=min_rows)

@@ -76,14 +76,19 @@ def run_mcp(args: argparse.Namespace) -> int:
         )
     if args.transport == "stdio" and (args.host != "127.0.0.1" or args.port != 8000):
         raise ConfigurationError("--host and --port apply to --transport http only")
-    server = create_server(
-        args.data,
-        collect=None if args.collect is None else (args.collect or None) or (),
-        ws_url=args.ws_url,
-        rest_url=args.rest_url,
-    )
-    if args.transport == "http":
-        run_http(server, args.host, args.port)
-    else:
-        run_stdio(server)
+    from ..buffer import close_stores
+
+    try:
+        server = create_server(
+            args.data,
+            collect=None if args.collect is None else (args.collect or ()),
+            ws_url=args.ws_url,
+            rest_url=args.rest_url,
+        )
+        if args.transport == "http":
+            run_http(server, args.host, args.port)
+        else:
+            run_stdio(server)
+    finally:
+        close_stores()  # release the writer lock (--collect) and reader directories
     return 0

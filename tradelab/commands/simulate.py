@@ -97,6 +97,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="stop producing after this many trades per symbol",
     )
+    p.add_argument(
+        "--first-id",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="first agg id (default: realistic for synthetic, recorded for replays); "
+        "raise it above a previous run's ids to reuse a store",
+    )
     p.add_argument("--no-loop", action="store_true", help="replay the recordings only once")
     f = p.add_argument_group("faults (all off by default)")
     f.add_argument(
@@ -231,6 +239,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         rate_per_s=args.rate,
         max_trades=args.max_trades,
+        first_agg_id=args.first_id,
         loop=not args.no_loop,
     )
     return asyncio.run(_serve(sim))
@@ -242,14 +251,7 @@ async def _serve(sim: Simulator) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    try:
-        await sim.start()
-    except OSError as exc:
-        from ..exceptions import ConfigurationError
-
-        raise ConfigurationError(
-            f"cannot listen on {sim.host}:{sim.requested_port}: {exc.strerror or exc}"
-        ) from None
+    await sim.start()
     print(f"Simulating {','.join(sim.symbols)} on {sim.ws_url}", flush=True)
     print(
         f"  stream: {sim.ws_url}/stream?streams="

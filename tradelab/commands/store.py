@@ -25,8 +25,12 @@ __all__ = ["cmd_import", "cmd_retention", "cmd_stats", "register"]
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        default=None,
+        help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
+    )
 
 
 def _days(text: str) -> float:
@@ -42,30 +46,33 @@ def _days(text: str) -> float:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stats``, ``retention`` and ``import`` subcommands."""
     p = subparsers.add_parser(
-        "stats", help="what the store holds per symbol",
+        "stats",
+        help="what the store holds per symbol",
         description="Trade count, first/last trade time and agg id, and bytes on disk, per "
-                    "symbol (all symbols unless one is named). Safe while a collector writes.",
+        "symbol (all symbols unless one is named). Safe while a collector writes.",
     )
     p.add_argument("symbol", nargs="?", default=None, help="one symbol, e.g. BTCUSDT")
     _data_arg(p)
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser(
-        "retention", help="delete trades older than the retention period",
+        "retention",
+        help="delete trades older than the retention period",
         description="Delete every trade older than --days days (default $TRADELAB_RETENTION_DAYS "
-                    "or 7) and log what was removed. Needs the writer: while a collector runs "
-                    "it applies retention itself every hour.",
+        "or 7) and log what was removed. Needs the writer: while a collector runs "
+        "it applies retention itself every hour.",
     )
     p.add_argument("--days", type=_days, default=None, help="retention in days (default 7)")
     _data_arg(p)
     p.set_defaults(func=cmd_retention)
 
     p = subparsers.add_parser(
-        "import", help="load a trade recording or Binance aggTrades CSV into the store",
+        "import",
+        help="load a trade recording or Binance aggTrades CSV into the store",
         description="Load FILE into the store, exactly once per agg id: *.aggTrade.tsv[.gz] "
-                    "(combined-stream aggTrade frames), *.trades.txt[.gz] (raw @trade frames) "
-                    "or a Binance public aggTrades export *.csv (needs --symbol unless the file "
-                    "name starts with it, e.g. BTCUSDT-aggTrades-2026-01-01.csv).",
+        "(combined-stream aggTrade frames), *.trades.txt[.gz] (raw @trade frames) "
+        "or a Binance public aggTrades export *.csv (needs --symbol unless the file "
+        "name starts with it, e.g. BTCUSDT-aggTrades-2026-01-01.csv).",
     )
     p.add_argument("file", help="the recording to load")
     p.add_argument("--symbol", default=None, help="symbol of a CSV export (default: from name)")
@@ -87,14 +94,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if not symbols:
         print(f"{store.path}: no trades stored yet")
         return 0
-    print(f"{'symbol':<10} {'trades':>12} {'first trade (UTC)':<24} {'last trade (UTC)':<24} "
-          f"{'first id':>12} {'last id':>12} {'bytes':>12} {'B/trade':>8}")
+    print(
+        f"{'symbol':<10} {'trades':>12} {'first trade (UTC)':<24} {'last trade (UTC)':<24} "
+        f"{'first id':>12} {'last id':>12} {'bytes':>12} {'B/trade':>8}"
+    )
     for sym in symbols:
         s = store.stats(sym)
         per = f"{s.bytes_on_disk / s.trade_count:.1f}" if s.trade_count else "-"
-        print(f"{sym:<10} {s.trade_count:>12,} {_fmt_time(s.first_time):<24} "
-              f"{_fmt_time(s.last_time):<24} {s.first_agg_id or '-':>12} "
-              f"{s.last_agg_id or '-':>12} {s.bytes_on_disk:>12,} {per:>8}")
+        print(
+            f"{sym:<10} {s.trade_count:>12,} {_fmt_time(s.first_time):<24} "
+            f"{_fmt_time(s.last_time):<24} {s.first_agg_id or '-':>12} "
+            f"{s.last_agg_id or '-':>12} {s.bytes_on_disk:>12,} {per:>8}"
+        )
     return 0
 
 
@@ -102,8 +113,9 @@ def cmd_retention(args: argparse.Namespace) -> int:
     """Apply retention now and print how many trades went."""
     with TradeStore(resolve_data_dir(args.data), retention_days=args.days) as store:
         removed = store.enforce_retention()
-        print(f"removed {removed:,} trades older than {store.retention_days:g} days "
-              f"from {store.path}")
+        print(
+            f"removed {removed:,} trades older than {store.retention_days:g} days from {store.path}"
+        )
     return 0
 
 

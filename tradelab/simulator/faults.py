@@ -42,8 +42,9 @@ class Faults:
             connections and the bare ``{"e":"serverShutdown","E":ms}`` on raw ones.
         stall_every / stall_seconds: every ``stall_every`` seconds of a connection's life, go
             silent for ``stall_seconds``: no frames (the trades published meanwhile are not
-            sent on that connection — a gap, repairable through REST) and no reading, so the
-            client's pings get no pong.
+            sent on that connection — a gap, repairable through REST), no reading (the
+            client's pings get no pong) and no server pings: a hung server, which only the
+            client's own pong deadline or silence detection can notice.
         ping_interval / ping_timeout: server pings every ``ping_interval`` s and closes (1011)
             a connection whose pong does not arrive within ``ping_timeout`` s (Binance: 20 s /
             60 s). Applied to connections opened after the change.

@@ -168,6 +168,11 @@ class TradeHistory:
             j = n if end_time is None else bisect_right(self._t, end_time)
             return self._rows(max(0, j - limit), j)
 
+    def published_ranges(self) -> list[tuple[int, int]]:
+        """A consistent snapshot of the published id ranges (safe from any thread)."""
+        with self._lock:
+            return self.published.ranges
+
     def last(self) -> Trade | None:
         """The most recent trade, or None."""
         with self._lock:

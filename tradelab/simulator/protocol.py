@@ -55,7 +55,12 @@ class ApiError(Exception):
         self.req_id = req_id  # the control message's id, when the error answers one
 
     def body(self) -> str:
-        return json.dumps({"code": self.code, "msg": self.msg})
+        return _compact({"code": self.code, "msg": self.msg})
+
+
+def _compact(obj: object) -> str:
+    """JSON without spaces, as Binance writes it."""
+    return json.dumps(obj, separators=(",", ":"))
 
 
 def stream_name(symbol: str) -> str:
@@ -117,7 +122,7 @@ def malformed_payload(
         d[field] = bad
     else:
         raise ValueError(f"unknown malformed kind {kind!r}")
-    return json.dumps(d, separators=(",", ":")), False
+    return _compact(d), False
 
 
 def rest_items_json(trades: Sequence[Trade]) -> str:

@@ -37,9 +37,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from ..config import parse_symbols
-from ..exceptions import CollectorStateError, InvalidParameterError
+from ..exceptions import CollectorStateError, ConfigurationError, InvalidParameterError
 from ..logs import get_logger
 from . import protocol as proto
 from .faults import Faults
@@ -49,6 +50,7 @@ from .sources import (
     SyntheticSource,
     Trade,
     TradeSource,
+    infer_tick,
     live_time,
     load_recordings,
     tick_size,
@@ -64,9 +66,14 @@ REST_WEIGHTS: dict[str, int] = {
     "/api/v3/ping": 1,
     "/api/v3/time": 1,
 }
-_WATCH_TICK = 0.02  # seconds between fault checks per connection
+_WATCH_TICK = 0.02  # seconds between random-drop draws per connection
+_IDLE_TICK = 0.25  # longest sleep of a connection's fault watcher
 _BATCH_MAX = 5_000  # trades published per feed step at most
 _FAST_CHUNK = 500  # trades per step when running as fast as possible
+
+
+def _compact(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"))
 
 
 def _now_ms() -> int:
@@ -77,7 +84,7 @@ def _now_ms() -> int:
 class _Conn:
     """One WebSocket client's state."""
 
-    ws: ServerConnection
+    ws: _SimConnection
     cid: int
     combined: bool
     micro: bool
@@ -95,8 +102,6 @@ class _Conn:
 
     def enqueue(self, frames: list[str], limit: int) -> bool:
         """Queue frames; False if the client is too slow (queue over ``limit``)."""
-        if self.stalled_until:
-            return True
         self.queue.extend(frames)
         self.drained.clear()
         self.wakeup.set()
@@ -115,6 +120,20 @@ class _SimConnection(ServerConnection):
         if self.request is not None and isinstance(event, Frame) and self.simulator:
             self.simulator._count_incoming(self)
         super().process_event(event)
+
+    def freeze(self) -> None:
+        """Go silent (a stall): stop reading — so pings get no pong — and stop pinging."""
+        self.transport.pause_reading()
+        if self.keepalive_task is not None:
+            self.keepalive_task.cancel()
+            self.keepalive_task = None
+
+    def thaw(self) -> None:
+        """End a stall: read again and restart the keepalive pings."""
+        with contextlib.suppress(Exception):
+            self.transport.resume_reading()
+        if self.keepalive_task is None and self.state is State.OPEN:
+            self.start_keepalive()
 
 
 @dataclass
@@ -146,7 +165,9 @@ class Simulator:
         host, port: where to listen; port 0 picks a free port (see :attr:`port`).
         seed: seeds the synthetic data and every random fault decision.
         rate_per_s: synthetic trades per second per symbol at speed 1 (default ~24 for BTC).
-        first_agg_id: first synthetic agg id (default: a realistic, time-based number).
+        first_agg_id: the first agg id of the first symbol (the next symbols get + 1e9 each);
+            default: synthetic ids start at a realistic, time-based number, replays keep the
+            recorded ids.
         loop: replay recordings forever (ids and times shifted each round) or once.
         max_trades: stop producing after this many trades per symbol (None: never).
         history_limit: trades kept per symbol for REST and :meth:`published_frame` (the id
@@ -171,7 +192,7 @@ class Simulator:
         first_agg_id: int | None = None,
         loop: bool = True,
         max_trades: int | None = None,
-        history_limit: int | None = 5_000_000,
+        history_limit: int | None = 2_000_000,
         weight_limit: int = 6000,
         max_incoming_per_second: int | None = 5,
         send_queue_limit: int = 200_000,
@@ -216,6 +237,22 @@ class Simulator:
                 f"source must be 'synthetic', 'recordings', a recording file name or path, or "
                 f"a mapping of symbol -> trades frame; got {source!r}"
             )
+        if rate_per_s is not None and (
+            isinstance(rate_per_s, bool)
+            or not isinstance(rate_per_s, int | float)
+            or not 0 < rate_per_s < math.inf
+        ):
+            raise InvalidParameterError(
+                f"rate_per_s must be a number of trades per second > 0, got {rate_per_s!r}"
+            )
+        if first_agg_id is not None and (
+            isinstance(first_agg_id, bool) or not isinstance(first_agg_id, int) or first_agg_id < 1
+        ):
+            raise InvalidParameterError(
+                f"first_agg_id must be an integer >= 1 or None, got {first_agg_id!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidParameterError(f"seed must be an integer, got {seed!r}")
         self.source = source
         self.host = host
         self.requested_port = port
@@ -291,12 +328,11 @@ class Simulator:
 
     def published(self, symbol: str) -> list[int]:
         """Every agg id made available for ``symbol`` (stream or REST), ascending."""
-        return self._history(symbol).published.to_list()
+        return RangeSet(self._history(symbol).published_ranges()).to_list()
 
     def published_ranges(self, symbol: str) -> RangeSet:
         """The published agg ids of ``symbol`` as compact inclusive ranges."""
-        h = self._history(symbol)
-        return RangeSet(h.published.ranges)
+        return RangeSet(self._history(symbol).published_ranges())
 
     def published_frame(self, symbol: str) -> pl.DataFrame:
         """The published trades of ``symbol`` in the trade schema (the last ``history_limit``
@@ -305,11 +341,22 @@ class Simulator:
 
     def unrepairable(self, symbol: str) -> list[tuple[int, int]]:
         """The id ranges skipped on both stream and REST (holes in :meth:`published`)."""
-        return self._history(symbol).published.gaps()
+        return RangeSet(self._history(symbol).published_ranges()).gaps()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: connections, closes by reason, faults injected, frames, REST answers."""
-        out: dict[str, Any] = dict(sorted(self._counts.items()))
+        """Counters since start (a snapshot; safe from any thread).
+
+        Keys (absent while zero): ``connections_opened``, ``connections_open``,
+        ``closed_<reason>`` for reason in client, drop, lifetime, shutdown, ping_timeout,
+        rate_limit, slow_consumer, server_stop; ``drops``, ``stalls``, ``shutdown_events``;
+        ``gaps_injected``, ``gaps_unrepairable``, ``skipped_ids_repairable``,
+        ``skipped_ids_unrepairable``; ``malformed_frames`` and ``malformed_<kind>``;
+        ``trades_published``, ``frames_sent``, ``frames_dropped_stalled``,
+        ``control_messages``; ``rest_requests``, ``rest_agg_trades``, ``rest_400``,
+        ``rest_404``, ``rest_429``, ``rest_418``, ``rest_errors_injected``; and
+        ``published`` = {symbol: ids published}.
+        """
+        out: dict[str, Any] = dict(sorted(dict(self._counts).items()))
         out["connections_open"] = len(self._conns)
         out["published"] = {s: len(h.published) for s, h in self._histories.items()}
         return out
@@ -322,6 +369,13 @@ class Simulator:
             )
         return self._histories[sym]
 
+    def __repr__(self) -> str:
+        where = f" on {self.ws_url}" if self.port is not None else ""
+        return (
+            f"Simulator({','.join(self.symbols)}, source={self._source_label()!r}, "
+            f"speed={self.speed:g}{where}, faults={self._faults.active or 'none'})"
+        )
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> Simulator:
@@ -330,16 +384,22 @@ class Simulator:
             raise CollectorStateError("the simulator is already running")
         self._loop = asyncio.get_running_loop()
         sources = self._build_sources()
-        self._server = await serve(
-            self._handle_ws,
-            self.host,
-            self.requested_port,
-            process_request=self._process_request,
-            create_connection=self._create_connection,  # type: ignore[arg-type]
-            compression=None,
-            max_size=2**16,
-            close_timeout=2,
-        )
+        try:
+            self._server = await serve(
+                self._handle_ws,
+                self.host,
+                self.requested_port,
+                process_request=self._process_request,
+                create_connection=self._create_connection,  # type: ignore[arg-type]
+                compression=None,
+                max_size=2**16,
+                close_timeout=2,
+            )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"the simulator cannot listen on {self.host}:{self.requested_port}: "
+                f"{exc.strerror or exc} (choose another --port, or 0 for any free port)"
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         wall0 = time.time() * 1000.0
         for sym, src in sources.items():
@@ -372,8 +432,7 @@ class Simulator:
         for c in list(self._conns):
             if c.stalled_until:
                 c.stalled_until = 0.0
-                with contextlib.suppress(Exception):
-                    c.ws.transport.resume_reading()
+                c.ws.thaw()
             if c.close_reason is None:
                 c.close_reason = "server_stop"
         server.close(close_connections=True)
@@ -397,7 +456,11 @@ class Simulator:
         if self._thread is not None:
             raise CollectorStateError("the simulator already runs in a thread")
         self._thread = _SimThread(self)
-        self._thread.begin()
+        try:
+            self._thread.begin()
+        except BaseException:
+            self._thread = None
+            raise
         return self
 
     def stop_thread(self) -> None:
@@ -433,8 +496,16 @@ class Simulator:
         frames = load_recordings(self.symbols, self.source)
         for sym, frame in frames.items():
             if frame.height:
-                self._tick_sizes[sym] = tick_size(sym, float(frame["price"].median()))
-        return {s: ReplaySource(s, frames[s], loop=self.loop) for s in self.symbols}
+                self._tick_sizes[sym] = infer_tick(frame["price"].head(5000).to_list())
+        return {
+            s: ReplaySource(
+                s,
+                frames[s],
+                loop=self.loop,
+                first_agg_id=None if self.first_agg_id is None else self.first_agg_id + 10**9 * i,
+            )
+            for i, s in enumerate(self.symbols)
+        }
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -563,7 +634,9 @@ class Simulator:
             frames = rendered.get(key)
             if frames is None:
                 frames = rendered[key] = self._render(sym, items, now, *key)
-            if not c.enqueue(frames, self.send_queue_limit):
+            if c.stalled_until:
+                self._counts["frames_dropped_stalled"] += len(frames)
+            elif not c.enqueue(frames, self.send_queue_limit):
                 self._disconnect(c, "slow_consumer", 1008, "client too slow to read the stream")
 
     def _render(
@@ -617,8 +690,7 @@ class Simulator:
         self._counts[f"closed_{reason}"] += 1
         if c.stalled_until:
             c.stalled_until = 0.0
-            with contextlib.suppress(Exception):
-                c.ws.transport.resume_reading()
+            c.ws.thaw()
         if code is None:
             c.ws.transport.abort()
         else:
@@ -726,7 +798,7 @@ class Simulator:
                 reply = {"result": list(c.streams), "id": req.id}
         self._counts["control_messages"] += 1
         with contextlib.suppress(ConnectionClosed):
-            await c.ws.send(json.dumps(reply, separators=(",", ":")))
+            await c.ws.send(_compact(reply))
 
     async def _sender(self, c: _Conn) -> None:
         ws = c.ws
@@ -752,19 +824,42 @@ class Simulator:
                     c.frames_sent += len(part)
                     self._counts["frames_sent"] += len(part)
 
+    @staticmethod
+    def _next_wake(c: _Conn, f: Faults, now: float) -> float:
+        """Seconds until the next connection-fault deadline (bounded to 2 ms .. 0.25 s)."""
+        deadlines = [now + _IDLE_TICK]
+        if f.drop_every is not None:
+            deadlines.append(c.opened + f.drop_every)
+        if f.lifetime is not None:
+            deadlines.append(c.opened + f.lifetime)
+        if f.shutdown_after is not None:
+            deadlines.append(
+                c.opened + f.shutdown_after + (f.shutdown_grace if c.shutdown_sent else 0.0)
+            )
+        if c.stalled_until:
+            deadlines.append(c.stalled_until)
+        elif f.stall_every is not None:
+            deadlines.append(c.next_stall_at if c.next_stall_at != math.inf else now)
+        if f.drop_probability:
+            deadlines.append(now + _WATCH_TICK)
+        return min(max(min(deadlines) - now, 0.002), _IDLE_TICK)
+
     async def _watch(self, c: _Conn) -> None:
-        """Apply the connection faults on a short tick."""
+        """Apply the connection faults, waking at the next deadline (at least every 0.25 s,
+        so faults switched at runtime take effect promptly)."""
+        last = time.monotonic()
         while c.close_reason is None:
-            await asyncio.sleep(_WATCH_TICK)
+            await asyncio.sleep(self._next_wake(c, self._faults, time.monotonic()))
             f = self._faults
             now = time.monotonic()
             age = now - c.opened
+            elapsed, last = now - last, now
             if f.drop_every is not None and age >= f.drop_every:
                 self._counts["drops"] += 1
                 self._disconnect(c, "drop", None)
                 return
             if f.drop_probability and self._rng.random() < 1 - (1 - f.drop_probability) ** (
-                _WATCH_TICK
+                elapsed
             ):
                 self._counts["drops"] += 1
                 self._disconnect(c, "drop", None)
@@ -788,8 +883,7 @@ class Simulator:
                 return
             if c.stalled_until and now >= c.stalled_until:
                 c.stalled_until = 0.0
-                with contextlib.suppress(Exception):
-                    c.ws.transport.resume_reading()
+                c.ws.thaw()
                 c.next_stall_at = now + (f.stall_every or math.inf)
             elif not c.stalled_until and f.stall_every is not None:
                 if c.next_stall_at == math.inf:
@@ -798,7 +892,7 @@ class Simulator:
                     c.stalled_until = now + f.stall_seconds
                     c.queue.clear()
                     self._counts["stalls"] += 1
-                    c.ws.transport.pause_reading()
+                    c.ws.freeze()
                     log.info(
                         "Simulator stalls connection %d for %.1f s",
                         c.cid,
@@ -842,7 +936,7 @@ class Simulator:
             self._counts["rest_404"] += 1
             return self._json_response(
                 404,
-                json.dumps(
+                _compact(
                     {
                         "code": -1000,
                         "msg": f"Unknown endpoint {path}; this "
@@ -881,7 +975,7 @@ class Simulator:
             if path == "/api/v3/exchangeInfo":
                 return self._json_response(200, self._exchange_info(query), hdrs)
             if path == "/api/v3/time":
-                return self._json_response(200, json.dumps({"serverTime": _now_ms()}), hdrs)
+                return self._json_response(200, _compact({"serverTime": _now_ms()}), hdrs)
             return self._json_response(200, "{}", hdrs)
         except proto.ApiError as err:
             self._counts["rest_400"] += 1
@@ -905,7 +999,7 @@ class Simulator:
             )
         return self._json_response(
             status,
-            json.dumps({"code": -1003, "msg": msg}),
+            _compact({"code": -1003, "msg": msg}),
             [("Retry-After", str(retry_after)), ("X-MBX-USED-WEIGHT-1m", str(self._weight_used))],
         )
 
@@ -964,7 +1058,7 @@ class Simulator:
                     ],
                 }
             )
-        return json.dumps(
+        return _compact(
             {
                 "timezone": "UTC",
                 "serverTime": _now_ms(),

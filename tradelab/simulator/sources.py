@@ -15,7 +15,7 @@ trade times are "now", at recorded pace, N× faster, or as fast as possible.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +32,7 @@ __all__ = [
     "SyntheticSource",
     "Trade",
     "TradeSource",
+    "infer_tick",
     "live_time",
     "load_recordings",
     "realistic_first_agg_id",
@@ -68,13 +69,23 @@ _IDS_PER_MS = 0.05  # 50 ids per wall-clock second (real BTCUSDT: ~20)
 
 
 def tick_size(symbol: str, price: float | None = None) -> float:
-    """A plausible PRICE_FILTER tick size: 0.01 for BTC/ETH-like prices, finer below $10."""
+    """A plausible PRICE_FILTER tick size for a price level, following Binance's usual grid:
+    0.01 from $10 up, 0.0001 from $1, 0.00001 from 1 cent, 0.00000001 below."""
     p = DEFAULT_PRICES.get(symbol, 100.0) if price is None else price
     if p >= 10:
         return 0.01
-    if p >= 0.1:
+    if p >= 1:
         return 0.0001
-    return 0.00000001 if p < 0.001 else 0.00001
+    return 0.00001 if p >= 0.01 else 0.00000001
+
+
+def infer_tick(prices: Sequence[float]) -> float:
+    """The coarsest decimal tick (1, 0.1, … 1e-8) every price in ``prices`` lies on."""
+    for decimals in range(9):
+        scale = 10**decimals
+        if all(abs(p * scale - round(p * scale)) < 1e-6 for p in prices):
+            return 1.0 / scale
+    return 1e-8
 
 
 def realistic_first_agg_id(symbol: str, now_ms: int) -> int:
@@ -170,10 +181,18 @@ class SyntheticSource(TradeSource):
 
 class ReplaySource(TradeSource):
     """A recorded frame (trade schema) replayed; with ``loop`` it repeats forever, each round
-    shifting agg ids, raw trade ids and times by the recording's span."""
+    shifting agg ids, raw trade ids and times by the recording's span. The first round keeps
+    the recorded ids unless ``first_agg_id`` moves them (e.g. above a previous run's ids)."""
 
-    def __init__(self, symbol: str, trades: pl.DataFrame, *, loop: bool = True) -> None:
-        frame = to_trade_frame(trades).sort("agg_id")
+    def __init__(
+        self,
+        symbol: str,
+        trades: pl.DataFrame,
+        *,
+        loop: bool = True,
+        first_agg_id: int | None = None,
+    ) -> None:
+        frame = to_trade_frame(trades).unique("agg_id", keep="first").sort("agg_id")
         if frame.height == 0:
             raise InvalidTradesError(f"the recording for {symbol} holds no trades to replay")
         self.symbol = symbol
@@ -203,6 +222,7 @@ class ReplaySource(TradeSource):
         duration = last[5] - first[5]
         self.time_span = duration + max(1, round(duration / max(n - 1, 1)))
         self.first_time = first[5]
+        self.id_offset = 0 if first_agg_id is None else first_agg_id - first[0]
         self.rounds = 0
 
     def next_chunk(self) -> list[Trade]:
@@ -210,9 +230,10 @@ class ReplaySource(TradeSource):
             return []
         k = self.rounds
         self.rounds += 1
-        if k == 0:
+        if k == 0 and self.id_offset == 0:
             return list(self._rows)
-        da, dt_, dtid = k * self.id_span, k * self.time_span, k * self.trade_id_span
+        da = k * self.id_span + self.id_offset
+        dt_, dtid = k * self.time_span, k * self.trade_id_span
         return [
             (a + da, p, q, f + dtid, la + dtid, t + dt_, m) for a, p, q, f, la, t, m in self._rows
         ]

@@ -1,0 +1,326 @@
+"""Collector benchmarks: sustained ingest at full speed, and the cost of a realistic feed.
+
+Run: ``.venv/bin/python bench/bench_collector.py [--quick]`` (or ``make bench``).
+
+The simulator runs in a child process (its own interpreter and core), the collector in this
+one, so the figures are the collector's own. Three parts:
+
+1. **Parsing baseline** — ``json.loads`` alone vs :func:`tradelab.protocol.parse_frame` over
+   the same frames (the floor of any pure-Python parser).
+2. **Sustained ingest** — the simulator at full speed (``speed=0``: as fast as the client reads,
+   one symbol, one connection); the collector parses, tracks gaps, batches every second and
+   writes to a real RocksDB store. Reported: trades/s, zero loss (stored ids == published ids
+   over the window, each once), and where the time goes (cProfile of the event-loop thread,
+   plus the wall time of the store writes in the worker thread). Baseline in the same run: a
+   bare ``websockets`` client that only receives frames from the same simulator.
+3. **Realistic load** — 50 trades/s for each of two symbols for ``--seconds`` (default 70):
+   CPU of this process over the window (all threads) as % of one core, and resident memory
+   added by the collector (RSS after vs. before ``Collector.start``; modules imported before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gzip
+import json
+import multiprocessing as mp
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import websockets
+
+from tradelab.collector import Collector
+from tradelab.protocol import parse_frame
+from tradelab.recordings import shared_data_dir
+from tradelab.store import TradeStore
+
+
+def _sim_child(conn, kwargs) -> None:  # runs in the child process
+    from tradelab.simulator import Simulator
+
+    sim = Simulator(**kwargs).run_in_thread()
+    conn.send((sim.ws_url, sim.rest_url))
+    while True:
+        msg = conn.recv()
+        if msg == "ranges":
+            conn.send({s: list(sim.published_ranges(s).ranges) for s in sim.symbols})
+        elif msg == "stop":
+            sim.stop_thread()
+            conn.send("stopped")
+            return
+
+
+class SimProcess:
+    def __init__(self, **kwargs) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_sim_child, args=(child, kwargs), daemon=True)
+        self.proc.start()
+        self.ws_url, self.rest_url = self.conn.recv()
+
+    def ranges(self) -> dict[str, list[tuple[int, int]]]:
+        self.conn.send("ranges")
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        self.conn.recv()
+        self.proc.join(10)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# --- 1. parsing ------------------------------------------------------------------------------
+
+
+def bench_parse() -> None:
+    frames: list[str] = []
+    base = shared_data_dir()
+    if base is not None:
+        with gzip.open(base / "spot_btcusdt_20240808-09.aggTrade.tsv.gz", "rt") as fh:
+            frames = [line.split("\t", 1)[1].rstrip("\n") for line in fh]
+    if not frames:
+        frames = [
+            json.dumps(
+                {
+                    "stream": "btcusdt@aggTrade",
+                    "data": {
+                        "e": "aggTrade",
+                        "E": 1723161255343 + i,
+                        "s": "BTCUSDT",
+                        "a": 3105630001 + i,
+                        "p": "61837.63000000",
+                        "q": "0.02000000",
+                        "f": 3735683259 + i,
+                        "l": 3735683259 + i,
+                        "T": 1723161255342 + i,
+                        "m": True,
+                        "M": True,
+                    },
+                }
+            )
+            for i in range(10_000)
+        ]
+    reps = max(1, 200_000 // len(frames))
+    loads = json.loads
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for f in frames:
+            loads(f)
+    t_json = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for f in frames:
+            parse_frame(f)
+    t_parse = time.perf_counter() - t0
+    n = reps * len(frames)
+    print(
+        f"[parse] {n:,} frames: json.loads {n / t_json:,.0f}/s ({1e6 * t_json / n:.2f} µs), "
+        f"parse_frame {n / t_parse:,.0f}/s ({1e6 * t_parse / n:.2f} µs); "
+        f"ratio parse_frame/json.loads = {t_parse / t_json:.2f}x"
+    )
+
+
+# --- 2. sustained ingest ---------------------------------------------------------------------
+
+
+async def bare_receive(url: str, seconds: float) -> float:
+    """Baseline: frames/s a bare websockets client receives (no parsing, no storage)."""
+    n = 0
+    async with websockets.connect(
+        url, compression=None, max_queue=1024, ping_interval=None, max_size=2**20
+    ) as ws:
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        while time.perf_counter() < end:
+            await ws.recv()
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+class TimedStore(TradeStore):
+    """A real store that adds up the wall time its appends take (worker thread)."""
+
+    write_s = 0.0
+    writes = 0
+
+    def append(self, symbol, trades):  # type: ignore[override]
+        t0 = time.perf_counter()
+        try:
+            return super().append(symbol, trades)
+        finally:
+            self.write_s += time.perf_counter() - t0
+            self.writes += 1
+
+
+async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -> None:
+    if not profile:
+        base = await bare_receive(sim.ws_url + "/stream?streams=btcusdt@aggTrade", 5.0)
+        print(f"[ingest] baseline: bare websockets client receives {base:,.0f} frames/s")
+    else:
+        base = float("nan")
+    store = TimedStore(tmp / ("ingest-prof" if profile else "ingest"))
+    c = Collector(
+        ["BTCUSDT"],
+        store=store,
+        ws_url=sim.ws_url,
+        rest_url=sim.rest_url,
+        retention_interval=None,
+        log_interval=3600,
+    )
+    prof = cProfile.Profile()
+    cpu0 = cpu_s()
+    if profile:
+        prof.enable()
+    await c.start()
+    t0 = time.perf_counter()
+    await asyncio.sleep(seconds)
+    await c.stop()
+    prof.disable()
+    wall = time.perf_counter() - t0
+    cpu = cpu_s() - cpu0
+    st = c.status()["symbols"]["BTCUSDT"]
+    df = store.trades("BTCUSDT", 0, 2**42)
+    ids = df["agg_id"].to_list()
+    ranges = sim.ranges()["BTCUSDT"]
+    expected = [
+        a
+        for lo, hi in ranges
+        for a in range(max(lo, ids[0]), min(hi, ids[-1]) + 1)
+        if lo <= ids[-1] and hi >= ids[0]
+    ]
+    loss = len(set(expected) - set(ids))
+    dup = len(ids) - len(set(ids))
+    n = len(ids)
+    label = "collector under cProfile" if profile else "collector"
+    print(
+        f"[ingest] {label}: {n:,} trades in {wall:.1f} s (start to end of stop) = "
+        f"{n / wall:,.0f} trades/s (target >= 50,000); ratio to bare receive "
+        f"{n / wall / base:.2f}; lost {loss}, duplicates {dup}, gaps {st['gaps_detected']}; "
+        f"process CPU {100 * cpu / wall:.0f}% of one core"
+    )
+    print(
+        f"[ingest] store: {store.writes} appends, {store.write_s:.2f} s in the worker thread "
+        f"({1e6 * store.write_s / max(n, 1):.2f} µs/trade)"
+    )
+    if not profile:
+        store.close()
+        return
+    stats = pstats.Stats(prof)
+    groups = {
+        "websockets (frames, asyncio transport)": 0.0,
+        "parse_frame + json": 0.0,
+        "gap tracker": 0.0,
+        "collector hot path (_read)": 0.0,
+        "batch build (trades_to_frame, polars)": 0.0,
+        "asyncio loop + other": 0.0,
+    }
+    total = 0.0
+    for (file, _line, func), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tt
+        if "websockets" in file:
+            groups["websockets (frames, asyncio transport)"] += tt
+        elif (
+            ("protocol.py" in file and "tradelab" in file)
+            or "json" in file
+            or func in ("loads", "<method 'decode' of 'str' objects>")
+        ):
+            if func == "trades_to_frame":
+                groups["batch build (trades_to_frame, polars)"] += tt
+            else:
+                groups["parse_frame + json"] += tt
+        elif "gaps.py" in file:
+            groups["gap tracker"] += tt
+        elif "collector.py" in file and func == "_read":
+            groups["collector hot path (_read)"] += tt
+        elif "polars" in file:
+            groups["batch build (trades_to_frame, polars)"] += tt
+        else:
+            groups["asyncio loop + other"] += tt
+    print("[ingest] event-loop thread time by part (cProfile tottime, profiler overhead included):")
+    for k, v in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"           {k:<42} {v:6.2f} s  {100 * v / max(total, 1e-9):5.1f}%")
+    store.close()
+
+
+# --- 3. realistic load -----------------------------------------------------------------------
+
+
+async def realistic(sim: SimProcess, seconds: float, tmp: Path) -> None:
+    rss_before_store = rss_mb()
+    store = TradeStore(tmp / "realistic")
+    rss0 = rss_mb()
+    c = Collector(["BTCUSDT", "ETHUSDT"], store=store, ws_url=sim.ws_url, rest_url=sim.rest_url)
+    await c.start()
+    await asyncio.sleep(5.0)  # warm-up: connection, first batches
+    stored0 = sum(v["trades_stored"] for v in c.status()["symbols"].values())
+    cpu0, t0 = cpu_s(), time.perf_counter()
+    peak = rss_mb()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        await asyncio.sleep(1.0)
+        peak = max(peak, rss_mb())
+    cpu, wall = cpu_s() - cpu0, time.perf_counter() - t0
+    doc = c.status()["symbols"]
+    await c.stop()
+    n = sum(v["trades_stored"] for v in doc.values()) - stored0
+    print(
+        f"[realistic] 2 symbols at ~50 trades/s each: {n:,} trades stored in {wall:.0f} s "
+        f"({n / wall:.0f}/s); CPU {100 * cpu / wall:.2f}% of one core (target < 1%); "
+        f"RSS {rss0:.0f} MB before Collector.start (store open; {rss_before_store:.0f} MB "
+        f"before the store), peak {peak:.0f} MB: added by the collector "
+        f"{peak - rss0:.1f} MB, with the store {peak - rss_before_store:.1f} MB "
+        f"(target < 50 MB)"
+    )
+    store.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    ap.add_argument("--seconds", type=float, default=None, help="realistic-load duration")
+    ap.add_argument("--ingest-seconds", type=float, default=None)
+    args = ap.parse_args()
+    ingest_s = args.ingest_seconds or (5.0 if args.quick else 20.0)
+    real_s = args.seconds or (10.0 if args.quick else 70.0)
+    print("Note: 2-core machine shared with other engineers; figures are noisy.")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        # the realistic part first, so its memory baseline is not inflated by the others
+        sim = SimProcess(
+            symbols=("BTCUSDT", "ETHUSDT"), source="synthetic", speed=1, rate_per_s=50.0, seed=2
+        )
+        try:
+            asyncio.run(realistic(sim, real_s, tmp))
+        finally:
+            sim.stop()
+        bench_parse()
+        sim = SimProcess(symbols=("BTCUSDT",), source="synthetic", speed=0, seed=1)
+        try:
+            asyncio.run(ingest(sim, ingest_s, tmp, profile=False))
+            asyncio.run(ingest(sim, min(ingest_s, 8.0), tmp, profile=True))
+        finally:
+            sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

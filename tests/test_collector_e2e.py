@@ -1,0 +1,269 @@
+"""End to end against the simulator on 127.0.0.1: every published trade stored exactly once.
+
+These tests compare what the simulator published with what the store holds after ``stop()``:
+same agg ids (each once) from the first trade the collector saw ("collect from now"), same
+price/qty/time/maker. Holes the simulator made unrepairable (absent from REST too) are not
+in ``published`` — they must be reported, not invented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import polars as pl
+import pytest
+
+from tradelab.collector import Collector
+from tradelab.exceptions import StorageWriteError
+from tradelab.recordings import shared_data_dir
+from tradelab.simulator import Faults, Simulator
+from tradelab.store import TradeStore
+
+pytestmark = pytest.mark.slow
+SYMS = ("BTCUSDT", "ETHUSDT")
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def events(self, name: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if getattr(r, "event", None) == name]
+
+
+@pytest.fixture
+def logs() -> Iterator[Records]:
+    h = Records()
+    lg = logging.getLogger("tradelab")
+    old = lg.level
+    lg.addHandler(h)
+    lg.setLevel(logging.DEBUG)
+    yield h
+    lg.removeHandler(h)
+    lg.setLevel(old)
+
+
+def fast(**kw) -> dict:
+    """Collector settings shortened for tests (same code paths, smaller numbers)."""
+    base = dict(
+        reconnect_initial=0.05,
+        reconnect_max=0.3,
+        ping_interval=0.5,
+        ping_timeout=0.8,
+        status_interval=0.5,
+        log_interval=2.0,
+        write_retry_initial=0.05,
+        write_retry_max=0.3,
+        stop_timeout=10.0,
+        open_timeout=5.0,
+    )
+    base.update(kw)
+    return base
+
+
+async def settle(sim: Simulator, store: TradeStore, c: Collector, *, rounds: int = 400) -> None:
+    """Wait until production ended and the collector holds every published id (bounded)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.1)
+        done = True
+        for s in SYMS:
+            pub = sim.published(s)
+            st = c.status()["symbols"][s]
+            if not pub or st["last_agg_id"] != pub[-1] or st["buffered"]:
+                done = False
+        if done and sim.stats().get("published") == getattr(settle, "_last", None):
+            return
+        settle._last = sim.stats().get("published")  # type: ignore[attr-defined]
+
+
+def assert_exact(sim: Simulator, store: TradeStore) -> dict[str, int]:
+    """The store holds exactly the published ids from its first one on, with equal values."""
+    counts = {}
+    for s in SYMS:
+        got = store.trades(s, 0, 2**42)
+        ids = got["agg_id"].to_list()
+        assert ids, f"nothing stored for {s}"
+        assert len(ids) == len(set(ids)), "an agg id was stored twice"
+        expected = [a for a in sim.published(s) if a >= ids[0]]
+        missing = sorted(set(expected) - set(ids))
+        extra = sorted(set(ids) - set(expected))
+        assert not missing and not extra, (s, missing[:10], extra[:10])
+        pub = sim.published_frame(s).filter(pl.col("agg_id") >= ids[0])
+        assert got.select(pub.columns).equals(pub), f"values differ for {s}"
+        counts[s] = len(ids)
+    return counts
+
+
+def source() -> str:
+    return "recordings" if shared_data_dir() is not None else "synthetic"
+
+
+def test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, logs) -> None:
+    asyncio.run(_test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, logs))
+
+
+async def _test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, logs) -> None:
+    faults = Faults(
+        drop_probability=0.15,
+        malformed_rate=0.01,
+        stall_every=1.5,
+        stall_seconds=2.5,
+        skip_rate=0.004,
+        skip_length=4,
+        skip_unrepairable=0.3,
+        ping_interval=0.5,
+        ping_timeout=1.0,
+    )
+    async with Simulator(
+        SYMS, source=source(), speed=40, faults=faults, max_trades=2500, seed=7
+    ) as sim:
+        store = TradeStore(tmp_path / "db")
+        c = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
+        await c.start()
+        await settle(sim, store, c)
+        status = c.status()["symbols"]
+        await c.stop()
+        counts = assert_exact(sim, store)
+        stats = sim.stats()
+        first_last = {s: (store.stats(s).first_agg_id, store.stats(s).last_agg_id) for s in SYMS}
+    assert all(n > 1000 for n in counts.values())
+    # the faults really happened, and the logs say so
+    assert logs.events("malformed_frame") and all(
+        r.levelno == logging.ERROR and r.excerpt for r in logs.events("malformed_frame")
+    )
+    assert len(logs.events("disconnected")) >= 2
+    assert all(r.levelno == logging.ERROR and r.retry_in >= 0 for r in logs.events("disconnected"))
+    assert logs.events("ping_timeout"), "a stall past the pong deadline must be detected"
+    assert len(logs.events("connected")) >= 3
+    assert sum(s["gaps_detected"] for s in status.values()) >= 2
+    assert sum(s["gaps_backfilled"] for s in status.values()) >= 1
+    unrep = logs.events("gap_unrepairable")
+    assert sum(s["gaps_unrepairable"] for s in status.values()) == len(unrep)
+    assert unrep, "the simulator made unrepairable holes: they must be reported"
+    for s in SYMS:  # each hole reported once, with size and span, exactly the ids REST lacks
+        mine = [r for r in unrep if r.symbol == s]
+        assert all(
+            r.levelno == logging.ERROR and r.lost > 0 and r.span_ms is not None for r in mine
+        )
+        reported = [a for r in mine for lo, hi in r.lost_ranges for a in range(lo, hi + 1)]
+        assert len(reported) == len(set(reported)) == sum(r.lost for r in mine)
+        first, last = first_last[s]
+        holes = {
+            a for lo, hi in sim.unrepairable(s) for a in range(lo, hi + 1) if first <= a <= last
+        }
+        assert set(reported) == holes
+    assert stats
+    store.close()
+
+
+class FlakyStore(TradeStore):
+    """A real store whose writes fail while ``failing`` is set (injected at the boundary)."""
+
+    failing = False
+    failures = 0
+
+    def append(self, symbol, trades):  # type: ignore[override]
+        if self.failing:
+            self.failures += 1
+            raise StorageWriteError("injected: the disk is not answering")
+        return super().append(symbol, trades)
+
+
+@pytest.mark.parametrize("max_buffered", [500_000, 150])
+def test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buffered) -> None:
+    asyncio.run(_test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buffered))
+
+
+async def _test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buffered) -> None:
+    async with Simulator(SYMS, source="synthetic", speed=15, max_trades=1200, seed=3) as sim:
+        store = FlakyStore(tmp_path / "db")
+        c = Collector(
+            SYMS,
+            store=store,
+            ws_url=sim.ws_url,
+            rest_url=sim.rest_url,
+            **fast(max_buffered=max_buffered),
+        )
+        await c.start()
+        await asyncio.sleep(0.6)
+        store.failing = True
+        buffered = 0
+        for _ in range(20):
+            await asyncio.sleep(0.1)
+            buffered = max(buffered, sum(s["buffered"] for s in c.status()["symbols"].values()))
+        store.failing = False
+        await settle(sim, store, c)
+        await c.stop()
+        assert_exact(sim, store)
+    assert store.failures >= 2 and buffered > 0
+    failed = logs.events("write_failed")
+    assert failed and all(r.levelno == logging.ERROR for r in failed)
+    assert logs.events("write_recovered")
+    if max_buffered == 150:
+        # the bound was hit: logged loudly, intake paused, the gap backfilled through REST
+        assert logs.events("buffer_full") and logs.events("buffer_resumed")
+        assert logs.events("buffer_full")[0].levelno == logging.ERROR
+        assert buffered <= 150 + 2 * 1000  # bounded: at most one REST page per symbol on top
+        assert logs.events("gap_backfilled")
+    store.close()
+
+
+@pytest.mark.parametrize("how", ["rotation", "server_shutdown"])
+def test_rotation_and_server_shutdown_cause_no_gap(tmp_path, logs, how) -> None:
+    asyncio.run(_test_rotation_and_server_shutdown_cause_no_gap(tmp_path, logs, how))
+
+
+async def _test_rotation_and_server_shutdown_cause_no_gap(tmp_path, logs, how) -> None:
+    # REST is always rate-limited here: the store can only be complete if the connection
+    # hand-over itself lost nothing (the new connection is open before the old one closes).
+    kw = dict(rest_fail_rate=1.0, rest_fail_status=429, retry_after=1)
+    if how == "rotation":
+        faults = Faults(lifetime=1.6, **kw)  # the server's "24 h" limit, shortened
+        settings = fast(rotate_after=0.8)
+    else:
+        faults = Faults(shutdown_after=0.8, shutdown_grace=1.0, **kw)
+        settings = fast()
+    async with Simulator(
+        SYMS, source="synthetic", speed=12, faults=faults, max_trades=1000, seed=5
+    ) as sim:
+        store = TradeStore(tmp_path / "db")
+        c = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **settings)
+        await c.start()
+        await settle(sim, store, c)
+        status = c.status()["symbols"]
+        await c.stop()
+        assert_exact(sim, store)
+    assert len(logs.events("rotate")) >= 2
+    assert not logs.events("disconnected"), "the server never had to close on us"
+    if how == "server_shutdown":
+        assert logs.events("server_shutdown")
+    assert all(s["gaps_unrepairable"] == 0 for s in status.values())
+    store.close()
+
+
+def test_restart_resumes_from_the_last_stored_id(tmp_path, logs) -> None:
+    asyncio.run(_test_restart_resumes_from_the_last_stored_id(tmp_path, logs))
+
+
+async def _test_restart_resumes_from_the_last_stored_id(tmp_path, logs) -> None:
+    async with Simulator(SYMS, source="synthetic", speed=15, max_trades=1000, seed=11) as sim:
+        store = TradeStore(tmp_path / "db")
+        c = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
+        await c.start()
+        await asyncio.sleep(0.8)
+        await c.stop()
+        first = {s: store.last_agg_id(s) for s in SYMS}
+        await asyncio.sleep(0.7)  # trades published while no collector runs
+        c2 = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
+        await c2.start()
+        await settle(sim, store, c2)
+        await c2.stop()
+        assert_exact(sim, store)
+    assert logs.events("resume") and all(first.values())
+    store.close()
