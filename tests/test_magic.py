@@ -294,7 +294,7 @@ def test_start_status_stop_through_the_magic(ip, sim, tmp_path, capsys):
     )
     magic(ip, "status")
     out = capsys.readouterr().out
-    assert "Collector running in this kernel" in out
+    assert "Collector running in this process (pid" in out
     lines = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert set(lines) == {"BTCUSDT", "ETHUSDT"}
     assert all(" yes " in line for line in lines.values())

@@ -117,6 +117,7 @@ def test_synchronous_code_gets_a_thread_and_stop_blocks(sim, tmp_path):
         time.sleep(0.05)
     summary = tradelab.stop()
     assert isinstance(summary, dict)
+    TradeStore(path).close()  # the writer lock was released: someone else may collect here now
     for symbol in ("BTCUSDT", "ETHUSDT"):
         ids = assert_nothing_lost(path, sim, symbol)
         assert summary["symbols"][symbol]["trades_stored"] == len(ids)

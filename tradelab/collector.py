@@ -9,8 +9,11 @@
   (exponential, jittered, reset after a healthy period). Before ``rotate_after`` (Binance closes
   connections after 24 h) and on ``serverShutdown`` it opens the new connection first and closes
   the old one once the new one delivers; overlapping trades are duplicates to the tracker and
-  to the store. Keepalive pings go through a :class:`~tradelab.backoff.TokenBucket` so the
-  connection never sends more than 5 messages a second (websockets answers the server's pings).
+  to the store. Outgoing messages stay far below Binance's 5 per second: the only messages the
+  collector sends itself are keepalive pings (only when a connection has been silent for
+  ``ping_interval``; a missing pong within ``ping_timeout`` means a dead connection), paced
+  by a :class:`~tradelab.backoff.TokenBucket` of 4/s with burst 1; websockets answers the
+  server's pings (Binance: one per 20 s) with pongs.
 * **batches** — every ``batch_interval`` (1 s) each symbol's new trades go to
   ``store.append`` as one atomic write, in a worker thread (``asyncio.to_thread``) so the loop
   never waits on RocksDB.
@@ -1244,8 +1247,12 @@ class Collector:
     # --- writing -----------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
         while True:
-            if await self._sleep(self.batch_interval):
+            # a fixed cadence: one batch per symbol per batch_interval, however long writes take
+            tick = max(tick + self.batch_interval, loop.time())
+            if await self._sleep(tick - loop.time()):
                 return
             try:
                 await self._flush_once()

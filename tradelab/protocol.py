@@ -276,22 +276,28 @@ def agg_trades_query(
     return rest_base.rstrip("/") + AGG_TRADES_PATH + "?" + query
 
 
+_ROW_SCHEMA = {
+    "symbol": pl.Utf8,
+    "agg_id": pl.Int64,
+    "price": pl.Float64,
+    "qty": pl.Float64,
+    "first_id": pl.Int64,
+    "last_id": pl.Int64,
+    "time": pl.Int64,
+    "buyer_is_maker": pl.Boolean,
+}
+
+
 def trades_to_frame(trades: Iterable[Trade]) -> pl.DataFrame:
-    """Trades as a frame in the trade schema (``time`` as UTC ms datetimes), in given order."""
+    """Trades as a frame in the trade schema (``time`` as UTC ms datetimes), in given order.
+
+    Built row-wise by Polars itself (faster than transposing in Python: this runs once per
+    symbol per second on the collector's worker thread, for up to ~100k trades at full speed).
+    """
     from .schema import TRADE_SCHEMA, empty_trades
 
-    rows = list(trades)
+    rows = trades if isinstance(trades, list) else list(trades)
     if not rows:
         return empty_trades()
-    _, a, p, q, f, last, t, m = zip(*rows, strict=True)
-    return pl.DataFrame(
-        [
-            pl.Series("agg_id", a, dtype=pl.Int64),
-            pl.Series("price", p, dtype=pl.Float64),
-            pl.Series("qty", q, dtype=pl.Float64),
-            pl.Series("first_id", f, dtype=pl.Int64),
-            pl.Series("last_id", last, dtype=pl.Int64),
-            pl.Series("time", t, dtype=pl.Int64).cast(TRADE_SCHEMA["time"]),
-            pl.Series("buyer_is_maker", m, dtype=pl.Boolean),
-        ]
-    )
+    frame = pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
+    return frame.drop("symbol").with_columns(pl.col("time").cast(TRADE_SCHEMA["time"]))

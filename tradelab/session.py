@@ -178,10 +178,6 @@ def start(
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.data_dir, write=True)
-        if data is not None:
-            # The collected store becomes this process's default, so tradelab.trades(),
-            # get_volume_profile() etc. (and subprocesses such as `!tradelab status`) read it.
-            os.environ["TRADELAB_DATA"] = str(settings.data_dir)
         try:
             collector = Collector(
                 settings.symbols,
@@ -194,6 +190,12 @@ def start(
             raise InvalidParameterError(
                 f"unknown collector option in {sorted(collector_kwargs)}: {exc}"
             ) from None
+        if data is not None:
+            # The collected store becomes this process's default, so tradelab.trades(),
+            # get_volume_profile() etc. (and subprocesses such as `!tradelab status`) read it.
+            os.environ["TRADELAB_DATA"] = str(settings.data_dir)
+        if _active is not None and _active.runner is not None:
+            _active.runner.close()  # the thread of a session that failed to start
 
         running = _running_loop()
         runner: _LoopThread | None = None
@@ -289,6 +291,12 @@ async def _do_stop(active: _Active) -> dict[str, Any]:
             await active.collector.stop()
     finally:
         active.stopped = True
+        # Release the writer lock: another notebook or `tradelab collect` may now write here;
+        # this process reads on through tradelab.open_store() / tradelab.trades().
+        try:
+            await asyncio.to_thread(active.store.close)
+        except Exception as exc:
+            log.warning("Could not close the store: %s", exc, extra={"error": str(exc)})
     summary = _collector_status(active.collector)
     active.summary = summary
     total = sum(int(s.get("trades_stored") or 0) for s in summary.get("symbols", {}).values())
@@ -331,7 +339,8 @@ class Stopping:
 
 
 def stop(timeout: float = STOP_TIMEOUT_S) -> dict[str, Any] | Stopping:
-    """Flush every received trade to the store and stop collecting.
+    """Flush every received trade to the store, stop collecting and release the store's writer
+    lock (so another process may collect into it; reading goes on through ``open_store``).
 
     Blocks until done and returns the final status, except when called from inside the
     collector's own running loop (a plain Jupyter cell): then it schedules the stop and returns
@@ -495,7 +504,10 @@ class Status(dict):
                 f"No collector is running for {self.get('store_path')}. "
                 "Start one with %tradelab start or tradelab.start()."
             )
-        who = "this kernel" if self.get("source") == "this process" else f"pid {self.get('pid')}"
+        if self.get("source") == "this process":
+            who = "this kernel" if _in_kernel() else f"this process (pid {os.getpid()})"
+        else:
+            who = f"pid {self.get('pid')}"
         state = "running" if self.get("running") else "stopped"
         if self.get("stale") and self.get("reported_running"):
             state = "not updating (its last status is over 30 s old: it may have died)"
@@ -639,6 +651,15 @@ async def wait_for_trades(
 
 
 # --------------------------------------------------------------------------- formatting
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (an IPython shell with a kernel attached)."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def _duration(seconds: float) -> str:
