@@ -266,4 +266,6 @@ async def _test_restart_resumes_from_the_last_stored_id(tmp_path, logs) -> None:
         await c2.stop()
         assert_exact(sim, store)
     assert logs.events("resume") and all(first.values())
+    # what was published while no collector ran came back through REST
+    assert logs.events("tail_fetched") or logs.events("gap_backfilled")
     store.close()

@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 import re
+from collections import Counter
 
 import polars as pl
 import pytest
@@ -14,6 +15,7 @@ from tradelab.exceptions import ConfigurationError, InvalidParameterError, Inval
 from tradelab.simulator import Faults, RangeSet, ReplaySource, Simulator, SyntheticSource
 from tradelab.simulator import protocol as proto
 from tradelab.simulator.history import TradeHistory
+from tradelab.simulator.restapi import RestApi
 from tradelab.simulator.sources import (
     infer_tick,
     live_time,
@@ -305,3 +307,59 @@ def test_live_time_maps_source_time_onto_the_wall_clock() -> None:
 def test_replay_can_start_at_a_chosen_id() -> None:
     src = ReplaySource("ZILUSDT", _frame(10), first_agg_id=9_000)
     assert [t[0] for _, t in zip(range(15), src, strict=False)] == list(range(9_000, 9_015))
+
+
+def _api(**kwargs: object) -> tuple[RestApi, Counter[str], list[float]]:
+    h = TradeHistory("BTCUSDT")
+    h.append(_trades(20))
+    counts: Counter[str] = Counter()
+    now = [120.0]
+    api = RestApi(
+        {"BTCUSDT": h},
+        faults=Faults(),
+        counts=counts,
+        rng=random.Random(0),
+        clock=lambda: now[0],
+        **kwargs,
+    )  # type: ignore[arg-type]
+    return api, counts, now
+
+
+def test_rest_api_weights_reset_each_minute() -> None:
+    api, counts, now = _api(weight_limit=10)
+    answers = [
+        api.handle("/api/v3/aggTrades", "symbol=BTCUSDT&fromId=105&limit=2") for _ in range(3)
+    ]
+    assert [a[0] for a in answers] == [200, 200, 429]
+    assert [json.loads(answers[0][1])[i]["a"] for i in (0, 1)] == [105, 106]
+    assert dict(answers[1][2])["X-MBX-USED-WEIGHT-1m"] == "8"
+    assert dict(answers[2][2])["Retry-After"] == "60"  # until the next minute
+    now[0] = 180.5  # a new minute
+    status, _, headers = api.handle("/api/v3/ping", "")
+    assert status == 200 and dict(headers)["X-MBX-USED-WEIGHT-1m"] == "1"
+    assert counts["rest_429"] == 1 and counts["rest_requests"] == 4
+
+
+def test_rest_api_injected_failures_and_errors() -> None:
+    api, counts, _ = _api()
+    api.set_faults(Faults(rest_fail_next=2, rest_fail_status=418, retry_after=9))
+    statuses = [api.handle("/api/v3/ping", "")[0] for _ in range(3)]
+    assert statuses == [418, 418, 200]
+    api.set_faults(Faults(rest_fail_rate=1.0))
+    status, body, headers = api.handle("/api/v3/aggTrades", "symbol=BTCUSDT")
+    assert status == 429 and json.loads(body)["code"] == -1003 and ("Retry-After", "1") in headers
+    api.set_faults(Faults())
+    assert api.handle("/api/v3/aggTrades", "symbol=NOPE")[0] == 400
+    assert api.handle("/api/v3/klines", "")[0] == 404
+    assert counts["rest_errors_injected"] == 3 and counts["rest_400"] == 1
+
+
+def test_rest_api_exchange_info() -> None:
+    api, _, _ = _api(tick_sizes={"BTCUSDT": 0.01})
+    info = json.loads(api.exchange_info('symbols=["BTCUSDT"]'))
+    (sym,) = info["symbols"]
+    assert (sym["symbol"], sym["baseAsset"], sym["quoteAsset"]) == ("BTCUSDT", "BTC", "USDT")
+    price_filter = next(f for f in sym["filters"] if f["filterType"] == "PRICE_FILTER")
+    assert price_filter["tickSize"] == "0.01000000"
+    with pytest.raises(proto.ApiError):
+        api.exchange_info("symbol=ETHUSDT")

@@ -83,7 +83,7 @@ __all__ = ["STATUS_META", "Collector"]
 log = get_logger("tradelab.collector")
 
 GAPS_META = "collector_open_gaps"
-_COALESCE_BELOW = 200  # frames per coalescing window (2,000/s at 0.1 s); busier feeds never pause
+_COALESCE_BELOW = 200  # frames per coalescing window (800/s at 0.25 s); busier feeds never pause
 _MALFORMED_LOG_CAP = 50  # malformed-frame ERROR lines per minute; the rest are counted
 
 
@@ -193,7 +193,22 @@ class Collector:
     ``store`` is an open writable TradeStore, a directory, or None (the configured data
     directory, via :func:`tradelab.buffer.open_store`). ``ws_url``/``rest_url`` default to
     ``$TRADELAB_WS_URL``/``$TRADELAB_REST_URL``, then Binance. Every other keyword is a setting
-    in seconds or counts; see the module docstring for what each protects.
+    (seconds unless said otherwise), validated at construction:
+
+    ``batch_interval`` (1) one atomic write per symbol this often · ``max_buffered`` (500,000
+    trades) bound of the in-memory buffer; at the bound intake pauses (module docstring) ·
+    ``rotate_after`` (23.5 h) open a replacement connection before Binance's 24 h limit ·
+    ``handover_timeout`` (30) how long the old connection stays open waiting for the new one's
+    first frame · ``reconnect_initial``/``reconnect_max`` (0.5/60) backoff bounds ·
+    ``healthy_after`` (60) uptime that resets the backoff · ``ping_interval``/``ping_timeout``
+    (20/20) keepalive on a silent connection · ``open_timeout`` (10) WebSocket handshake ·
+    ``rest_timeout`` (10) one REST request · ``rest_limit`` (1000) page size ·
+    ``write_retry_initial``/``write_retry_max`` (0.2/10) backoff of failed writes ·
+    ``status_interval`` (5) status document to the store · ``log_interval`` (60) the
+    "Stored N trades" lines · ``retention_interval`` (3600, None = off) ``enforce_retention`` ·
+    ``stop_timeout`` (15) how long ``stop()`` may spend on backfills and a failing store ·
+    ``max_streams`` (1024) symbols per connection · ``read_coalesce`` (0.25, None = off) on a
+    quiet feed, read the socket in bursts this far apart (CPU; busy feeds are never paused).
     """
 
     def __init__(
@@ -222,7 +237,7 @@ class Collector:
         retention_interval: float | None = 3600.0,
         stop_timeout: float = 15.0,
         max_streams: int = MAX_STREAMS_PER_CONNECTION,
-        read_coalesce: float | None = 0.1,
+        read_coalesce: float | None = 0.25,
     ) -> None:
         self.symbols: tuple[str, ...] = parse_symbols(symbols)
         self.ws_url = validate_url(
@@ -1238,6 +1253,22 @@ class Collector:
             self._gap_detected(gap, source="rest")
         for gap in out.closed:
             self._gap_closed(gap)
+        if tail and out.accepted:
+            log.info(
+                "Fetched %d trades of %s through REST (ids %d–%d): published after the last "
+                "id received, while (re)connecting or before start",
+                len(out.accepted),
+                st.name,
+                out.accepted[0].agg_id,
+                out.accepted[-1].agg_id,
+                extra={
+                    "event": "tail_fetched",
+                    "symbol": st.name,
+                    "trades": len(out.accepted),
+                    "first_id": out.accepted[0].agg_id,
+                    "last_id": out.accepted[-1].agg_id,
+                },
+            )
         if tail and short:
             st.probe = False
         if out.accepted and self._buffered >= self.max_buffered:

@@ -14,8 +14,9 @@ notebooks collect from this simulator instead::
 
 Modules: :mod:`.sources` (synthetic generator, looping replay of the shared recordings),
 :mod:`.faults` (the :class:`Faults` settings), :mod:`.protocol` (Binance frame and REST
-formats, pure), :mod:`.history` (what was published, REST queries), :mod:`.server` (the
-asyncio server).
+formats, pure), :mod:`.history` (what was published, REST queries), :mod:`.restapi` (the REST
+endpoints, weights and 429/418, pure), :mod:`.server` (the asyncio server, one port for
+WebSocket and HTTP).
 """
 
 from __future__ import annotations

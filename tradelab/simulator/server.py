@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import polars as pl
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -45,6 +45,7 @@ from ..logs import get_logger
 from . import protocol as proto
 from .faults import Faults
 from .history import RangeSet, TradeHistory
+from .restapi import RestApi
 from .sources import (
     ReplaySource,
     SyntheticSource,
@@ -53,19 +54,12 @@ from .sources import (
     infer_tick,
     live_time,
     load_recordings,
-    tick_size,
 )
 
 __all__ = ["Simulator"]
 
 log = get_logger("tradelab.simulator")
 
-REST_WEIGHTS: dict[str, int] = {
-    "/api/v3/aggTrades": 4,
-    "/api/v3/exchangeInfo": 20,
-    "/api/v3/ping": 1,
-    "/api/v3/time": 1,
-}
 _WATCH_TICK = 0.02  # seconds between random-drop draws per connection
 _IDLE_TICK = 0.25  # longest sleep of a connection's fault watcher
 _BATCH_MAX = 5_000  # trades published per feed step at most
@@ -266,7 +260,6 @@ class Simulator:
         self.max_incoming_per_second = max_incoming_per_second
         self.send_queue_limit = send_queue_limit
         self._faults = faults or Faults()
-        self._rest_fail_left = self._faults.rest_fail_next
         self._rng = random.Random(seed)
         self._histories = {s: TradeHistory(s, limit=history_limit) for s in self.symbols}
         self._feeds: dict[str, _Feed] = {}
@@ -277,10 +270,13 @@ class Simulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_cid = 0
         self._counts: Counter[str] = Counter()
-        self._weight_window = 0
-        self._weight_used = 0
-        self._ban_until = 0.0
-        self._tick_sizes: dict[str, float] = {}
+        self._rest = RestApi(
+            self._histories,
+            faults=self._faults,
+            counts=self._counts,
+            rng=self._rng,
+            weight_limit=weight_limit,
+        )
         self._thread: _SimThread | None = None
         self.port: int | None = None
 
@@ -296,7 +292,7 @@ class Simulator:
         if not isinstance(faults, Faults):
             raise InvalidParameterError(f"faults must be a Faults value, got {type(faults)}")
         self._faults = faults
-        self._rest_fail_left = faults.rest_fail_next
+        self._rest.set_faults(faults)
         log.info(
             "Simulator faults set: %s",
             faults.active or "none",
@@ -496,7 +492,7 @@ class Simulator:
         frames = load_recordings(self.symbols, self.source)
         for sym, frame in frames.items():
             if frame.height:
-                self._tick_sizes[sym] = infer_tick(frame["price"].head(5000).to_list())
+                self._rest.tick_sizes[sym] = infer_tick(frame["price"].head(5000).to_list())
         return {
             s: ReplaySource(
                 s,
@@ -905,7 +901,7 @@ class Simulator:
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         if parts.path.startswith("/api/"):
-            return self._rest(parts.path, parts.query)
+            return self._json_response(*self._rest.handle(parts.path, parts.query))
         try:
             target = proto.parse_stream_path(request.path)
         except proto.ApiError as err:
@@ -928,152 +924,6 @@ class Simulator:
             ]
         )
         return Response(status, http.HTTPStatus(status).phrase, hdrs, data)
-
-    def _rest(self, path: str, query: str) -> Response:
-        self._counts["rest_requests"] += 1
-        weight = REST_WEIGHTS.get(path)
-        if weight is None:
-            self._counts["rest_404"] += 1
-            return self._json_response(
-                404,
-                _compact(
-                    {
-                        "code": -1000,
-                        "msg": f"Unknown endpoint {path}; this "
-                        "simulator serves " + ", ".join(REST_WEIGHTS),
-                    }
-                ),
-            )
-        now = time.time()
-        f = self._faults
-        # Injected rate limiting: the next K requests, or at a rate.
-        inject = False
-        if self._rest_fail_left > 0:
-            self._rest_fail_left -= 1
-            inject = True
-        elif f.rest_fail_rate and self._rng.random() < f.rest_fail_rate:
-            inject = True
-        if inject:
-            return self._rate_limited(f.rest_fail_status, f.retry_after, injected=True)
-        if now < self._ban_until:
-            return self._rate_limited(418, math.ceil(self._ban_until - now), injected=False)
-        minute = int(now // 60)
-        if minute != self._weight_window:
-            self._weight_window, self._weight_used = minute, 0
-        if self._weight_used + weight > self.weight_limit:
-            return self._rate_limited(429, max(1, math.ceil(60 - now % 60)), injected=False)
-        self._weight_used += weight
-        hdrs = [("X-MBX-USED-WEIGHT-1m", str(self._weight_used))]
-        try:
-            if path == "/api/v3/aggTrades":
-                q = proto.parse_agg_trades_query(query, self.symbols)
-                rows = self._histories[q.symbol].query(
-                    from_id=q.from_id, start_time=q.start_time, end_time=q.end_time, limit=q.limit
-                )
-                self._counts["rest_agg_trades"] += 1
-                return self._json_response(200, proto.rest_items_json(rows), hdrs)
-            if path == "/api/v3/exchangeInfo":
-                return self._json_response(200, self._exchange_info(query), hdrs)
-            if path == "/api/v3/time":
-                return self._json_response(200, _compact({"serverTime": _now_ms()}), hdrs)
-            return self._json_response(200, "{}", hdrs)
-        except proto.ApiError as err:
-            self._counts["rest_400"] += 1
-            return self._json_response(err.status, err.body(), hdrs)
-
-    def _rate_limited(self, status: int, retry_after: int, *, injected: bool) -> Response:
-        self._counts[f"rest_{status}"] += 1
-        if injected:
-            self._counts["rest_errors_injected"] += 1
-        if status == 418:
-            until = _now_ms() + retry_after * 1000
-            msg = (
-                f"Way too much request weight used; IP banned until {until}. "
-                "Please use WebSocket Streams for live updates to avoid bans."
-            )
-        else:
-            msg = (
-                f"Too much request weight used; current limit is {self.weight_limit} "
-                "request weight per 1 MINUTE. Please use WebSocket Streams for live "
-                "updates to avoid polling the API."
-            )
-        return self._json_response(
-            status,
-            _compact({"code": -1003, "msg": msg}),
-            [("Retry-After", str(retry_after)), ("X-MBX-USED-WEIGHT-1m", str(self._weight_used))],
-        )
-
-    def _exchange_info(self, query: str) -> str:
-        params = parse_qs(query)
-        wanted = list(self.symbols)
-        if "symbol" in params:
-            wanted = [params["symbol"][-1]]
-        elif "symbols" in params:
-            try:
-                wanted = json.loads(params["symbols"][-1])
-            except ValueError:
-                raise proto.ApiError(
-                    -1100,
-                    "Illegal characters found in parameter 'symbols'; "
-                    'legal format is \'["BTCUSDT","ETHUSDT"]\'.',
-                ) from None
-        bad = [s for s in wanted if s not in self.symbols]
-        if bad:
-            raise proto.ApiError(-1121, "Invalid symbol.")
-        out = []
-        for s in wanted:
-            tick = self._tick_sizes.get(s)
-            if tick is None:
-                last = self._histories[s].last()
-                tick = tick_size(s, last[1] if last else None)
-            quote = next(
-                (
-                    q
-                    for q in ("USDT", "USDC", "BTC", "ETH", "BNB")
-                    if s.endswith(q) and len(s) > len(q)
-                ),
-                s[-4:],
-            )
-            out.append(
-                {
-                    "symbol": s,
-                    "status": "TRADING",
-                    "baseAsset": s[: len(s) - len(quote)],
-                    "quoteAsset": quote,
-                    "baseAssetPrecision": 8,
-                    "quoteAssetPrecision": 8,
-                    "filters": [
-                        {
-                            "filterType": "PRICE_FILTER",
-                            "minPrice": f"{tick:.8f}",
-                            "maxPrice": "1000000.00000000",
-                            "tickSize": f"{tick:.8f}",
-                        },
-                        {
-                            "filterType": "LOT_SIZE",
-                            "minQty": "0.00001000",
-                            "maxQty": "9000.00000000",
-                            "stepSize": "0.00001000",
-                        },
-                    ],
-                }
-            )
-        return _compact(
-            {
-                "timezone": "UTC",
-                "serverTime": _now_ms(),
-                "rateLimits": [
-                    {
-                        "rateLimitType": "REQUEST_WEIGHT",
-                        "interval": "MINUTE",
-                        "intervalNum": 1,
-                        "limit": self.weight_limit,
-                    }
-                ],
-                "exchangeFilters": [],
-                "symbols": out,
-            }
-        )
 
 
 class _SimThread:
