@@ -90,9 +90,9 @@ def test_sigterm_mid_burst_stores_everything_received(tmp_path) -> None:
                 sys.executable,
                 "-m",
                 "tradelab",
-                "--log-format",
-                "json",
                 "collect",
+                "--log-format",  # after the subcommand, as the issue writes it
+                "json",
                 "--symbols",
                 "BTCUSDT,ETHUSDT",
                 "--data",
@@ -119,8 +119,8 @@ def test_sigterm_mid_burst_stores_everything_received(tmp_path) -> None:
         out, err = proc.communicate(timeout=60)
         lines += err.splitlines()
     assert proc.returncode == 0, err
-    events = [json.loads(x) for x in lines if x.startswith("{")]
-    assert all(isinstance(e, dict) and "level" in e for e in events)  # every line is JSON
+    events = [json.loads(x) for x in lines if x.strip()]  # every log line is one JSON object
+    assert all(isinstance(e, dict) and {"ts", "level", "msg"} <= set(e) for e in events)
     start = next(e for e in events if e.get("event") == "collector_start")
     assert start["symbols"] == ["BTCUSDT", "ETHUSDT"] and start["store_path"] == str(data)
     assert any(e.get("event") == "signal" and e["signal"] == "SIGTERM" for e in events)

@@ -141,6 +141,19 @@ async def _test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, 
     assert all(r.levelno == logging.ERROR and r.retry_in >= 0 for r in logs.events("disconnected"))
     assert logs.events("ping_timeout"), "a stall past the pong deadline must be detected"
     assert len(logs.events("connected")) >= 3
+    assert all(r.levelno == logging.INFO for r in logs.events("connected"))
+    [start] = logs.events("collector_start")
+    assert start.symbols == list(SYMS) and start.ws_url == sim.ws_url and start.store_path
+    stored = logs.events("stored")  # the per-interval "Stored N trades for X" lines
+    assert {r.symbol for r in stored} == set(SYMS)
+    assert all(
+        r.levelno == logging.INFO
+        and "trades_per_min" in r.__dict__
+        and "gaps_detected" in r.__dict__
+        and r.getMessage().startswith(f"Stored {r.trades} trades for {r.symbol}")
+        for r in stored
+    )
+    assert any(r.trades > 0 and r.last_trade_time for r in stored)
     assert sum(s["gaps_detected"] for s in status.values()) >= 2
     assert sum(s["gaps_backfilled"] for s in status.values()) >= 1
     unrep = logs.events("gap_unrepairable")
@@ -158,7 +171,9 @@ async def _test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, 
             a for lo, hi in sim.unrepairable(s) for a in range(lo, hi + 1) if first <= a <= last
         }
         assert set(reported) == holes
-    assert stats
+    # the simulator enforces Binance's 5 incoming messages/s: it never had to close on us
+    assert stats.get("closed_rate_limit", 0) == 0
+    assert stats["stalls"] >= 1 and stats["malformed_frames"] >= 1
     store.close()
 
 
@@ -268,4 +283,56 @@ async def _test_restart_resumes_from_the_last_stored_id(tmp_path, logs) -> None:
     assert logs.events("resume") and all(first.values())
     # what was published while no collector ran came back through REST
     assert logs.events("tail_fetched") or logs.events("gap_backfilled")
+    store.close()
+
+
+def test_rest_ban_is_honoured_and_gaps_survive_a_restart(tmp_path, logs) -> None:
+    asyncio.run(_test_rest_ban_is_honoured_and_gaps_survive_a_restart(tmp_path, logs))
+
+
+async def _test_rest_ban_is_honoured_and_gaps_survive_a_restart(tmp_path, logs) -> None:
+    # 1. REST answers 418 + Retry-After 1 twice: the collector waits, then backfills.
+    faults = Faults(skip_rate=0.01, rest_fail_next=2, rest_fail_status=418, retry_after=1)
+    async with Simulator(
+        SYMS, source="synthetic", speed=15, faults=faults, max_trades=900, seed=21
+    ) as sim:
+        store = TradeStore(tmp_path / "db")
+        c = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
+        await c.start()
+        await settle(sim, store, c)
+        await c.stop()
+        assert_exact(sim, store)
+        limited = logs.events("rest_rate_limited")
+        assert [r.status for r in limited[:2]] == [418, 418]
+        assert all(r.levelno == logging.WARNING and r.retry_after == 1 for r in limited)
+        first_fill = min(r.created for r in logs.events("gap_backfilled"))
+        assert first_fill - limited[0].created >= 1.9  # waited Retry-After, twice
+
+    store.close()
+    # 2. REST down when we stop: open gaps are saved, and the next start fills them.
+    faults = Faults(skip_rate=0.02, rest_fail_rate=1.0, retry_after=30)
+    async with Simulator(
+        SYMS, source="synthetic", speed=15, faults=faults, max_trades=900, seed=22
+    ) as sim:
+        store = TradeStore(tmp_path / "db2")
+        c = Collector(
+            SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast(stop_timeout=1.0)
+        )
+        await c.start()
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if any(s.tracker.open_gaps for s in c._syms.values()):
+                break
+        await asyncio.sleep(0.3)
+        await c.stop()
+        assert logs.events("gap_open_at_stop")
+        saved = store.get_meta("collector_open_gaps")
+        assert saved and any(saved.values())
+        sim.set_faults(Faults(skip_rate=0.02))
+        c = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
+        await c.start()
+        assert logs.events("gap_restored")
+        await settle(sim, store, c)
+        await c.stop()
+        assert_exact(sim, store)
     store.close()

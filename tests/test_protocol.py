@@ -6,6 +6,8 @@ import json
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradelab.exceptions import InvalidParameterError, MalformedFrameError
 from tradelab.protocol import (
@@ -179,3 +181,44 @@ def test_every_recorded_frame_parses() -> None:
                 assert isinstance(ev, Trade), (ev, frame)
                 n += 1
         assert n > 1000
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from([*list("eEsapqflTmM"), "stream", "data", "id"]), children, max_size=8
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_json.map(json.dumps), st.text(max_size=200), st.binary(max_size=200)))
+def test_parse_frame_never_raises(raw) -> None:
+    ev = parse_frame(raw)
+    assert isinstance(ev, Trade | Rejection | ServerShutdown | ControlResponse)
+    if isinstance(ev, Trade):  # anything accepted is a usable trade
+        assert ev.price > 0 and ev.qty >= 0 and ev.last_id >= ev.first_id >= 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(list("apqflTmM")), _json, max_size=8))
+def test_mutated_payloads_are_trades_only_when_valid(mutation) -> None:
+    d = {**PAYLOAD, **mutation}
+    ev = parse_frame(combined(d))
+    valid = (
+        all(type(d[k]) is int for k in "aflT")
+        and type(d["m"]) is bool
+        and all(type(d[k]) is str for k in "pq")
+    )
+    if not valid:
+        assert isinstance(ev, Rejection)
+
+
+def test_ids_and_times_beyond_storable_ranges_are_rejected() -> None:
+    for field, value in (("a", 2**63), ("l", 2**64), ("T", 10**13)):
+        ev = parse_frame(combined({**PAYLOAD, field: value}))
+        assert isinstance(ev, Rejection) and "out of range" in ev.reason

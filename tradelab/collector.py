@@ -55,10 +55,10 @@ from .exceptions import (
     ConfigurationError,
     EndpointUnreachableError,
     ExchangeError,
-    InputError,
     InvalidParameterError,
     InvalidSymbolError,
     RateLimitedError,
+    StorageError,
     TradelabError,
 )
 from .gaps import Gap, GapTracker
@@ -1356,8 +1356,9 @@ class Collector:
         return out
 
     def _write_failed(self, s: _Symbol, batch: list[Trade], exc: BaseException, now: float) -> None:
-        if isinstance(exc, InputError):
-            # the store refused the trades themselves: retrying cannot help; say so loudly
+        if not isinstance(exc, StorageError):
+            # not the disk: the store refused the trades themselves (InputError) or a bug;
+            # retrying the same batch cannot help and would block the symbol: say so loudly
             self._buffered -= len(batch)
             s.last_error = f"store refused trades: {exc}"
             log.error(

@@ -50,6 +50,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (not at set-up), so a
+    replaced stderr (pytest's capture, a notebook's stream) never leaves a dangling handle."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(
     level: str | int = "INFO", fmt: LogFormat = "text", stream: IO[str] | None = None
 ) -> logging.Handler:
@@ -62,7 +78,7 @@ def configure_logging(
     for handler in list(root.handlers):
         if getattr(handler, "_tradelab", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler._tradelab = True  # type: ignore[attr-defined]
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

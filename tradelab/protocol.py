@@ -52,6 +52,8 @@ MAX_REST_LIMIT = 1000
 AGG_TRADES_PATH = "/api/v3/aggTrades"
 EXCERPT_CHARS = 120
 _INF = math.inf
+_MAX_ID = 2**63 - 1  # ids are stored as Int64
+_MAX_MS = 9_999_999_999_999  # trade time in ms (year 2286): 13 digits, as the store keys them
 
 
 class Trade(NamedTuple):
@@ -126,7 +128,7 @@ def _check_trade(data: dict[str, Any], stream: Any) -> Trade | str:
         for name, value in (("a", a), ("f", f), ("l", last), ("T", t)):
             if type(value) is not int:
                 return f"field {name!r} must be an integer, got {type(value).__name__} {value!r}"
-    if a < 0 or f < 0 or last < f or t <= 0:
+    if a < 0 or f < 0 or last < f or t <= 0 or last > _MAX_ID or a > _MAX_ID or t > _MAX_MS:
         return f"ids/time out of range: a={a} f={f} l={last} T={t}"
     if type(m) is not bool:
         return f"field 'm' must be true or false, got {type(m).__name__} {m!r}"
