@@ -113,7 +113,7 @@ async def _test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, 
         drop_probability=0.15,
         malformed_rate=0.01,
         stall_every=1.5,
-        stall_seconds=2.5,
+        stall_seconds=3.0,
         skip_rate=0.004,
         skip_length=4,
         skip_unrepairable=0.3,
@@ -239,10 +239,10 @@ async def _test_rotation_and_server_shutdown_cause_no_gap(tmp_path, logs, how) -
     # hand-over itself lost nothing (the new connection is open before the old one closes).
     kw = dict(rest_fail_rate=1.0, rest_fail_status=429, retry_after=1)
     if how == "rotation":
-        faults = Faults(lifetime=1.6, **kw)  # the server's "24 h" limit, shortened
+        faults = Faults(lifetime=2.0, **kw)  # the server's "24 h" limit, shortened
         settings = fast(rotate_after=0.8)
     else:
-        faults = Faults(shutdown_after=0.8, shutdown_grace=1.0, **kw)
+        faults = Faults(shutdown_after=0.8, shutdown_grace=2.0, **kw)
         settings = fast()
     async with Simulator(
         SYMS, source="synthetic", speed=12, faults=faults, max_trades=1000, seed=5
