@@ -67,8 +67,7 @@ def polars_profile(df: pl.DataFrame, row_size: float, value_area: float = 0.70) 
         )
         .collect()
     )
-    full = pl.DataFrame({"row": pl.int_range(rows["row"].min(), rows["row"].max() + 1,
-                                             eager=True)})
+    full = pl.DataFrame({"row": pl.int_range(rows["row"].min(), rows["row"].max() + 1, eager=True)})
     rows = full.join(rows, on="row", how="left").fill_null(0).sort("row")
     rows = rows.with_columns(
         price_low=pl.col("row") * row_size,
@@ -100,12 +99,16 @@ def bench_pure(df: pl.DataFrame) -> list[tuple[str, float, float, float, str]]:
         assert rows.height == vp.row_count, (rows.height, vp.row_count)
         assert np.allclose(rows["volume"].to_numpy(), vp.rows["volume"].to_numpy(), rtol=1e-9)
         assert (rows["trades"].to_numpy() == vp.rows["trades"].to_numpy()).all()
-        print(f"volume_profile {n / 1e6:4.0f}M trades: median {med * 1e3:7.1f} ms (best "
-              f"{best * 1e3:6.1f}) | Polars group_by baseline median {b_med * 1e3:7.1f} ms (best "
-              f"{b_best * 1e3:6.1f}) | {b_med / med:4.1f}x faster | {vp.row_count} rows of "
-              f"{row_size:g} | target <= {target:.0f} ms", flush=True)
-        table.append((f"volume_profile, {n / 1e6:.0f}M trades", med, best, b_med,
-                      f"≤ {target:.0f} ms"))
+        print(
+            f"volume_profile {n / 1e6:4.0f}M trades: median {med * 1e3:7.1f} ms (best "
+            f"{best * 1e3:6.1f}) | Polars group_by baseline median {b_med * 1e3:7.1f} ms (best "
+            f"{b_best * 1e3:6.1f}) | {b_med / med:4.1f}x faster | {vp.row_count} rows of "
+            f"{row_size:g} | target <= {target:.0f} ms",
+            flush=True,
+        )
+        table.append(
+            (f"volume_profile, {n / 1e6:.0f}M trades", med, best, b_med, f"≤ {target:.0f} ms")
+        )
     return table
 
 
@@ -130,8 +133,11 @@ def build_store(root: Path) -> tuple[TradeStore, int]:
         store.wait_idle(120)
     if hasattr(store, "compact"):
         store.compact()
-    print(f"store: {df.height:,} trades over {DAYS:g} days ending now, built in "
-          f"{time.perf_counter() - t:.1f} s", flush=True)
+    print(
+        f"store: {df.height:,} trades over {DAYS:g} days ending now, built in "
+        f"{time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
     return store, df.height
 
 
@@ -146,8 +152,9 @@ def bench_end_to_end(store: TradeStore) -> list[tuple[str, float, float, float, 
             for hours, target, runs in ((24, "≤ 200 ms", 7), (168, "≤ 1.2 s", 5)):
                 for _ in range(2):  # warm: page cache, block cache, background roll-ups done
                     get_volume_profile(SYM, hours, store=st)
-                med, best, vp = timed(lambda h=hours, s=st: get_volume_profile(SYM, h, store=s),
-                                      runs)
+                med, best, vp = timed(
+                    lambda h=hours, s=st: get_volume_profile(SYM, h, store=s), runs
+                )
 
                 def baseline(h=hours, s=st, r=vp.row_size):
                     end = int(time.time() * 1000) + 1
@@ -155,14 +162,28 @@ def bench_end_to_end(store: TradeStore) -> list[tuple[str, float, float, float, 
 
                 b_med, _, _ = timed(baseline, runs)
                 r_med, _, frame = timed(
-                    lambda h=hours, s=st: s.trades(SYM, int(time.time() * 1000) - h * HOUR_MS,
-                                                   int(time.time() * 1000)), runs)
-                print(f"get_volume_profile {hours:3d} h ({label}): median {med * 1e3:7.1f} ms "
-                      f"(best {best * 1e3:7.1f}) for {vp.trade_count:,} trades; of which store "
-                      f"read ~{r_med * 1e3:.1f} ms | read + Polars baseline {b_med * 1e3:7.1f} "
-                      f"ms | {b_med / med:4.1f}x | target {target}", flush=True)
-                table.append((f"get_volume_profile {hours} h ({label}, {vp.trade_count / 1e6:.1f}M"
-                              " trades)", med, best, b_med, target))
+                    lambda h=hours, s=st: s.trades(
+                        SYM, int(time.time() * 1000) - h * HOUR_MS, int(time.time() * 1000)
+                    ),
+                    runs,
+                )
+                print(
+                    f"get_volume_profile {hours:3d} h ({label}): median {med * 1e3:7.1f} ms "
+                    f"(best {best * 1e3:7.1f}) for {vp.trade_count:,} trades; of which store "
+                    f"read ~{r_med * 1e3:.1f} ms | read + Polars baseline {b_med * 1e3:7.1f} "
+                    f"ms | {b_med / med:4.1f}x | target {target}",
+                    flush=True,
+                )
+                table.append(
+                    (
+                        f"get_volume_profile {hours} h ({label}, {vp.trade_count / 1e6:.1f}M"
+                        " trades)",
+                        med,
+                        best,
+                        b_med,
+                        target,
+                    )
+                )
                 del frame
         finally:
             if own:
@@ -188,8 +209,10 @@ def main() -> int:
     print("\n| figure | tradelab (median / best) | baseline (median) | ratio | target |")
     print("|---|---|---|---|---|")
     for name, med, best, base, target in table:
-        print(f"| {name} | {med * 1e3:.1f} / {best * 1e3:.1f} ms | {base * 1e3:.0f} ms | "
-              f"{base / med:.1f}× | {target} |")
+        print(
+            f"| {name} | {med * 1e3:.1f} / {best * 1e3:.1f} ms | {base * 1e3:.0f} ms | "
+            f"{base / med:.1f}× | {target} |"
+        )
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -44,8 +44,16 @@ def brute_force(prices, qtys, makers, row_size, value_area=0.7, method="cbot"):
     rows = []
     for r in range(first, last + 1):
         vol, sell, count = per_row.get(r, (Decimal(0), Decimal(0), 0))
-        rows.append({"low": r * size, "high": (r + 1) * size, "volume": vol, "sell": sell,
-                     "buy": vol - sell, "trades": count})
+        rows.append(
+            {
+                "low": r * size,
+                "high": (r + 1) * size,
+                "volume": vol,
+                "sell": sell,
+                "buy": vol - sell,
+                "trades": count,
+            }
+        )
     total = sum(r["volume"] for r in rows)
     pmin = min(Decimal(repr(float(p))) for p in prices)
     pmax = max(Decimal(repr(float(p))) for p in prices)
@@ -101,9 +109,12 @@ def frame(prices, qtys, makers=None, times=None) -> pl.DataFrame:
     makers = [False] * n if makers is None else makers
     times = list(range(1_700_000_000_000, 1_700_000_000_000 + n)) if times is None else times
     return pl.DataFrame(
-        {"price": [float(p) for p in prices], "qty": [float(q) for q in qtys],
-         "buyer_is_maker": makers,
-         "time": pl.Series(times, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC"))}
+        {
+            "price": [float(p) for p in prices],
+            "qty": [float(q) for q in qtys],
+            "buyer_is_maker": makers,
+            "time": pl.Series(times, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
+        }
     )
 
 
@@ -115,8 +126,9 @@ def random_trades(seed: int, n: int, tick: float = 0.01, decimals: int = 2):
     # clustered around a few levels too, so POCs and ties are realistic
     levels = [rng.choice(prices) for _ in range(3)]
     prices = [rng.choice(levels) if rng.random() < 0.3 else p for p in prices]
-    qtys = [rng.randint(1, 10**rng.choice([3, 5, 8])) / 10**rng.choice([3, 5, 8])
-            for _ in range(n)]
+    qtys = [
+        rng.randint(1, 10 ** rng.choice([3, 5, 8])) / 10 ** rng.choice([3, 5, 8]) for _ in range(n)
+    ]
     makers = [rng.random() < 0.5 for _ in range(n)]
     return prices, qtys, makers
 
@@ -131,8 +143,9 @@ def test_matches_brute_force_on_random_data(seed: int, method: str) -> None:
     rng = random.Random(seed + 100)
     row_size = rng.choice([0.01, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0, 50.0])
     va = rng.choice([0.7, 0.5, 0.68, 0.9, 1.0])
-    vp = volume_profile(frame(prices, qtys, makers), row_size=row_size, value_area=va,
-                        method=method, tick_size=0.01)
+    vp = volume_profile(
+        frame(prices, qtys, makers), row_size=row_size, value_area=va, method=method, tick_size=0.01
+    )
     assert_matches(vp, brute_force(prices, qtys, makers, row_size, va, method))
 
 
@@ -169,8 +182,13 @@ def test_vision_csv_microsecond_export() -> None:
     # µs timestamps were converted: the window is the 12 minutes the README gives, not year 58k.
     assert vp.start == dt.datetime(2026, 1, 1, 0, 0, 0, 39_000, tzinfo=dt.UTC)
     assert vp.end == dt.datetime(2026, 1, 1, 0, 12, 19, 347_000, tzinfo=dt.UTC)
-    bf = brute_force(df["price"].to_list(), df["qty"].to_list(),
-                     df["buyer_is_maker"].to_list(), vp.row_size, method="single")
+    bf = brute_force(
+        df["price"].to_list(),
+        df["qty"].to_list(),
+        df["buyer_is_maker"].to_list(),
+        vp.row_size,
+        method="single",
+    )
     assert_matches(vp, bf)
     assert 60 <= vp.row_count <= AUTO_MAX_ROWS
 
@@ -190,8 +208,9 @@ def test_futures_outlier_print_lands_in_the_top_row() -> None:
     assert widest.rows > 400 and widest.impact == "fast"
     # The value area stays where the market traded.
     assert 28000 < vp.val < vp.poc < vp.vah < 28300
-    bf = brute_force(df["price"].to_list(), df["qty"].to_list(),
-                     df["buyer_is_maker"].to_list(), 1.0)
+    bf = brute_force(
+        df["price"].to_list(), df["qty"].to_list(), df["buyer_is_maker"].to_list(), 1.0
+    )
     assert_matches(vp, bf)
 
 
@@ -340,8 +359,7 @@ def test_one_trade() -> None:
 
 
 def test_all_trades_at_one_price() -> None:
-    vp = volume_profile(frame([2500.0] * 50, [0.1] * 50, makers=[True, False] * 25),
-                        row_size=5.0)
+    vp = volume_profile(frame([2500.0] * 50, [0.1] * 50, makers=[True, False] * 25), row_size=5.0)
     assert vp.row_count == 1 and vp.rows["trades"][0] == 50
     assert vp.poc == 2502.5 and (vp.val, vp.vah) == (2500.0, 2505.0)
     assert vp.buy_volume == vp.sell_volume == 2.5
@@ -365,8 +383,9 @@ def test_window_given_overrides_trade_times_and_frame_without_time() -> None:
     df = frame([1.0, 2.0], [1, 1]).drop("time")
     vp = volume_profile(df, row_size=1.0)
     assert vp.start is None and vp.end is None and "window unknown" in repr(vp)
-    vp = volume_profile(df, row_size=1.0, start=start, end=start + dt.timedelta(hours=1),
-                        symbol="ETHUSDT")
+    vp = volume_profile(
+        df, row_size=1.0, start=start, end=start + dt.timedelta(hours=1), symbol="ETHUSDT"
+    )
     assert vp.start == start and vp.end == start + dt.timedelta(hours=1)
     assert vp.to_dict(rows=False)["start"] == "2026-01-01T00:00:00+00:00"
 
@@ -409,8 +428,9 @@ def test_rows_gives_at_most_that_many_rows(wanted: int, seed: int) -> None:
     span = (max(prices) - min(prices)) / 0.01
     assert ticks <= 2 * max(1, math.ceil(span / wanted))
     if 1 < ticks <= 1000:
-        smaller = volume_profile(frame(prices, qtys, makers), row_size=(ticks - 1) * 0.01,
-                                 tick_size=0.01)
+        smaller = volume_profile(
+            frame(prices, qtys, makers), row_size=(ticks - 1) * 0.01, tick_size=0.01
+        )
         assert smaller.row_count > wanted
 
 
@@ -489,9 +509,17 @@ def test_vacuums_hand_computed() -> None:
     vols = [10, 1, 0, 0, 12, 10, 20, 10]
     vp = volume_profile(rows_frame(vols), row_size=1.0)
     vac = liquidity_vacuums(vp)
-    assert vac == [Vacuum(price_low=101.0, price_high=104.0, rows=3, volume=1.0,
-                          median_row_volume=10.0, deficit_pct=pytest.approx(100 - 100 / 3 / 10),
-                          impact="fast")]
+    assert vac == [
+        Vacuum(
+            price_low=101.0,
+            price_high=104.0,
+            rows=3,
+            volume=1.0,
+            median_row_volume=10.0,
+            deficit_pct=pytest.approx(100 - 100 / 3 / 10),
+            impact="fast",
+        )
+    ]
     assert liquidity_vacuums(vp, min_rows=4) == []
     # A looser threshold also admits milder zones, with a milder impact.
     loose = liquidity_vacuums(vp, threshold=1.0)  # rows below 10: only the run 101..104 again
@@ -499,8 +527,9 @@ def test_vacuums_hand_computed() -> None:
     vp2 = volume_profile(rows_frame([10, 4, 10, 10, 10]), row_size=1.0)
     (mild,) = liquidity_vacuums(vp2, threshold=0.5)
     assert mild.deficit_pct == pytest.approx(60.0) and mild.impact == "moderate"
-    (weak,) = liquidity_vacuums(volume_profile(rows_frame([10, 8, 10, 10]), row_size=1.0),
-                                threshold=1.0)
+    (weak,) = liquidity_vacuums(
+        volume_profile(rows_frame([10, 8, 10, 10]), row_size=1.0), threshold=1.0
+    )
     assert weak.deficit_pct == pytest.approx(20.0) and weak.impact == "negligible"
 
 
@@ -531,15 +560,26 @@ def test_vacuums_brute_force_on_random_profiles() -> None:
 
 def test_vacuums_bad_input_and_frame() -> None:
     vp = volume_profile(rows_frame([10, 1, 10]), row_size=1.0)
-    for kwargs, match in [({"threshold": 0}, "threshold=0"), ({"threshold": 1.5}, "<= 1"),
-                          ({"min_rows": 0}, "min_rows=0"), ({"min_rows": 1.5}, "min_rows")]:
+    for kwargs, match in [
+        ({"threshold": 0}, "threshold=0"),
+        ({"threshold": 1.5}, "<= 1"),
+        ({"min_rows": 0}, "min_rows=0"),
+        ({"min_rows": 1.5}, "min_rows"),
+    ]:
         with pytest.raises(InvalidParameterError, match=match):
             liquidity_vacuums(vp, **kwargs)
     with pytest.raises(InvalidParameterError, match="must be a VolumeProfile"):
         liquidity_vacuums(GOOD)
     vf = vacuums_frame(vp.vacuums())
-    assert vf.columns == ["price_low", "price_high", "rows", "volume", "median_row_volume",
-                          "deficit_pct", "impact"]
+    assert vf.columns == [
+        "price_low",
+        "price_high",
+        "rows",
+        "volume",
+        "median_row_volume",
+        "deficit_pct",
+        "impact",
+    ]
     assert vf.row(0) == (101.0, 102.0, 1, 1.0, 10.0, 90.0, "fast")
     assert vacuums_frame([]).height == 0
 
@@ -553,8 +593,15 @@ def test_to_dict_is_json_ready_and_repr_is_useful() -> None:
     assert d["poc"] == 103.5 and d["vah"] == 106.0 and d["val"] == 101.0
     assert d["value_area_volume_pct"] == 80.0 and d["total_volume"] == 100.0
     assert d["symbol"] == "BTCUSDT" and d["trade_count"] == 7 and len(d["rows"]) == 7
-    assert d["rows"][3] == {"price_low": 103.0, "price_high": 104.0, "volume": 30.0,
-                            "buy_volume": 30.0, "sell_volume": 0.0, "delta": 30.0, "trades": 1}
+    assert d["rows"][3] == {
+        "price_low": 103.0,
+        "price_high": 104.0,
+        "volume": 30.0,
+        "buy_volume": 30.0,
+        "sell_volume": 0.0,
+        "delta": 30.0,
+        "trades": 1,
+    }
     assert "rows" not in vp.to_dict(rows=False)
     text = repr(vp)
     assert "BTCUSDT" in text and "POC 103.5," in text and "VA 101–106 (80.0%, cbot)" in text

@@ -19,8 +19,9 @@ def data(tmp_path_factory):
     now = int(time.time() * 1000)
     with TradeStore(path) as s:
         s.append("BTCUSDT", synthetic_trades("BTCUSDT", now - 3_000_000, 20_000, rate_per_s=8))
-        s.append("ETHUSDT", synthetic_trades("ETHUSDT", now - 600_000, 212, rate_per_s=1,
-                                             price=2500.0))
+        s.append(
+            "ETHUSDT", synthetic_trades("ETHUSDT", now - 600_000, 212, rate_per_s=1, price=2500.0)
+        )
     yield str(path)
     close_stores()
 
@@ -44,9 +45,24 @@ def test_profile_prints_the_key_figures(data, capsys) -> None:
 
 def test_profile_json_and_png(data, capsys, tmp_path) -> None:
     png = tmp_path / "out.png"
-    code, out, err = run(capsys, "profile", "btcusdt", "--hours", "2", "--data", data,
-                         "--row-size", "5", "--method", "single", "--value-area", "0.8",
-                         "--json", "--png", str(png))
+    code, out, err = run(
+        capsys,
+        "profile",
+        "btcusdt",
+        "--hours",
+        "2",
+        "--data",
+        data,
+        "--row-size",
+        "5",
+        "--method",
+        "single",
+        "--value-area",
+        "0.8",
+        "--json",
+        "--png",
+        str(png),
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["symbol"] == "BTCUSDT" and doc["trade_count"] == 20_000
@@ -63,11 +79,32 @@ def test_vacuums_table_and_json(data, capsys) -> None:
     assert code == 0
     head, columns, *rows = out.splitlines()
     assert head.startswith("BTCUSDT liquidity vacuums, last 1 h (") and "zone" in head
-    assert columns.split() == ["price", "low", "price", "high", "rows", "volume", "(BTC)",
-                               "deficit", "impact"]
+    assert columns.split() == [
+        "price",
+        "low",
+        "price",
+        "high",
+        "rows",
+        "volume",
+        "(BTC)",
+        "deficit",
+        "impact",
+    ]
     assert rows and all(r.split()[-1] in ("fast", "moderate", "negligible") for r in rows)
-    code, out, _ = run(capsys, "vacuums", "BTCUSDT", "--hours", "1", "--data", data, "--json",
-                       "--threshold", "0.5", "--min-rows", "2")
+    code, out, _ = run(
+        capsys,
+        "vacuums",
+        "BTCUSDT",
+        "--hours",
+        "1",
+        "--data",
+        data,
+        "--json",
+        "--threshold",
+        "0.5",
+        "--min-rows",
+        "2",
+    )
     doc = json.loads(out)
     assert code == 0 and doc["symbol"] == "BTCUSDT"
     assert all(v["rows"] >= 2 for v in doc["vacuums"])
@@ -76,8 +113,10 @@ def test_vacuums_table_and_json(data, capsys) -> None:
 def test_too_few_trades_is_one_line_exit_2(data, capsys) -> None:
     code, out, err = run(capsys, "profile", "ETHUSDT", "--hours", "1", "--data", data)
     assert code == 2 and out == ""
-    assert err.startswith("tradelab: error: ETHUSDT: 212 of the 1,000 trades needed in the "
-                          "last 1 h; no collector is running")
+    assert err.startswith(
+        "tradelab: error: ETHUSDT: 212 of the 1,000 trades needed in the "
+        "last 1 h; no collector is running"
+    )
     assert err.count("\n") == 1
 
 
@@ -98,9 +137,14 @@ def test_bad_arguments(data, capsys, argv, message) -> None:
     assert code == 2 and message in err
 
 
-@pytest.mark.parametrize("argv", [["profile", "BTCUSDT", "--hours", "x"],
-                                  ["profile", "BTCUSDT", "--row-size", "-1"],
-                                  ["profile", "BTCUSDT", "--method", "tpo"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["profile", "BTCUSDT", "--hours", "x"],
+        ["profile", "BTCUSDT", "--row-size", "-1"],
+        ["profile", "BTCUSDT", "--method", "tpo"],
+    ],
+)
 def test_argparse_rejects(capsys, argv) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)

@@ -55,8 +55,9 @@ def test_profile_invariants(case) -> None:
 
     # rows partition the traded range: contiguous, equal height, covering min and max price
     assert all(h == lo for h, lo in zip(highs[:-1], lows[1:], strict=True))
-    assert all(abs((h - lo) - vp.row_size) <= 1e-9 * max(1.0, h) for lo, h in
-               zip(lows, highs, strict=True))
+    assert all(
+        abs((h - lo) - vp.row_size) <= 1e-9 * max(1.0, h) for lo, h in zip(lows, highs, strict=True)
+    )
     assert lows[0] <= vp.price_min < highs[0]
     assert lows[-1] <= vp.price_max < highs[-1]
     assert rows.height <= 1_000_000
@@ -66,8 +67,9 @@ def test_profile_invariants(case) -> None:
     # every trade counted once; volumes exact
     assert sum(rows["trades"].to_list()) == df.height == vp.trade_count
     assert sum(vols) == sum(D(q) for q in df["qty"].to_list()) == D(vp.total_volume)
-    for b, s, v, d in zip(rows["buy_volume"], rows["sell_volume"], rows["volume"], rows["delta"],
-                          strict=True):
+    for b, s, v, d in zip(
+        rows["buy_volume"], rows["sell_volume"], rows["volume"], rows["delta"], strict=True
+    ):
         assert D(b) + D(s) == D(v)
         assert D(b) - D(s) == D(d)
     sells = sum(D(q) for q, m in zip(df["qty"], df["buyer_is_maker"], strict=True) if m)

@@ -40,8 +40,9 @@ def test_every_cli_command_has_help_and_a_handler() -> None:
 
 
 def test_cli_help_runs_as_a_process() -> None:
-    out = subprocess.run([sys.executable, "-m", "tradelab", "--help"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tradelab", "--help"], capture_output=True, text=True, check=True
+    )
     assert "usage: tradelab" in out.stdout
 
 

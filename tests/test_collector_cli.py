@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tradelab.collection_status import format_status, read_collector_status
 from tradelab.simulator import Simulator
-from tradelab.status import format_status, read_collector_status
 from tradelab.store import TradeStore
 
 ROOT = Path(__file__).resolve().parents[1]

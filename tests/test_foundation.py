@@ -25,8 +25,10 @@ from tradelab.schema import TRADE_SCHEMA, empty_trades, to_ms, to_trade_frame
 # --- symbols and settings ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw,expected", [("BTCUSDT", "BTCUSDT"), (" ethusdt ", "ETHUSDT"),
-                                          ("1000SATSUSDT", "1000SATSUSDT")])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [("BTCUSDT", "BTCUSDT"), (" ethusdt ", "ETHUSDT"), ("1000SATSUSDT", "1000SATSUSDT")],
+)
 def test_valid_symbols_are_normalised(raw: str, expected: str) -> None:
     assert config.validate_symbol(raw) == expected
 
@@ -94,8 +96,19 @@ def test_data_dir_that_is_a_file(tmp_path) -> None:
 
 
 def test_records_in_binance_fields_become_the_schema() -> None:
-    frame = to_trade_frame([{"a": 7, "p": "61837.63000000", "q": "0.02000000", "f": 1, "l": 2,
-                             "T": 1723161255342, "m": True}])
+    frame = to_trade_frame(
+        [
+            {
+                "a": 7,
+                "p": "61837.63000000",
+                "q": "0.02000000",
+                "f": 1,
+                "l": 2,
+                "T": 1723161255342,
+                "m": True,
+            }
+        ]
+    )
     assert frame.schema == pl.Schema(TRADE_SCHEMA)
     row = frame.row(0, named=True)
     assert row["price"] == 61837.63 and row["qty"] == 0.02 and row["buyer_is_maker"] is True
@@ -103,8 +116,18 @@ def test_records_in_binance_fields_become_the_schema() -> None:
 
 
 def test_frame_with_integer_time_and_extra_columns() -> None:
-    frame = pl.DataFrame({"agg_id": [1], "price": [1.5], "qty": [2], "first_id": [1],
-                          "last_id": [1], "time": [0], "buyer_is_maker": [False], "x": [9]})
+    frame = pl.DataFrame(
+        {
+            "agg_id": [1],
+            "price": [1.5],
+            "qty": [2],
+            "first_id": [1],
+            "last_id": [1],
+            "time": [0],
+            "buyer_is_maker": [False],
+            "x": [9],
+        }
+    )
     out = to_trade_frame(frame)
     assert out.columns == list(TRADE_SCHEMA) and out["qty"].dtype == pl.Float64
 
@@ -121,8 +144,17 @@ def test_frame_with_integer_time_and_extra_columns() -> None:
     ],
 )
 def test_bad_frames_name_the_column(change, match: str) -> None:
-    good = pl.DataFrame({"agg_id": [1], "price": [1.5], "qty": [2.0], "first_id": [1],
-                         "last_id": [1], "time": [0], "buyer_is_maker": [False]})
+    good = pl.DataFrame(
+        {
+            "agg_id": [1],
+            "price": [1.5],
+            "qty": [2.0],
+            "first_id": [1],
+            "last_id": [1],
+            "time": [0],
+            "buyer_is_maker": [False],
+        }
+    )
     with pytest.raises(InvalidTradesError, match=match):
         to_trade_frame(change(good))
 
@@ -154,8 +186,9 @@ def test_json_logging_carries_structured_fields() -> None:
     stream = io.StringIO()
     handler = configure_logging("INFO", "json", stream)
     try:
-        get_logger("collector").info("Stored %d trades for %s", 5, "BTCUSDT",
-                                     extra={"symbol": "BTCUSDT", "trades": 5})
+        get_logger("collector").info(
+            "Stored %d trades for %s", 5, "BTCUSDT", extra={"symbol": "BTCUSDT", "trades": 5}
+        )
         get_logger("collector").debug("hidden")
     finally:
         logging.getLogger("tradelab").removeHandler(handler)
@@ -195,7 +228,8 @@ def test_synthetic_trades_are_contiguous_and_realistic() -> None:
     ids = frame["agg_id"].to_numpy()
     assert ids[0] == 100 and (ids[1:] - ids[:-1] == 1).all()
     assert frame["time"].is_sorted() and frame["time"].min() == dt.datetime(
-        2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
+        2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC
+    )
     span_s = (frame["time"].max() - frame["time"].min()).total_seconds()
     assert 50_000 / span_s == pytest.approx(24.0, rel=0.25)  # the requested average rate
     prices = frame["price"].to_numpy()

@@ -90,8 +90,9 @@ def test_vacuum_reading_is_one_line_with_zone_side_and_impact() -> None:
         "thin zone 61,790–61,805 above the POC (92% below the median row volume): "
         "price likely to move fast through it"
     )
-    low = SimpleNamespace(price_low=61000.0, price_high=61010.0, deficit_pct=60.0,
-                          impact="moderate")
+    low = SimpleNamespace(
+        price_low=61000.0, price_high=61010.0, deficit_pct=60.0, impact="moderate"
+    )
     assert "below the POC" in vacuum_reading(low, poc=61500.0, step=5.0)
     assert "may move quickly" in vacuum_reading(low, poc=61500.0, step=5.0)
     assert "\n" not in text

@@ -25,8 +25,12 @@ from tradelab.exceptions import TradelabError
 from tradelab.mcp_server import MAX_ROWS, create_server, volume_profile_result
 from tradelab.recordings import synthetic_trades
 
-TOOLS = {"get_volume_profile", "get_liquidity_vacuums", "get_collection_status",
-         "get_volume_profile_chart"}
+TOOLS = {
+    "get_volume_profile",
+    "get_liquidity_vacuums",
+    "get_collection_status",
+    "get_volume_profile_chart",
+}
 
 
 @pytest.fixture
@@ -87,13 +91,19 @@ def test_tools_are_listed_with_descriptions_and_schemas(store_dir: Path) -> None
     assert props["symbol"]["type"] == "string"
     assert props["symbol"]["pattern"] == "^[A-Za-z0-9]{2,20}$"
     assert props["duration_hours"] == {
-        **props["duration_hours"], "type": "number", "minimum": 1, "maximum": 168, "default": 24,
+        **props["duration_hours"],
+        "type": "number",
+        "minimum": 1,
+        "maximum": 168,
+        "default": 24,
     }
     assert {"type": "number", "exclusiveMinimum": 0} in props["tick_size"]["anyOf"]
     assert {"type": "null"} in props["tick_size"]["anyOf"]
     assert "ctx" not in props
     assert set(tools["get_liquidity_vacuums"].input_schema["properties"]) == {
-        "symbol", "duration_hours"}
+        "symbol",
+        "duration_hours",
+    }
     assert tools["get_collection_status"].input_schema.get("properties", {}) == {}
     out = tools["get_volume_profile"].output_schema
     assert {"poc", "vah", "val", "rows", "window", "value_area_pct"} <= set(out["properties"])
@@ -161,8 +171,9 @@ def test_profile_rows_are_merged_beyond_the_bound(store_dir: Path) -> None:
 
 def test_tick_size_is_passed_through(store_dir: Path) -> None:
     server = create_server(store_dir)
-    result = call(server, "get_volume_profile",
-                  {"symbol": "BTCUSDT", "duration_hours": 2, "tick_size": 0.5})
+    result = call(
+        server, "get_volume_profile", {"symbol": "BTCUSDT", "duration_hours": 2, "tick_size": 0.5}
+    )
     assert not result.is_error, result.content
     vp = tradelab.get_volume_profile("BTCUSDT", 2, 0.5, store=open_store(store_dir))
     got = result.structured_content
@@ -207,14 +218,29 @@ def test_collection_status_without_a_collector(store_dir: Path) -> None:
 
 def _status_doc(updated_ms: int, running: bool = True) -> dict[str, Any]:
     return {
-        "pid": 4242, "host": "box", "running": running, "started_at": updated_ms - 600_000,
-        "updated_at": updated_ms, "ws_url": "ws://127.0.0.1:1", "rest_url": "http://127.0.0.1:1",
+        "pid": 4242,
+        "host": "box",
+        "running": running,
+        "started_at": updated_ms - 600_000,
+        "updated_at": updated_ms,
+        "ws_url": "ws://127.0.0.1:1",
+        "rest_url": "http://127.0.0.1:1",
         "store_path": "x",
-        "symbols": {"BTCUSDT": {
-            "connected": True, "trades_stored": 6000, "rate_per_min": 480.0,
-            "last_trade_time": updated_ms, "last_agg_id": 6000, "gaps_detected": 2,
-            "gaps_backfilled": 1, "gaps_unrepairable": 1, "uptime_ratio": 0.99, "buffered": 0,
-            "last_error": None}},
+        "symbols": {
+            "BTCUSDT": {
+                "connected": True,
+                "trades_stored": 6000,
+                "rate_per_min": 480.0,
+                "last_trade_time": updated_ms,
+                "last_agg_id": 6000,
+                "gaps_detected": 2,
+                "gaps_backfilled": 1,
+                "gaps_unrepairable": 1,
+                "uptime_ratio": 0.99,
+                "buffered": 0,
+                "last_error": None,
+            }
+        },
     }
 
 
@@ -262,18 +288,27 @@ def test_chart_is_a_png_image(store_dir: Path) -> None:
         ({"symbol": "BTC-USDT"}, lambda: validate_symbol("BTC-USDT")),
         ({"symbol": "B"}, lambda: validate_symbol("B")),
         ({"symbol": 42}, lambda: validate_symbol(42)),
-        ({"symbol": "BTCUSDT", "duration_hours": 0},
-         lambda: validate_hours(0, name="duration_hours")),
-        ({"symbol": "BTCUSDT", "duration_hours": 169},
-         lambda: validate_hours(169, name="duration_hours")),
-        ({"symbol": "BTCUSDT", "duration_hours": "soon"},
-         lambda: validate_hours("soon", name="duration_hours")),
-        ({"symbol": "BTCUSDT", "duration_hours": True},
-         lambda: validate_hours(True, name="duration_hours")),
+        (
+            {"symbol": "BTCUSDT", "duration_hours": 0},
+            lambda: validate_hours(0, name="duration_hours"),
+        ),
+        (
+            {"symbol": "BTCUSDT", "duration_hours": 169},
+            lambda: validate_hours(169, name="duration_hours"),
+        ),
+        (
+            {"symbol": "BTCUSDT", "duration_hours": "soon"},
+            lambda: validate_hours("soon", name="duration_hours"),
+        ),
+        (
+            {"symbol": "BTCUSDT", "duration_hours": True},
+            lambda: validate_hours(True, name="duration_hours"),
+        ),
     ],
 )
-@pytest.mark.parametrize("tool", ["get_volume_profile", "get_liquidity_vacuums",
-                                  "get_volume_profile_chart"])
+@pytest.mark.parametrize(
+    "tool", ["get_volume_profile", "get_liquidity_vacuums", "get_volume_profile_chart"]
+)
 def test_bad_arguments_are_tool_errors_with_our_message(
     store_dir: Path, tool: str, args: dict[str, Any], check: Any
 ) -> None:
@@ -286,8 +321,13 @@ def test_bad_tick_size_is_a_tool_error_with_our_message(store_dir: Path) -> None
     store = open_store(store_dir)
     for tick in (-1, 0, "fine"):
         expected = api_error(tradelab.get_volume_profile, "BTCUSDT", 1, tick, store=store)
-        text = error_text(call(create_server(store_dir), "get_volume_profile",
-                               {"symbol": "BTCUSDT", "duration_hours": 1, "tick_size": tick}))
+        text = error_text(
+            call(
+                create_server(store_dir),
+                "get_volume_profile",
+                {"symbol": "BTCUSDT", "duration_hours": 1, "tick_size": tick},
+            )
+        )
         assert text == f"Error executing tool get_volume_profile: {expected}"
 
 
@@ -302,8 +342,9 @@ def test_too_few_trades_says_how_many_and_what_to_do(
     assert exc.value.found == found
     assert expected.startswith(f"{symbol}: {found:,} of the 1,000 trades needed in the last 2 h")
     for tool in ("get_volume_profile", "get_liquidity_vacuums", "get_volume_profile_chart"):
-        text = error_text(call(create_server(store_dir), tool,
-                               {"symbol": symbol.lower(), "duration_hours": 2}))
+        text = error_text(
+            call(create_server(store_dir), tool, {"symbol": symbol.lower(), "duration_hours": 2})
+        )
         assert text == f"Error executing tool {tool}: {expected}"
 
 

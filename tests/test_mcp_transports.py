@@ -32,6 +32,7 @@ from tradelab.store import TradeStore
 
 pytestmark = pytest.mark.slow
 
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELAB_")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -83,45 +84,75 @@ def _btc(status: dict[str, Any]) -> dict[str, Any]:
 def test_stdio_server_follows_a_store_another_process_writes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     errlog = (tmp_path / "mcp-stderr.txt").open("w")
-    with Simulator(("BTCUSDT",), source="synthetic", speed=1, rate_per_s=500.0, seed=7) as sim, \
-            _process([sys.executable, "-m", "tradelab", "collect", "--symbols", "BTCUSDT",
-                      "--data", str(data), "--ws-url", sim.ws_url, "--rest-url", sim.rest_url,
-                      "--duration", "120"], stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL) as writer:
+    with (
+        Simulator(("BTCUSDT",), source="synthetic", speed=1, rate_per_s=500.0, seed=7) as sim,
+        _process(
+            [
+                sys.executable,
+                "-m",
+                "tradelab",
+                "collect",
+                "--symbols",
+                "BTCUSDT",
+                "--data",
+                str(data),
+                "--ws-url",
+                sim.ws_url,
+                "--rest-url",
+                sim.rest_url,
+                "--duration",
+                "120",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ) as writer,
+    ):
 
         async def session() -> None:
             async with _stdio(data, errlog) as client:
                 tools = {t.name for t in (await client.list_tools()).tools}
                 assert "get_volume_profile" in tools
                 # The collector process reports itself through the store; we see its trades.
-                status = await _until(client, lambda s: s["collector"] is not None and s[
-                    "collector"]["running"] and _btc(s)["trades_stored"] >= 1200)
+                status = await _until(
+                    client,
+                    lambda s: (
+                        s["collector"] is not None
+                        and s["collector"]["running"]
+                        and _btc(s)["trades_stored"] >= 1200
+                    ),
+                )
                 assert status["collector"]["pid"] == writer.pid
                 assert status["collector"]["in_this_server"] is False
                 assert _btc(status)["collecting"] is True
-                first = await client.call_tool("get_volume_profile",
-                                               {"symbol": "BTCUSDT", "duration_hours": 1})
+                first = await client.call_tool(
+                    "get_volume_profile", {"symbol": "BTCUSDT", "duration_hours": 1}
+                )
                 assert not first.is_error, first.content
                 n1 = first.structured_content["trade_count"]
                 assert n1 >= 1200
                 # New trades keep arriving in the other process and show up here.
                 await _until(client, lambda s: _btc(s)["trades_stored"] >= n1 + 400)
-                second = await client.call_tool("get_volume_profile",
-                                                {"symbol": "BTCUSDT", "duration_hours": 1})
+                second = await client.call_tool(
+                    "get_volume_profile", {"symbol": "BTCUSDT", "duration_hours": 1}
+                )
                 assert second.structured_content["trade_count"] >= n1 + 400
 
                 # Stop the writer: the status says so, and the figures freeze.
                 writer.send_signal(signal.SIGTERM)
                 assert writer.wait(timeout=30) == 0
                 status = await _until(client, lambda s: not s["collector"]["running"])
-                assert "is not running" in status["summary"] or "A collector" not in status[
-                    "summary"]
-                profile = await client.call_tool("get_volume_profile",
-                                                 {"symbol": "btcusdt", "duration_hours": 1})
-                vacuums = await client.call_tool("get_liquidity_vacuums",
-                                                 {"symbol": "BTCUSDT", "duration_hours": 1})
-                bad = await client.call_tool("get_volume_profile",
-                                             {"symbol": "BTCUSDT", "duration_hours": 0.5})
+                assert (
+                    "is not running" in status["summary"] or "A collector" not in status["summary"]
+                )
+                profile = await client.call_tool(
+                    "get_volume_profile", {"symbol": "btcusdt", "duration_hours": 1}
+                )
+                vacuums = await client.call_tool(
+                    "get_liquidity_vacuums", {"symbol": "BTCUSDT", "duration_hours": 1}
+                )
+                bad = await client.call_tool(
+                    "get_volume_profile", {"symbol": "BTCUSDT", "duration_hours": 0.5}
+                )
             # Same window, same store, through the Python API in this process.
             with TradeStore(data, readonly=True) as store:
                 vp = tradelab.get_volume_profile("BTCUSDT", 1, store=store)
@@ -131,12 +162,13 @@ def test_stdio_server_follows_a_store_another_process_writes(tmp_path: Path) -> 
             assert got["trade_count"] == vp.trade_count == stored
             for key in ("poc", "vah", "val", "row_size", "total_volume", "buy_volume"):
                 assert got[key] == pytest.approx(getattr(vp, key)), key
-            assert [(z["price_low"], z["price_high"]) for z in
-                    vacuums.structured_content["vacuums"]] == [
-                (z.price_low, z.price_high) for z in zones]
+            assert [
+                (z["price_low"], z["price_high"]) for z in vacuums.structured_content["vacuums"]
+            ] == [(z.price_low, z.price_high) for z in zones]
             assert bad.is_error
             assert "duration_hours=0.5 is outside the allowed window: 1 to 168 hours" in (
-                bad.content[0].text)
+                bad.content[0].text
+            )
 
         anyio.run(session)
     errlog.close()
@@ -148,8 +180,18 @@ def test_streamable_http_on_loopback(tmp_path: Path) -> None:
     with TradeStore(data) as store:
         now_ms = int(time.time() * 1000)
         store.append("BTCUSDT", synthetic_trades("BTCUSDT", now_ms - 600_000, 3000, seed=5))
-    cmd = [sys.executable, "-m", "tradelab", "mcp", "--transport", "http", "--port", "0",
-           "--data", str(data)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tradelab",
+        "mcp",
+        "--transport",
+        "http",
+        "--port",
+        "0",
+        "--data",
+        str(data),
+    ]
     with _process(cmd, stderr=subprocess.PIPE) as server:
         line = ""
         while "serving http://" not in line:
@@ -161,14 +203,18 @@ def test_streamable_http_on_loopback(tmp_path: Path) -> None:
         async def session() -> tuple[Any, Any, Any]:
             async with Client(url) as client:
                 tools = (await client.list_tools()).tools
-                profile = await client.call_tool("get_volume_profile",
-                                                 {"symbol": "BTCUSDT", "duration_hours": 1})
+                profile = await client.call_tool(
+                    "get_volume_profile", {"symbol": "BTCUSDT", "duration_hours": 1}
+                )
                 bad = await client.call_tool("get_volume_profile", {"symbol": "BTC_USDT"})
                 return tools, profile, bad
 
         tools, profile, bad = anyio.run(session)
-        assert {t.name for t in tools} >= {"get_volume_profile", "get_liquidity_vacuums",
-                                           "get_collection_status"}
+        assert {t.name for t in tools} >= {
+            "get_volume_profile",
+            "get_liquidity_vacuums",
+            "get_collection_status",
+        }
         assert not profile.is_error, profile.content
         with TradeStore(data, readonly=True) as store:
             vp = tradelab.get_volume_profile("BTCUSDT", 1, store=store)
@@ -183,17 +229,24 @@ def test_server_runs_its_own_collector_with_collect(tmp_path: Path) -> None:
 
     data = tmp_path / "data"
     try:
-        with Simulator(("BTCUSDT",), source="synthetic", speed=1, rate_per_s=500.0,
-                       seed=11) as sim:
-            server = create_server(data, collect="btcusdt", ws_url=sim.ws_url,
-                                   rest_url=sim.rest_url)
+        with Simulator(("BTCUSDT",), source="synthetic", speed=1, rate_per_s=500.0, seed=11) as sim:
+            server = create_server(
+                data, collect="btcusdt", ws_url=sim.ws_url, rest_url=sim.rest_url
+            )
 
             async def session() -> tuple[dict[str, Any], Any]:
                 async with Client(server) as client:
-                    status = await _until(client, lambda s: s["collector"] is not None and s[
-                        "collector"]["running"] and _btc(s)["trades_stored"] >= 1200)
-                    profile = await client.call_tool("get_volume_profile",
-                                                     {"symbol": "BTCUSDT", "duration_hours": 1})
+                    status = await _until(
+                        client,
+                        lambda s: (
+                            s["collector"] is not None
+                            and s["collector"]["running"]
+                            and _btc(s)["trades_stored"] >= 1200
+                        ),
+                    )
+                    profile = await client.call_tool(
+                        "get_volume_profile", {"symbol": "BTCUSDT", "duration_hours": 1}
+                    )
                     return status, profile
 
             status, profile = anyio.run(session)
@@ -211,4 +264,3 @@ def test_server_runs_its_own_collector_with_collect(tmp_path: Path) -> None:
         assert store.stats("BTCUSDT").trade_count >= profile.structured_content["trade_count"]
     finally:
         close_stores()
-

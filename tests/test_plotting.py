@@ -26,8 +26,14 @@ def trades_for(volumes, row_size=1.0, base=100.0, makers_share=0.25):
                 qty.append(q)
                 maker.append(m)
                 time.append(T0 + dt.timedelta(seconds=len(time)))
-    return pl.DataFrame({"price": price, "qty": qty, "buyer_is_maker": maker,
-                         "time": pl.Series(time, dtype=pl.Datetime("ms", "UTC"))})
+    return pl.DataFrame(
+        {
+            "price": price,
+            "qty": qty,
+            "buyer_is_maker": maker,
+            "time": pl.Series(time, dtype=pl.Datetime("ms", "UTC")),
+        }
+    )
 
 
 VOLS = [4, 20, 0, 0, 12, 30, 16, 24, 8, 1]
@@ -35,8 +41,9 @@ VOLS = [4, 20, 0, 0, 12, 30, 16, 24, 8, 1]
 
 @pytest.fixture
 def profile():
-    return volume_profile(trades_for(VOLS), row_size=1.0, symbol="BTCUSDT",
-                          start=T0, end=T0 + dt.timedelta(hours=1))
+    return volume_profile(
+        trades_for(VOLS), row_size=1.0, symbol="BTCUSDT", start=T0, end=T0 + dt.timedelta(hours=1)
+    )
 
 
 def bars(ax, gid):
@@ -173,8 +180,10 @@ def test_real_recording_plot() -> None:
     fig = plotting.plot_profile(vp, trades=df)
     prof_ax = fig.axes[1]
     assert len(bars(prof_ax, "buy")) == vp.row_count
-    widths = [p.get_width() + q.get_width() for p, q in zip(bars(prof_ax, "sell"),
-                                                            bars(prof_ax, "buy"), strict=True)]
+    widths = [
+        p.get_width() + q.get_width()
+        for p, q in zip(bars(prof_ax, "sell"), bars(prof_ax, "buy"), strict=True)
+    ]
     assert widths == pytest.approx(vp.rows["volume"].to_list())
     assert "11,349 trades" in fig.get_suptitle()
     assert plotting.figure_png(fig)[:4] == b"\x89PNG"
@@ -197,10 +206,11 @@ def test_matplotlib_is_not_imported_by_the_analytics() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, tradelab, tradelab.analytics, tradelab.tools, tradelab.plotting; "
-            "print('matplotlib' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, tradelab, tradelab.analytics, tradelab.tools, tradelab.plotting; "
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -216,8 +226,9 @@ def test_notebook_display_formats(profile) -> None:
 
 def test_price_axis_labels_are_distinct_with_separators() -> None:
     narrow = volume_profile(trades_for([1.0]), row_size=1.0)  # one row: ticks 100.0, 100.2 ...
-    wide = volume_profile(trades_for([1.0] * 3, row_size=2_500.0, base=60_000.0),
-                          row_size=2_500.0, symbol="BTCUSDT")
+    wide = volume_profile(
+        trades_for([1.0] * 3, row_size=2_500.0, base=60_000.0), row_size=2_500.0, symbol="BTCUSDT"
+    )
     for vp in (narrow, wide):
         fig = vp.plot()
         plotting.figure_png(fig)  # draw, so the tick labels exist

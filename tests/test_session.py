@@ -235,11 +235,11 @@ def test_process_exit_flushes_every_received_trade(sim, tmp_path):
     assert len(ids) >= seen["stored"] + seen["buffered"]
 
 
-def test_public_names_survive_the_status_submodule_import():
-    """``tradelab/status.py`` shares its name with ``tradelab.status()``: the function wins."""
+def test_public_names_survive_importing_every_module():
+    """No submodule shadows a public function (``tradelab.status`` stays callable)."""
     import importlib
 
-    importlib.import_module("tradelab.collector")  # imports tradelab.status (the module)
-    importlib.import_module("tradelab.status")
+    for module in ("collector", "collection_status", "tools", "mcp_server", "magic"):
+        importlib.import_module(f"tradelab.{module}")
     assert tradelab.status is session.status
     assert tradelab.start is session.start and tradelab.stop is session.stop

@@ -44,18 +44,34 @@ def add(store, symbol, start_ms, n, *, rate_per_s=1.0, first=1, **kw) -> pl.Data
 def status_doc(*, running=True, age_s=2.0, symbols=None, pid=None) -> dict:
     now = now_ms()
     return {
-        "pid": os.getpid() + 1 if pid is None else pid, "host": "analyst-box",
-        "running": running, "started_at": now - 600_000, "updated_at": now - int(age_s * 1000),
-        "ws_url": "ws://127.0.0.1:1", "rest_url": "http://127.0.0.1:1", "store_path": "x",
+        "pid": os.getpid() + 1 if pid is None else pid,
+        "host": "analyst-box",
+        "running": running,
+        "started_at": now - 600_000,
+        "updated_at": now - int(age_s * 1000),
+        "ws_url": "ws://127.0.0.1:1",
+        "rest_url": "http://127.0.0.1:1",
+        "store_path": "x",
         "symbols": symbols if symbols is not None else {},
     }
 
 
 def btc_status(rate: float) -> dict:
-    return {"BTCUSDT": {"connected": True, "trades_stored": 212, "rate_per_min": rate,
-                        "last_trade_time": now_ms(), "last_agg_id": 212, "gaps_detected": 0,
-                        "gaps_backfilled": 0, "gaps_unrepairable": 0, "uptime_ratio": 1.0,
-                        "buffered": 0, "last_error": None}}
+    return {
+        "BTCUSDT": {
+            "connected": True,
+            "trades_stored": 212,
+            "rate_per_min": rate,
+            "last_trade_time": now_ms(),
+            "last_agg_id": 212,
+            "gaps_detected": 0,
+            "gaps_backfilled": 0,
+            "gaps_unrepairable": 0,
+            "uptime_ratio": 1.0,
+            "buffered": 0,
+            "last_error": None,
+        }
+    }
 
 
 # --- the computation reads exactly the window ---
@@ -99,22 +115,26 @@ def test_tick_size_from_table_argument_and_override(store) -> None:
 
 def test_profile_and_vacuum_options_pass_through(store) -> None:
     recent = add(store, "BTCUSDT", now_ms() - 30 * 60_000, 3_000, rate_per_s=2.0)
-    vp = tradelab.get_volume_profile("BTCUSDT", 1, store=store, row_size=0.5, value_area=0.9,
-                                     method="single")
+    vp = tradelab.get_volume_profile(
+        "BTCUSDT", 1, store=store, row_size=0.5, value_area=0.9, method="single"
+    )
     direct = volume_profile(recent, row_size=0.5, value_area=0.9, method="single")
     assert vp.row_size == 0.5 and vp.method == "single" and vp.value_area == 0.9
     assert (vp.val, vp.vah, vp.poc) == (direct.val, direct.vah, direct.poc)
     vac = tradelab.get_liquidity_vacuums("BTCUSDT", 1, store=store, threshold=0.6, min_rows=2)
-    assert vac == liquidity_vacuums(tradelab.get_volume_profile("BTCUSDT", 1, store=store),
-                                    threshold=0.6, min_rows=2)
+    assert vac == liquidity_vacuums(
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store), threshold=0.6, min_rows=2
+    )
 
 
 def test_bad_options_fail_before_reading(store) -> None:
     # the store holds nothing: a read would raise InsufficientTradesError
-    for kwargs, match in [({"row_size": 0.015}, "whole number of ticks"),
-                          ({"value_area": 0}, "0 < value_area <= 1"),
-                          ({"method": "tpo"}, "allowed: 'cbot'"),
-                          ({"row_size": -1}, "row_size=-1")]:
+    for kwargs, match in [
+        ({"row_size": 0.015}, "whole number of ticks"),
+        ({"value_area": 0}, "0 < value_area <= 1"),
+        ({"method": "tpo"}, "allowed: 'cbot'"),
+        ({"row_size": -1}, "row_size=-1"),
+    ]:
         with pytest.raises(InvalidParameterError, match=match):
             tradelab.get_volume_profile("BTCUSDT", 1, store=store, **kwargs)
     for kwargs, match in [({"threshold": 0}, "threshold=0"), ({"min_rows": 0}, "min_rows=0")]:
@@ -176,16 +196,22 @@ def test_too_few_trades_while_another_process_collects(store) -> None:
 def test_collector_in_this_process_is_named_so(store) -> None:
     add(store, "BTCUSDT", now_ms() - 5 * 60_000, 900, rate_per_s=10)
     store.put_meta("collector_status", status_doc(symbols=btc_status(400.0), pid=os.getpid()))
-    with pytest.raises(InsufficientTradesError, match=r"~400 trades/min \(this process\), "
-                                                      r"ready in under a minute"):
+    with pytest.raises(
+        InsufficientTradesError,
+        match=r"~400 trades/min \(this process\), "
+        r"ready in under a minute",
+    ):
         tradelab.get_volume_profile("BTCUSDT", 1, store=store)
 
 
 def test_stale_status_means_not_running(store) -> None:
     add(store, "BTCUSDT", now_ms() - 5 * 60_000, 10)
     store.put_meta("collector_status", status_doc(age_s=300, symbols=btc_status(41.0)))
-    with pytest.raises(InsufficientTradesError, match=r"no collector is running \(the last "
-                                                      r"collector status is 5 min old"):
+    with pytest.raises(
+        InsufficientTradesError,
+        match=r"no collector is running \(the last "
+        r"collector status is 5 min old",
+    ):
         tradelab.get_volume_profile("BTCUSDT", 1, store=store)
     store.put_meta("collector_status", status_doc(running=False, symbols=btc_status(41.0)))
     with pytest.raises(InsufficientTradesError, match="no collector is running — start"):
@@ -194,9 +220,12 @@ def test_stale_status_means_not_running(store) -> None:
 
 def test_collector_running_for_other_symbols(store) -> None:
     store.put_meta("collector_status", status_doc(symbols=btc_status(41.0)))
-    with pytest.raises(InsufficientTradesError, match="running \\(another process\\) but does "
-                                                      "not collect ETHUSDT — start collection of "
-                                                      "ETHUSDT with `%tradelab start ETHUSDT`"):
+    with pytest.raises(
+        InsufficientTradesError,
+        match="running \\(another process\\) but does "
+        "not collect ETHUSDT — start collection of "
+        "ETHUSDT with `%tradelab start ETHUSDT`",
+    ):
         tradelab.get_volume_profile("ETHUSDT", 2, store=store)
 
 
@@ -214,14 +243,21 @@ def test_rate_observed_in_the_window_when_the_collector_reports_none(store) -> N
 def test_rate_too_low_for_the_window(store) -> None:
     add(store, "BTCUSDT", now_ms() - 5 * 60_000, 20)
     store.put_meta("collector_status", status_doc(symbols=btc_status(4.0)))
-    with pytest.raises(InsufficientTradesError, match="at that rate 1 h never holds 1,000 "
-                                                      "trades — ask for at least 5 h"):
+    with pytest.raises(
+        InsufficientTradesError,
+        match="at that rate 1 h never holds 1,000 trades — ask for at least 5 h",
+    ):
         tradelab.get_volume_profile("BTCUSDT", 1, store=store)
 
 
 def test_message_wording_for_no_trades_yet_and_long_waits() -> None:
-    state = {"running": True, "where": "this process", "collects_symbol": True,
-             "rate_per_min": None, "stale_s": None}
+    state = {
+        "running": True,
+        "where": "this process",
+        "collects_symbol": True,
+        "rate_per_min": None,
+        "stale_s": None,
+    }
     assert tools.insufficient_message("BTCUSDT", 0, 1000, 24, state).endswith(
         "collection is running (this process) but no BTCUSDT trades have arrived yet, so no "
         "wait can be estimated"
@@ -289,8 +325,10 @@ def test_collector_running_in_this_process_end_to_end(tmp_path) -> None:
                 tradelab.get_volume_profile("BTCUSDT", 1, store=store)
             text, found = str(err.value), err.value.found
             assert 50 <= found <= 400  # the simulator stops at 400 trades
-            assert text.startswith(f"BTCUSDT: {found:,} of the 1,000 trades needed in the last 1 h"
-                                   "; collection is running at ~")
+            assert text.startswith(
+                f"BTCUSDT: {found:,} of the 1,000 trades needed in the last 1 h"
+                "; collection is running at ~"
+            )
             assert "trades/min (this process)" in text
             # another symbol is not collected by this session
             with pytest.raises(InsufficientTradesError, match="does not collect ETHUSDT"):

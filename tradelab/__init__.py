@@ -67,13 +67,6 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [*sorted(_EXPORTS), "load_ipython_extension", "unload_ipython_extension"]
 
-# ``tradelab.status`` is the session's status() function, but ``tradelab/status.py`` is a
-# submodule of the same name: importing it (the collector does) would rebind the package
-# attribute to the module. Import it now (it is tiny) and drop that binding so the function wins.
-from . import status as _status_module  # noqa: E402, F401
-
-del status  # noqa: F821 - bound by the import above; served by __getattr__ (tradelab.session)
-
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

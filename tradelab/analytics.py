@@ -283,12 +283,18 @@ class VolumeProfile:
         figures = [
             ("Window", self._window_text()),
             ("Trades", f"{self.trade_count:,}"),
-            ("Volume", f"{_fmt_qty(self.total_volume)} (buy {_fmt_qty(self.buy_volume)}, "
-                       f"sell {_fmt_qty(self.sell_volume)}, delta {self.delta:+,.4f})"),
+            (
+                "Volume",
+                f"{_fmt_qty(self.total_volume)} (buy {_fmt_qty(self.buy_volume)}, "
+                f"sell {_fmt_qty(self.sell_volume)}, delta {self.delta:+,.4f})",
+            ),
             ("POC", _fmt_price(self.poc, d)),
-            ("Value area", f"{_fmt_price(self.val, d)} – {_fmt_price(self.vah, d)} "
-                           f"({self.value_area_volume_pct:.2f}% of volume; target "
-                           f"{self.value_area:.0%}, {self.method})"),
+            (
+                "Value area",
+                f"{_fmt_price(self.val, d)} – {_fmt_price(self.vah, d)} "
+                f"({self.value_area_volume_pct:.2f}% of volume; target "
+                f"{self.value_area:.0%}, {self.method})",
+            ),
             ("Traded range", f"{_fmt_price(self.price_min, d)} – {_fmt_price(self.price_max, d)}"),
             ("Rows", f"{self.row_count} × {_fmt_price(self.row_size, d)}"),
         ]
@@ -326,13 +332,18 @@ class VolumeProfile:
             y = (n - 1 - i) * bar_h
             ws = sells[i] / top * width
             wt = vols[i] / top * width
-            parts.append(f"<rect x='0' y='{y:.2f}' width='{ws:.2f}' height='{bar_h:.2f}' "
-                         "fill='#d6604d'/>")
-            parts.append(f"<rect x='{ws:.2f}' y='{y:.2f}' width='{wt - ws:.2f}' "
-                         f"height='{bar_h:.2f}' fill='#4393c3'/>")
+            parts.append(
+                f"<rect x='0' y='{y:.2f}' width='{ws:.2f}' height='{bar_h:.2f}' fill='#d6604d'/>"
+            )
+            parts.append(
+                f"<rect x='{ws:.2f}' y='{y:.2f}' width='{wt - ws:.2f}' "
+                f"height='{bar_h:.2f}' fill='#4393c3'/>"
+            )
         y_poc = (n - 1 - self.poc_index + 0.5) * bar_h
-        parts.append(f"<line x1='0' x2='{width}' y1='{y_poc:.2f}' y2='{y_poc:.2f}' "
-                     "stroke='#b2182b' stroke-width='1'/>")
+        parts.append(
+            f"<line x1='0' x2='{width}' y1='{y_poc:.2f}' y2='{y_poc:.2f}' "
+            "stroke='#b2182b' stroke-width='1'/>"
+        )
         parts.append("</svg>")
         return "".join(parts)
 
@@ -496,8 +507,11 @@ def _bad_prices(price: np.ndarray) -> InvalidTradesError:
     nan = int(np.isnan(price).sum())
     inf = int(np.isinf(price).sum())
     nonpos = int((price <= 0).sum())
-    parts = [f"{n} {what}" for n, what in ((nan, "NaN"), (inf, "infinite"),
-                                           (nonpos, "zero or negative")) if n]
+    parts = [
+        f"{n} {what}"
+        for n, what in ((nan, "NaN"), (inf, "infinite"), (nonpos, "zero or negative"))
+        if n
+    ]
     return InvalidTradesError(
         f"trades have invalid prices ({', '.join(parts)}); every price must be a finite "
         "number > 0 — drop or repair those rows first"
@@ -518,8 +532,13 @@ def _bad_qty(qty: np.ndarray) -> InvalidTradesError:
 
 
 def _histogram(
-    price: np.ndarray, qty: np.ndarray, maker: np.ndarray, inv: float, eps: float,
-    first: float, nrows: int,
+    price: np.ndarray,
+    qty: np.ndarray,
+    maker: np.ndarray,
+    inv: float,
+    eps: float,
+    first: float,
+    nrows: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: volume and sell volume in exact units of 1e-8, and trade counts.
 
@@ -606,9 +625,11 @@ def check_profile_args(
             f"method={method!r} is not a value-area method; allowed: 'cbot' (two rows at a "
             "time, the classic rule) or 'single' (one row at a time)"
         )
-    if isinstance(value_area, bool) or not isinstance(
-        value_area, int | float | np.integer | np.floating
-    ) or not (0.0 < float(value_area) <= 1.0):
+    if (
+        isinstance(value_area, bool)
+        or not isinstance(value_area, int | float | np.integer | np.floating)
+        or not (0.0 < float(value_area) <= 1.0)
+    ):
         raise InvalidParameterError(
             f"value_area={value_area!r} is not allowed: give the share of volume as a number "
             "with 0 < value_area <= 1 (e.g. 0.70 for 70%)"
@@ -623,7 +644,8 @@ def check_profile_args(
     if row_size is not None:
         row_size = _check_positive_number(row_size, "row_size", "a price step > 0")
     tick = (
-        None if tick_size is None
+        None
+        if tick_size is None
         else _check_positive_number(tick_size, "tick_size", "the price increment, > 0")
     )
     if tick is not None and row_size is not None:
@@ -702,8 +724,11 @@ def volume_profile(
     if tick is None:
         tick = infer_tick_size(price)
     if row_size is None:
-        row_size = (auto_row_size(pmin, pmax, tick) if rows is None
-                    else _rows_to_row_size(int(rows), pmin, pmax, tick))
+        row_size = (
+            auto_row_size(pmin, pmax, tick)
+            if rows is None
+            else _rows_to_row_size(int(rows), pmin, pmax, tick)
+        )
     inv, eps, first, nrows_f = _row_bounds(pmin, pmax, row_size)
     if nrows_f > MAX_ROWS:
         raise InvalidParameterError(
@@ -714,8 +739,11 @@ def volume_profile(
     nrows = int(nrows_f)
 
     vol_u, sell_u, counts = _histogram(price, qty, maker, inv, eps, first, nrows)
-    vol_int = (vol_u.astype(np.int64).tolist() if vol_u.max() < 2.0**62
-               else [int(x) for x in vol_u.tolist()])
+    vol_int = (
+        vol_u.astype(np.int64).tolist()
+        if vol_u.max() < 2.0**62
+        else [int(x) for x in vol_u.tolist()]
+    )
     total = sum(vol_int)
     if total == 0:
         raise InvalidTradesError(
@@ -734,8 +762,15 @@ def volume_profile(
     buy = (vol_u - sell_u) / _QTY_SCALE
     delta = (vol_u - 2.0 * sell_u) / _QTY_SCALE
     table = pl.DataFrame(
-        {"price_low": lows, "price_high": highs, "volume": volume, "buy_volume": buy,
-         "sell_volume": sell, "delta": delta, "trades": counts},
+        {
+            "price_low": lows,
+            "price_high": highs,
+            "volume": volume,
+            "buy_volume": buy,
+            "sell_volume": sell,
+            "delta": delta,
+            "trades": counts,
+        },
         schema=_ROWS_SCHEMA,
     )
 
@@ -832,24 +867,33 @@ def liquidity_vacuums(
             continue
         zone_units = float(units[a:b].sum())
         deficit = (1.0 - zone_units / length / median_units) * 100.0
-        out.append(Vacuum(
-            price_low=float(lows[a]),
-            price_high=float(highs[b - 1]),
-            rows=length,
-            volume=zone_units / _QTY_SCALE,
-            median_row_volume=median,
-            deficit_pct=round(deficit, 6),
-            impact=_impact(deficit),
-        ))
+        out.append(
+            Vacuum(
+                price_low=float(lows[a]),
+                price_high=float(highs[b - 1]),
+                rows=length,
+                volume=zone_units / _QTY_SCALE,
+                median_row_volume=median,
+                deficit_pct=round(deficit, 6),
+                impact=_impact(deficit),
+            )
+        )
     return out
 
 
 def vacuums_frame(vacuums: Sequence[Vacuum]) -> pl.DataFrame:
     """The vacuums as a Polars frame (one row each, the :class:`Vacuum` fields as columns)."""
     schema = {
-        "price_low": pl.Float64, "price_high": pl.Float64, "rows": pl.Int64,
-        "volume": pl.Float64, "median_row_volume": pl.Float64, "deficit_pct": pl.Float64,
+        "price_low": pl.Float64,
+        "price_high": pl.Float64,
+        "rows": pl.Int64,
+        "volume": pl.Float64,
+        "median_row_volume": pl.Float64,
+        "deficit_pct": pl.Float64,
         "impact": pl.Utf8,
     }
-    return pl.DataFrame([v.to_dict() for v in vacuums], schema=schema, orient="row") \
-        if vacuums else pl.DataFrame(schema=schema)
+    return (
+        pl.DataFrame([v.to_dict() for v in vacuums], schema=schema, orient="row")
+        if vacuums
+        else pl.DataFrame(schema=schema)
+    )

@@ -49,6 +49,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from .backoff import ReconnectPolicy, TokenBucket, exponential_backoff
+from .collection_status import STATUS_META
 from .config import DEFAULT_REST_URL, DEFAULT_WS_URL, parse_symbols, validate_url
 from .exceptions import (
     CollectorStateError,
@@ -76,7 +77,6 @@ from .protocol import (
     trades_to_frame,
 )
 from .rest import RestClient
-from .status import STATUS_META
 
 __all__ = ["STATUS_META", "Collector"]
 

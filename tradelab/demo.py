@@ -47,8 +47,9 @@ def _print_profile(vp: VolumeProfile) -> None:
     print(f"  value area covers {d['value_area_volume_pct']:>13.1f}% of the volume")
 
 
-async def run_demo(seconds: float = 30.0, out_dir: Path = Path("demo-output"),
-                   speed: float = 20.0) -> int:
+async def run_demo(
+    seconds: float = 30.0, out_dir: Path = Path("demo-output"), speed: float = 20.0
+) -> int:
     """Run the whole pipeline once; returns a process exit code (0 when the store is exact)."""
     data = out_dir / "data"
     if data.exists():
@@ -57,8 +58,10 @@ async def run_demo(seconds: float = 30.0, out_dir: Path = Path("demo-output"),
     source = "recordings" if shared_data_dir() is not None else "synthetic"
     symbols = ("BTCUSDT", "ETHUSDT")
     faults = Faults(drop_every=max(seconds / 2.5, 5.0), malformed_rate=0.002, skip_rate=0.002)
-    print(f"Simulator: {source} trades at {speed:g}x, faults: drops every "
-          f"{faults.drop_every:g} s, malformed frames, skipped ids")
+    print(
+        f"Simulator: {source} trades at {speed:g}x, faults: drops every "
+        f"{faults.drop_every:g} s, malformed frames, skipped ids"
+    )
     async with Simulator(symbols, source=source, speed=speed, faults=faults) as sim:
         with TradeStore(data) as store:
             collector = Collector(symbols, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url)
@@ -68,8 +71,11 @@ async def run_demo(seconds: float = 30.0, out_dir: Path = Path("demo-output"),
             while (left := deadline - loop.time()) > 0:
                 await asyncio.sleep(min(5.0, left))
                 st = collector.status()["symbols"]
-                print("  collecting: " + ", ".join(
-                    f"{s} {st[s]['trades_stored']:,} stored" for s in symbols), flush=True)
+                print(
+                    "  collecting: "
+                    + ", ".join(f"{s} {st[s]['trades_stored']:,} stored" for s in symbols),
+                    flush=True,
+                )
             await collector.stop()
             sim.set_faults(Faults())
 
@@ -85,10 +91,12 @@ async def run_demo(seconds: float = 30.0, out_dir: Path = Path("demo-output"),
                 expected = {a for a in published if first <= a <= last}
                 ok = ok and set(stored) == expected
                 exact &= ok
-                print(f"  {sym}: {stats.trade_count:,} trades stored, ids {first}–{last}, "
-                      f"{'exact' if ok else 'MISMATCH'}; gaps detected "
-                      f"{collector.status()['symbols'][sym]['gaps_detected']}, backfilled "
-                      f"{collector.status()['symbols'][sym]['gaps_backfilled']}")
+                print(
+                    f"  {sym}: {stats.trade_count:,} trades stored, ids {first}–{last}, "
+                    f"{'exact' if ok else 'MISMATCH'}; gaps detected "
+                    f"{collector.status()['symbols'][sym]['gaps_detected']}, backfilled "
+                    f"{collector.status()['symbols'][sym]['gaps_backfilled']}"
+                )
 
             for sym in symbols:
                 vp = get_volume_profile(sym, 1, store=store)
@@ -97,8 +105,10 @@ async def run_demo(seconds: float = 30.0, out_dir: Path = Path("demo-output"),
                 print(f"  liquidity vacuums: {len(vacuums)}")
                 for v in vacuums[:5]:
                     p = vp.price_decimals
-                    print(f"    {v.price_low:,.{p}f}–{v.price_high:,.{p}f}: volume "
-                          f"{v.deficit_pct:.0f}% under the median row -> {v.impact} moves")
+                    print(
+                        f"    {v.price_low:,.{p}f}–{v.price_high:,.{p}f}: volume "
+                        f"{v.deficit_pct:.0f}% under the median row -> {v.impact} moves"
+                    )
                 trades = store.trades(sym, vp.start, vp.end)
                 fig = vp.plot(trades=trades)
                 png = (out_dir / f"profile-{sym}.png").resolve()
@@ -110,8 +120,11 @@ async def run_demo(seconds: float = 30.0, out_dir: Path = Path("demo-output"),
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: ``python -m tradelab.demo [--seconds 30] [--out demo-output]``."""
-    parser = argparse.ArgumentParser(prog="python -m tradelab.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tradelab.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to collect")
     parser.add_argument("--speed", type=float, default=20.0, help="replay speed (x real time)")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")

@@ -3,7 +3,7 @@
 Built on the official ``mcp`` SDK 2.x (:class:`mcp.server.mcpserver.MCPServer`). Every tool is a
 thin typed wrapper over the same public function an analyst calls in a notebook
 (:func:`tradelab.get_volume_profile`, :func:`tradelab.get_liquidity_vacuums`,
-:func:`tradelab.status.read_collector_status`); this module adds only argument schemas, a
+:func:`tradelab.collection_status.read_collector_status`); this module adds only argument schemas, a
 bounded JSON-ready presentation and a one-line reading written for a language model.
 
 Tools:
@@ -501,7 +501,8 @@ def collection_status(
     """Assemble the collection status from the store's statistics and the collector's report.
 
     ``store`` may be ``None`` (no store at ``store_path`` yet); ``status`` is what
-    :func:`tradelab.status.read_collector_status` returned (``None``: no collector ever wrote).
+    :func:`tradelab.collection_status.read_collector_status` returned (``None``: no collector
+    ever wrote).
     """
     now = time.time() if now is None else now
     checked_at = _iso(now * 1000) or ""
@@ -637,8 +638,10 @@ def _status_summary(collector: CollectorInfo | None, symbols: list[SymbolStatus]
             "and nothing new arrives until one runs (`tradelab collect --symbols SYMBOLS`)."
         )
     elif collector.running:
-        where = "inside this MCP server" if collector.in_this_server else (
-            f"pid {collector.pid} on {collector.host}"
+        where = (
+            "inside this MCP server"
+            if collector.in_this_server
+            else (f"pid {collector.pid} on {collector.host}")
         )
         head = f"A collector is running ({where}) since {collector.started_at}."
     else:
@@ -700,8 +703,8 @@ class ServerState:
 
 
 def _read_collector_status(store: Any) -> dict[str, Any] | None:
-    """:func:`tradelab.status.read_collector_status` (the 30 s freshness rule applied)."""
-    from .status import read_collector_status
+    """:func:`tradelab.collection_status.read_collector_status` (30 s freshness rule applied)."""
+    from .collection_status import read_collector_status
 
     return read_collector_status(store)
 
@@ -913,7 +916,9 @@ def create_server(
             )
             await state.collector.start()
             log.info(
-                "MCP server collecting %s into %s", ",".join(settings.symbols), data_dir,
+                "MCP server collecting %s into %s",
+                ",".join(settings.symbols),
+                data_dir,
                 extra={"symbols": list(settings.symbols), "data_dir": str(data_dir)},
             )
         try:
@@ -972,7 +977,9 @@ def run_http(
     if host not in LOOPBACK_HOSTS:
         log.warning(
             "Serving MCP on %s without TLS or authentication: put a reverse proxy with TLS and "
-            "auth in front of it", url, extra={"url": url},
+            "auth in front of it",
+            url,
+            extra={"url": url},
         )
     app = server.streamable_http_app(streamable_http_path=path, host=host)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")

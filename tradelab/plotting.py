@@ -46,8 +46,7 @@ VALUE_AREA_COLOR = "#5c6bc0"
 VACUUM_COLOR = "#616161"
 PRICE_COLOR = "#37474f"
 _OUTSIDE_ALPHA = 0.35
-_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "EUR", "TRY", "BRL", "BTC", "ETH",
-           "BNB")
+_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
 
 
 def _split_symbol(symbol: str | None) -> tuple[str, str]:
@@ -118,12 +117,14 @@ def _window_text(profile: VolumeProfile) -> str:
         return "window unknown"
     span = profile.end - profile.start
     hours = span.total_seconds() / 3600
-    length = f"{hours:g} h" if hours >= 1 and abs(hours - round(hours)) < 1e-9 else (
-        f"{span.total_seconds() / 60:.0f} min" if hours < 1 else f"{hours:.1f} h")
+    length = (
+        f"{hours:g} h"
+        if hours >= 1 and abs(hours - round(hours)) < 1e-9
+        else (f"{span.total_seconds() / 60:.0f} min" if hours < 1 else f"{hours:.1f} h")
+    )
     fmt = "%Y-%m-%d %H:%M"
     end_fmt = "%H:%M" if profile.start.date() == profile.end.date() else fmt
-    return (f"{profile.start.strftime(fmt)} → {profile.end.strftime(end_fmt)} UTC "
-            f"({length})")
+    return f"{profile.start.strftime(fmt)} → {profile.end.strftime(end_fmt)} UTC ({length})"
 
 
 def _title(profile: VolumeProfile) -> str:
@@ -162,16 +163,42 @@ def _draw_bars(ax: Axes, profile: VolumeProfile) -> None:
     sell_colors = [to_rgba(SELL_COLOR, a) for a in alpha]
     buy_colors = [to_rgba(BUY_COLOR, a) for a in alpha]
     edge = 0.0 if rows.height > 60 else 0.4
-    ax.barh(lows, sells, height=height * 0.92, align="edge", color=sell_colors,
-            linewidth=edge, edgecolor="white", label="taker sell", gid="sell")
-    ax.barh(lows, buys, left=sells, height=height * 0.92, align="edge", color=buy_colors,
-            linewidth=edge, edgecolor="white", label="taker buy", gid="buy")
+    ax.barh(
+        lows,
+        sells,
+        height=height * 0.92,
+        align="edge",
+        color=sell_colors,
+        linewidth=edge,
+        edgecolor="white",
+        label="taker sell",
+        gid="sell",
+    )
+    ax.barh(
+        lows,
+        buys,
+        left=sells,
+        height=height * 0.92,
+        align="edge",
+        color=buy_colors,
+        linewidth=edge,
+        edgecolor="white",
+        label="taker buy",
+        gid="buy",
+    )
 
 
 def _draw_levels(ax: Axes, profile: VolumeProfile) -> None:
-    ax.axhspan(profile.val, profile.vah, color=VALUE_AREA_COLOR, alpha=0.10, zorder=0,
-               linewidth=0, label=f"value area ({profile.value_area_volume_pct:.1f}% of volume)",
-               gid="value_area")
+    ax.axhspan(
+        profile.val,
+        profile.vah,
+        color=VALUE_AREA_COLOR,
+        alpha=0.10,
+        zorder=0,
+        linewidth=0,
+        label=f"value area ({profile.value_area_volume_pct:.1f}% of volume)",
+        gid="value_area",
+    )
     for y, name in ((profile.vah, "VAH"), (profile.val, "VAL")):
         ax.axhline(y, color=VALUE_AREA_COLOR, linestyle="--", linewidth=0.9, gid=name)
     ax.axhline(profile.poc, color=POC_COLOR, linewidth=1.6, label="POC", gid="POC")
@@ -185,8 +212,11 @@ def _draw_level_labels(ax: Axes, profile: VolumeProfile) -> None:
     lo, hi = ax.get_ylim()
     gap = (hi - lo) * 0.045
     levels = sorted(
-        [(profile.val, "VAL", VALUE_AREA_COLOR), (profile.poc, "POC", POC_COLOR),
-         (profile.vah, "VAH", VALUE_AREA_COLOR)],
+        [
+            (profile.val, "VAL", VALUE_AREA_COLOR),
+            (profile.poc, "POC", POC_COLOR),
+            (profile.vah, "VAH", VALUE_AREA_COLOR),
+        ],
         key=lambda t: t[0],
     )
     ys = [y for y, _, _ in levels]
@@ -195,10 +225,21 @@ def _draw_level_labels(ax: Axes, profile: VolumeProfile) -> None:
     ys[2] = max(ys[2], ys[1] + gap)
     trans = mtransforms.blended_transform_factory(ax.transAxes, ax.transData)
     for (y, name, color), y_text in zip(levels, ys, strict=True):
-        ax.text(1.01, y_text, f"{name} {_fmt_price(y, d)}", transform=trans, ha="left", va="center",
-                fontsize=8.5, color="white", fontweight="bold", clip_on=False, zorder=5,
-                bbox={"boxstyle": "round,pad=0.25", "facecolor": color, "edgecolor": "none"},
-                gid=f"label_{name}")
+        ax.text(
+            1.01,
+            y_text,
+            f"{name} {_fmt_price(y, d)}",
+            transform=trans,
+            ha="left",
+            va="center",
+            fontsize=8.5,
+            color="white",
+            fontweight="bold",
+            clip_on=False,
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": color, "edgecolor": "none"},
+            gid=f"label_{name}",
+        )
 
 
 def _view(profile: VolumeProfile) -> tuple[float, float, str | None]:
@@ -230,20 +271,29 @@ def _view(profile: VolumeProfile) -> tuple[float, float, str | None]:
     d = profile.price_decimals
     parts = []
     if above:
-        parts.append(f"{above:,} trade{'s' if above > 1 else ''} up to "
-                     f"{profile.price_max:,.{d}f}")
+        parts.append(f"{above:,} trade{'s' if above > 1 else ''} up to {profile.price_max:,.{d}f}")
     if below:
-        parts.append(f"{below:,} trade{'s' if below > 1 else ''} down to "
-                     f"{profile.price_min:,.{d}f}")
+        parts.append(
+            f"{below:,} trade{'s' if below > 1 else ''} down to {profile.price_min:,.{d}f}"
+        )
     note = ("outside the view: " + "; ".join(parts)) if parts else None
     return view_lo, view_hi, note
 
 
 def _draw_vacuums(ax: Axes, vacuums: list[Vacuum]) -> None:
     for i, v in enumerate(vacuums):
-        ax.axhspan(v.price_low, v.price_high, facecolor="none", edgecolor=VACUUM_COLOR,
-                   hatch="///", linewidth=0.0, alpha=0.30, zorder=0.5,
-                   label="liquidity vacuum" if i == 0 else None, gid="vacuum")
+        ax.axhspan(
+            v.price_low,
+            v.price_high,
+            facecolor="none",
+            edgecolor=VACUUM_COLOR,
+            hatch="///",
+            linewidth=0.0,
+            alpha=0.30,
+            zorder=0.5,
+            label="liquidity vacuum" if i == 0 else None,
+            gid="vacuum",
+        )
 
 
 def plot_profile(
@@ -279,8 +329,9 @@ def plot_profile(
     if ax is None:
         fig = new_figure((12.0, 6.5) if trades is not None else (9.0, 6.5))
         if trades is not None:
-            price_ax, ax = fig.subplots(1, 2, sharey=True, width_ratios=[2.6, 1.0],
-                                        gridspec_kw={"wspace": 0.02})
+            price_ax, ax = fig.subplots(
+                1, 2, sharey=True, width_ratios=[2.6, 1.0], gridspec_kw={"wspace": 0.02}
+            )
         else:
             ax = fig.subplots()
     elif trades is not None:
@@ -310,9 +361,19 @@ def plot_profile(
         ax.spines[side].set_visible(False)
     _draw_level_labels(ax, profile)
     if note:
-        ax.text(0.99, 0.99, note, transform=ax.transAxes, ha="right", va="top", fontsize=8,
-                color="#424242", style="italic", gid="outside_note",
-                bbox={"boxstyle": "round,pad=0.3", "facecolor": "#fff8e1", "edgecolor": "#ffcc80"})
+        ax.text(
+            0.99,
+            0.99,
+            note,
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="#424242",
+            style="italic",
+            gid="outside_note",
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#fff8e1", "edgecolor": "#ffcc80"},
+        )
 
     if price_ax is not None:
         plot_price(trades, price_ax, profile=profile)
@@ -327,15 +388,25 @@ def plot_profile(
     if legend:
         handles, labels = ax.get_legend_handles_labels()
         order = ["taker buy", "taker sell", "POC"]
-        ordered = sorted(zip(handles, labels, strict=True),
-                         key=lambda hl: order.index(hl[1]) if hl[1] in order else 9)
+        ordered = sorted(
+            zip(handles, labels, strict=True),
+            key=lambda hl: order.index(hl[1]) if hl[1] in order else 9,
+        )
         hs, ls = [h for h, _ in ordered], [lab for _, lab in ordered]
         if fig is not None:
-            fig.legend(hs, ls, loc="outside lower center", ncol=len(hs), fontsize=8.5,
-                       frameon=False)
+            fig.legend(
+                hs, ls, loc="outside lower center", ncol=len(hs), fontsize=8.5, frameon=False
+            )
         else:
-            ax.legend(hs, ls, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3,
-                      fontsize=8, frameon=False)
+            ax.legend(
+                hs,
+                ls,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.11),
+                ncol=3,
+                fontsize=8,
+                frameon=False,
+            )
     return fig if fig is not None else ax
 
 
@@ -386,10 +457,17 @@ def plot_price(
     when = [w.replace(tzinfo=dt.UTC) for w in when]
     if profile is not None:
         _draw_levels(ax, profile)
-    ax.fill_between(when, lows, highs, step="post", color=PRICE_COLOR, alpha=0.25, linewidth=0,
-                    gid="price_range")
-    ax.plot(when, last, drawstyle="steps-post", color=PRICE_COLOR, linewidth=0.9,
-            gid="price")
+    ax.fill_between(
+        when,
+        lows,
+        highs,
+        step="post",
+        color=PRICE_COLOR,
+        alpha=0.25,
+        linewidth=0,
+        gid="price_range",
+    )
+    ax.plot(when, last, drawstyle="steps-post", color=PRICE_COLOR, linewidth=0.9, gid="price")
     locator = mdates.AutoDateLocator(tz=dt.UTC)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=dt.UTC))
@@ -402,8 +480,9 @@ def plot_price(
         span = right - left
         if when[0] - left > 0.1 * span:
             left = when[0] - 0.02 * (right - when[0])
-            ax.set_title(f"trades from {when[0]:%H:%M:%S} UTC", fontsize=8.5, loc="left",
-                         color="#666666")
+            ax.set_title(
+                f"trades from {when[0]:%H:%M:%S} UTC", fontsize=8.5, loc="left", color="#666666"
+            )
         ax.set_xlim(left, right)
         _, quote = _split_symbol(profile.symbol)
         ax.set_ylabel(f"Price ({quote})")

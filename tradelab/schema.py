@@ -43,8 +43,15 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
 TRADE_COLUMNS: tuple[str, ...] = tuple(TRADE_SCHEMA)
 
 # Binance's one-letter field names, accepted in records as an alternative to column names.
-_BINANCE_FIELDS = {"a": "agg_id", "p": "price", "q": "qty", "f": "first_id", "l": "last_id",
-                   "T": "time", "m": "buyer_is_maker"}
+_BINANCE_FIELDS = {
+    "a": "agg_id",
+    "p": "price",
+    "q": "qty",
+    "f": "first_id",
+    "l": "last_id",
+    "T": "time",
+    "m": "buyer_is_maker",
+}
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -74,8 +81,7 @@ def to_ms(value: dt.datetime | int | float, *, name: str = "time") -> int:
             raise InvalidWindowError(f"{name} must be a finite number of unix ms, got {value!r}")
         return int(value)
     raise InvalidWindowError(
-        f"{name} must be a timezone-aware datetime or unix milliseconds, "
-        f"got {type(value).__name__}"
+        f"{name} must be a timezone-aware datetime or unix milliseconds, got {type(value).__name__}"
     )
 
 
@@ -101,9 +107,11 @@ def _from_records(records: Iterable[Any]) -> pl.DataFrame:
         frame = pl.DataFrame(
             rows,
             schema={
-                "agg_id": pl.Int64, "price": pl.Utf8 if isinstance(rows[0]["price"], str)
-                else pl.Float64, "qty": pl.Utf8 if isinstance(rows[0]["qty"], str) else pl.Float64,
-                "first_id": pl.Int64, "last_id": pl.Int64,
+                "agg_id": pl.Int64,
+                "price": pl.Utf8 if isinstance(rows[0]["price"], str) else pl.Float64,
+                "qty": pl.Utf8 if isinstance(rows[0]["qty"], str) else pl.Float64,
+                "first_id": pl.Int64,
+                "last_id": pl.Int64,
                 "time": pl.Int64 if isinstance(rows[0]["time"], int) else pl.Datetime("ms", "UTC"),
                 "buyer_is_maker": pl.Boolean,
             },

@@ -590,7 +590,7 @@ def status(data: str | os.PathLike[str] | None = None) -> Status:
     doc: dict[str, Any] | None = None
     if path.is_dir() and any(path.iterdir()):
         from .buffer import open_store
-        from .status import read_collector_status
+        from .collection_status import read_collector_status
 
         try:
             store = open_store(path)

@@ -32,10 +32,10 @@ from .analytics import (
     liquidity_vacuums,
     volume_profile,
 )
+from .collection_status import read_collector_status
 from .config import validate_hours, validate_symbol
 from .exceptions import InsufficientTradesError, InvalidParameterError, TradelabError
 from .logs import get_logger
-from .status import read_collector_status
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import TradeStore
@@ -78,8 +78,10 @@ def tick_size_for(symbol: str) -> float | None:
 
 
 def _tick(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(float(value)) and float(value) > 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(float(value)) and float(value) > 0)
     ):
         raise InvalidParameterError(
             f"tick_size={value!r} is not allowed: the symbol's price increment, a number > 0 "
@@ -121,7 +123,7 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
     Looks first for a collector in this process (a running :mod:`tradelab.session`), then at
     the status document every collector writes into the store (``collector_status``): running
     when it says so and was updated less than 30 s ago
-    (:func:`tradelab.status.read_collector_status`).
+    (:func:`tradelab.collection_status.read_collector_status`).
 
     Returns ``{"running": bool, "where": "this process" | "another process" | None,
     "collects_symbol": bool, "rate_per_min": float | None, "stale_s": float | None}``.
@@ -181,7 +183,11 @@ def _duration_text(minutes: float) -> str:
 
 
 def insufficient_message(
-    symbol: str, found: int, needed: int, hours: float, state: dict[str, Any],
+    symbol: str,
+    found: int,
+    needed: int,
+    hours: float,
+    state: dict[str, Any],
     observed_rate_per_min: float | None = None,
 ) -> str:
     """The :class:`InsufficientTradesError` text, e.g. ``"BTCUSDT: 212 of the 1,000 trades
@@ -251,7 +257,8 @@ def _window_trades(symbol: str, duration_hours: float, store: Any) -> tuple[Any,
                 observed = (trades.height - 1) / span_min
         raise InsufficientTradesError(
             insufficient_message(sym, trades.height, MIN_TRADES, hours, state, observed),
-            found=trades.height, needed=MIN_TRADES,
+            found=trades.height,
+            needed=MIN_TRADES,
         )
     return trades, sym, start_ms, end_ms
 
@@ -288,8 +295,16 @@ def get_volume_profile(
     # A typo in the parameters fails fast, not after a 168-hour read.
     check_profile_args(tick_size=tick, row_size=row_size, value_area=value_area, method=method)
     trades, sym, start_ms, end_ms = _window_trades(sym, duration_hours, store)
-    return volume_profile(trades, tick_size=tick, row_size=row_size, value_area=value_area,
-                          method=method, symbol=sym, start=start_ms, end=end_ms)
+    return volume_profile(
+        trades,
+        tick_size=tick,
+        row_size=row_size,
+        value_area=value_area,
+        method=method,
+        symbol=sym,
+        start=start_ms,
+        end=end_ms,
+    )
 
 
 def get_liquidity_vacuums(

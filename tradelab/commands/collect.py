@@ -185,8 +185,8 @@ async def _run(collector: Collector, duration: float | None) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the collector status of the store at ``--data``."""
     from ..buffer import open_store
+    from ..collection_status import format_status, read_collector_status
     from ..config import resolve_data_dir
-    from ..status import format_status, read_collector_status
 
     path = resolve_data_dir(args.data)
     if not path.exists():

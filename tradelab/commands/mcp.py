@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--transport", choices=("stdio", "http"), default="stdio",
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
         help="stdio (default) or http (streamable HTTP, path /mcp)",
     )
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
@@ -51,11 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--port", type=_port, default=8000, help="HTTP port (default 8000; 0 = any free port)"
     )
     p.add_argument(
-        "--data", metavar="DIR", default=None,
+        "--data",
+        metavar="DIR",
+        default=None,
         help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
     )
     p.add_argument(
-        "--collect", metavar="SYMBOLS", nargs="?", const="", default=None,
+        "--collect",
+        metavar="SYMBOLS",
+        nargs="?",
+        const="",
+        default=None,
         help=(
             "also run the collector in this server for SYMBOLS (comma-separated; without a "
             "value $TRADELAB_SYMBOLS or BTCUSDT,ETHUSDT)"

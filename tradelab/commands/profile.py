@@ -51,46 +51,81 @@ def _hours(text: str) -> float:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("symbol", help="the symbol, e.g. BTCUSDT")
-    p.add_argument("--hours", type=_hours, default=24,
-                   help="window length in hours, 1-168, ending now (default 24)")
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)")
+    p.add_argument(
+        "--hours",
+        type=_hours,
+        default=24,
+        help="window length in hours, 1-168, ending now (default 24)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        default=None,
+        help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
-    p.add_argument("--png", metavar="FILE", default=None,
-                   help="save the chart (price over time and the profile) as a PNG")
+    p.add_argument(
+        "--png",
+        metavar="FILE",
+        default=None,
+        help="save the chart (price over time and the profile) as a PNG",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``profile`` and ``vacuums`` subcommands."""
     p = subparsers.add_parser(
-        "profile", help="volume profile (POC, value area) of the last hours",
+        "profile",
+        help="volume profile (POC, value area) of the last hours",
         description="Volume profile of SYMBOL over the last --hours hours from the store: point "
-                    "of control, value area (VAL-VAH), buy/sell volume. Needs at least 1,000 "
-                    "trades in the window; otherwise says how many there are and how long to "
-                    "wait.",
+        "of control, value area (VAL-VAH), buy/sell volume. Needs at least 1,000 "
+        "trades in the window; otherwise says how many there are and how long to "
+        "wait.",
     )
     _common(p)
-    p.add_argument("--row-size", type=_positive("row size"), default=None,
-                   help="row height in price (default: automatic, 60-150 nice rows)")
-    p.add_argument("--tick-size", type=_positive("tick size"), default=None,
-                   help="the symbol's price increment (default: the exchange's, e.g. 0.01)")
-    p.add_argument("--value-area", type=_positive("value area"), default=0.70,
-                   help="share of volume in the value area, 0 < x <= 1 (default 0.70)")
-    p.add_argument("--method", choices=METHODS, default="cbot",
-                   help="value-area rule: cbot (two rows at a time, default) or single")
+    p.add_argument(
+        "--row-size",
+        type=_positive("row size"),
+        default=None,
+        help="row height in price (default: automatic, 60-150 nice rows)",
+    )
+    p.add_argument(
+        "--tick-size",
+        type=_positive("tick size"),
+        default=None,
+        help="the symbol's price increment (default: the exchange's, e.g. 0.01)",
+    )
+    p.add_argument(
+        "--value-area",
+        type=_positive("value area"),
+        default=0.70,
+        help="share of volume in the value area, 0 < x <= 1 (default 0.70)",
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="cbot",
+        help="value-area rule: cbot (two rows at a time, default) or single",
+    )
     p.set_defaults(func=cmd_profile)
 
     p = subparsers.add_parser(
-        "vacuums", help="liquidity vacuums (thin price zones) of the last hours",
+        "vacuums",
+        help="liquidity vacuums (thin price zones) of the last hours",
         description="Price zones of SYMBOL's last --hours hours that traded far less than the "
-                    "median row (below --threshold x the median row volume): price tends to "
-                    "move fast through them.",
+        "median row (below --threshold x the median row volume): price tends to "
+        "move fast through them.",
     )
     _common(p)
-    p.add_argument("--threshold", type=_positive("threshold"), default=0.20,
-                   help="share of the median row volume below which a row is thin (0.20)")
-    p.add_argument("--min-rows", type=int, default=1,
-                   help="shortest zone reported, in rows (default 1)")
+    p.add_argument(
+        "--threshold",
+        type=_positive("threshold"),
+        default=0.20,
+        help="share of the median row volume below which a row is thin (0.20)",
+    )
+    p.add_argument(
+        "--min-rows", type=int, default=1, help="shortest zone reported, in rows (default 1)"
+    )
     p.set_defaults(func=cmd_vacuums)
 
 
@@ -112,8 +147,7 @@ def _unit(profile: VolumeProfile) -> tuple[str, str]:
 def _window(profile: VolumeProfile, hours: float) -> str:
     if profile.start is None or profile.end is None:
         return f"last {hours:g} h"
-    return (f"last {hours:g} h ({profile.start:%Y-%m-%d %H:%M} → "
-            f"{profile.end:%Y-%m-%d %H:%M} UTC)")
+    return f"last {hours:g} h ({profile.start:%Y-%m-%d %H:%M} → {profile.end:%Y-%m-%d %H:%M} UTC)"
 
 
 def format_profile(profile: VolumeProfile, hours: float) -> str:
@@ -143,20 +177,32 @@ def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float) 
     """The vacuums as a text table."""
     d = profile.price_decimals
     base, _quote = _unit(profile)
-    head = (f"{profile.symbol} liquidity vacuums, {_window(profile, hours)}: "
-            f"{len(vacuums)} zone{'s' if len(vacuums) != 1 else ''}")
+    head = (
+        f"{profile.symbol} liquidity vacuums, {_window(profile, hours)}: "
+        f"{len(vacuums)} zone{'s' if len(vacuums) != 1 else ''}"
+    )
     if not vacuums:
         return head + " — every row traded at least the threshold share of the median row."
     median = vacuums[0].median_row_volume
     rows = [("price low", "price high", "rows", f"volume ({base})", "deficit", "impact")]
     for v in vacuums:
-        rows.append((f"{v.price_low:,.{d}f}", f"{v.price_high:,.{d}f}", str(v.rows),
-                     f"{v.volume:,.5f}", f"{v.deficit_pct:.1f}%", v.impact))
+        rows.append(
+            (
+                f"{v.price_low:,.{d}f}",
+                f"{v.price_high:,.{d}f}",
+                str(v.rows),
+                f"{v.volume:,.5f}",
+                f"{v.deficit_pct:.1f}%",
+                v.impact,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [head + f" (median row volume {median:,.5f} {base}, POC {_fmt_price(profile.poc, d)})"]
     for r in rows:
-        cells = [c.rjust(w) if i < 5 else c.ljust(w) for i, (c, w) in
-                 enumerate(zip(r, widths, strict=True))]
+        cells = [
+            c.rjust(w) if i < 5 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
         lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -184,9 +230,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from ..tools import get_volume_profile
 
     store = _store(args.data)
-    profile = get_volume_profile(args.symbol, args.hours, args.tick_size, store=store,
-                                 row_size=args.row_size, value_area=args.value_area,
-                                 method=args.method)
+    profile = get_volume_profile(
+        args.symbol,
+        args.hours,
+        args.tick_size,
+        store=store,
+        row_size=args.row_size,
+        value_area=args.value_area,
+        method=args.method,
+    )
     if args.json:
         json.dump(profile.to_dict(), sys.stdout)
         sys.stdout.write("\n")
@@ -208,10 +260,15 @@ def cmd_vacuums(args: argparse.Namespace) -> int:
     profile = get_volume_profile(args.symbol, args.hours, store=store)
     vacuums = liquidity_vacuums(profile, threshold=args.threshold, min_rows=args.min_rows)
     if args.json:
-        doc = {"symbol": profile.symbol, "start": profile.start.isoformat(),
-               "end": profile.end.isoformat(), "trade_count": profile.trade_count,
-               "row_size": profile.row_size, "poc": profile.poc,
-               "vacuums": [v.to_dict() for v in vacuums]}
+        doc = {
+            "symbol": profile.symbol,
+            "start": profile.start.isoformat(),
+            "end": profile.end.isoformat(),
+            "trade_count": profile.trade_count,
+            "row_size": profile.row_size,
+            "poc": profile.poc,
+            "vacuums": [v.to_dict() for v in vacuums],
+        }
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
     else:
