@@ -521,7 +521,7 @@ class Collector:
                         and not group.active.closed.is_set()
                     ),
                     "trades_stored": s.trades_stored,
-                    "rate_per_min": float(self._rate(s, now)),
+                    "rate_per_min": self._rate(s, now, elapsed),
                     "last_trade_time": s.last_stored_time,
                     "last_agg_id": s.last_stored_id,
                     "gaps_detected": tr.gaps_detected,
@@ -1405,10 +1405,13 @@ class Collector:
     # --- reporting ---------------------------------------------------------------------------
 
     @staticmethod
-    def _rate(s: _Symbol, now: float) -> int:
+    def _rate(s: _Symbol, now: float, elapsed: float) -> float:
+        """Trades stored per minute over the last minute — or over the time collection has
+        run when that is shorter, so the first minute is not under-reported."""
         while s.recent and s.recent[0][0] < now - 60.0:
             s.recent.popleft()
-        return sum(n for _t, n in s.recent)
+        window = min(60.0, max(elapsed, 1.0))
+        return round(sum(n for _t, n in s.recent) * 60.0 / window, 1)
 
     def _open_gaps(self) -> dict[str, list[tuple[int, int]]]:
         return {s.name: s.tracker.open_ranges() for s in self._syms.values() if s.tracker.open_gaps}
