@@ -31,6 +31,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check tradelab tests bench
 	$(BIN)/ruff format --check tradelab tests bench
+	$(BIN)/mypy tradelab
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-output

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -207,7 +207,7 @@ class VolumeProfile:
     def value_area_volume(self) -> float:
         """Volume inside the value area (rows ``va_low_index..va_high_index``)."""
         vol = self.rows["volume"][self.va_low_index : self.va_high_index + 1]
-        return float(round(vol.sum(), QTY_PRECISION))
+        return round(float(vol.sum()), QTY_PRECISION)
 
     @property
     def price_decimals(self) -> int:
@@ -780,8 +780,9 @@ def volume_profile(
         if isinstance(tcol.dtype, pl.Datetime):
             tcol = tcol.dt.epoch("ms")
         if tcol.dtype.is_integer() and tcol.null_count() == 0:
-            t_start = t_start or _utc(int(tcol.min()), "start")
-            t_end = t_end or _utc(int(tcol.max()), "end")
+            # Integers, no nulls, and _columns refused an empty frame: min/max are ints.
+            t_start = t_start or _utc(cast(int, tcol.min()), "start")
+            t_end = t_end or _utc(cast(int, tcol.max()), "end")
     if t_start is not None and t_end is not None and t_end < t_start:
         raise InvalidParameterError(
             f"end={t_end.isoformat()} is before start={t_start.isoformat()}"

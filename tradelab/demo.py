@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .analytics import VolumeProfile
 from .collector import Collector
+from .exceptions import InsufficientTradesError, TradelabError
 from .logs import configure_logging
 from .recordings import shared_data_dir
 from .simulator import Faults, Simulator
@@ -84,6 +85,10 @@ async def run_demo(
             for sym in symbols:
                 published = set(sim.published(sym))
                 stats = store.stats(sym)
+                if stats.first_time is None or stats.last_time is None:
+                    raise InsufficientTradesError(
+                        f"{sym}: the collector stored no trades", found=0, needed=1
+                    )
                 end = stats.last_time + dt.timedelta(milliseconds=1)
                 stored = store.trades(sym, stats.first_time, end)["agg_id"].to_list()
                 ok = len(stored) == len(set(stored))
@@ -109,6 +114,8 @@ async def run_demo(
                         f"    {v.price_low:,.{p}f}–{v.price_high:,.{p}f}: volume "
                         f"{v.deficit_pct:.0f}% under the median row -> {v.impact} moves"
                     )
+                if vp.start is None or vp.end is None:  # get_volume_profile always sets both
+                    raise TradelabError(f"the {sym} profile has no time window")
                 trades = store.trades(sym, vp.start, vp.end)
                 fig = vp.plot(trades=trades)
                 png = (out_dir / f"profile-{sym}.png").resolve()

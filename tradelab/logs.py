@@ -75,11 +75,13 @@ def configure_logging(
 
         raise ConfigurationError(f"log format {fmt!r} is not one of: text, json")
     root = logging.getLogger("tradelab")
-    for handler in list(root.handlers):
-        if getattr(handler, "_tradelab", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
-    handler._tradelab = True  # type: ignore[attr-defined]
+    for old in list(root.handlers):
+        if getattr(old, "_tradelab", False):
+            root.removeHandler(old)
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
+    handler._tradelab = True  # type: ignore[attr-defined]  # our marker attribute, read above
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -44,7 +44,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -710,7 +710,8 @@ def _read_collector_status(store: Any) -> dict[str, Any] | None:
 
 
 def _state(ctx: Context) -> ServerState:
-    return ctx.request_context.lifespan_context
+    # Our lifespan (create_server) yields a ServerState; a bare Context types it as a dict.
+    return cast(ServerState, ctx.request_context.lifespan_context)
 
 
 def _result(model: BaseModel, text: str) -> CallToolResult:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
@@ -100,7 +100,8 @@ def _price_formatter() -> Any:
         decimals = 0
 
         def set_locs(self, locs: Sequence[float]) -> None:
-            super().set_locs(locs)
+            # The stub says list[float]; matplotlib passes (and stores) any sequence, arrays too.
+            super().set_locs(locs)  # type: ignore[arg-type]
             steps = np.diff(np.sort(np.asarray(locs, dtype=float)))
             steps = steps[steps > 0]
             step = float(steps.min()) if steps.size else 1.0
@@ -351,7 +352,7 @@ def plot_profile(
     lo, hi, note = _view(profile)
     pad = (hi - lo) * 0.01 or profile.row_size
     ax.set_ylim(lo - pad, hi + pad)
-    top = float(profile.rows["volume"].max())
+    top = float(cast(float, profile.rows["volume"].max()))  # a profile has at least one row
     ax.set_xlim(0, top * 1.08)
     ax.set_xlabel(f"Volume ({base}) per {profile.row_size:,.{d}f} {quote} row")
     ax.yaxis.set_major_formatter(_price_formatter())
@@ -375,7 +376,7 @@ def plot_profile(
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "#fff8e1", "edgecolor": "#ffcc80"},
         )
 
-    if price_ax is not None:
+    if price_ax is not None and trades is not None:  # price_ax exists only with trades
         plot_price(trades, price_ax, profile=profile)
         price_ax.set_ylabel(f"Price ({quote})")
         ax.tick_params(axis="y", labelleft=False)
@@ -453,8 +454,8 @@ def plot_price(
     ms = (tcol.dt.epoch("ms") if isinstance(tcol.dtype, pl.Datetime) else tcol).to_numpy()
     prices = trades["price"].to_numpy()
     t, lows, highs, last = _bucketed(ms.astype(np.int64), prices.astype(float), buckets)
-    when = (t.astype("datetime64[ms]")).astype(dt.datetime)
-    when = [w.replace(tzinfo=dt.UTC) for w in when]
+    naive = (t.astype("datetime64[ms]")).astype(dt.datetime)
+    when = [w.replace(tzinfo=dt.UTC) for w in naive]
     if profile is not None:
         _draw_levels(ax, profile)
     ax.fill_between(
@@ -483,7 +484,7 @@ def plot_price(
             ax.set_title(
                 f"trades from {when[0]:%H:%M:%S} UTC", fontsize=8.5, loc="left", color="#666666"
             )
-        ax.set_xlim(left, right)
+        ax.set_xlim(left, right)  # type: ignore[arg-type]  # datetimes: matplotlib's date units
         _, quote = _split_symbol(profile.symbol)
         ax.set_ylabel(f"Price ({quote})")
     ax.grid(color="#e0e0e0", linewidth=0.6)

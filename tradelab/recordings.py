@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .exceptions import InvalidTradesError
 from .schema import TRADE_SCHEMA, to_trade_frame
 
 __all__ = [
@@ -144,8 +145,11 @@ def load_vision_csv(
         schema_overrides={"price": pl.Utf8, "qty": pl.Utf8, "ts": pl.Int64},
     )
     ts = raw["ts"]
+    ts_max = ts.max()
+    if not isinstance(ts_max, int):  # None: every timestamp is empty
+        raise InvalidTradesError(f"{path}: the timestamp column has no values")
     # ms timestamps are ~1.7e12 today; µs ~1.7e15. Anything above 1e14 is µs.
-    time_ms = (ts // 1000) if ts.max() > 10**14 else ts
+    time_ms = (ts // 1000) if ts_max > 10**14 else ts
     frame = pl.DataFrame(
         {
             "agg_id": raw["agg_id"].cast(pl.Int64),

@@ -572,19 +572,19 @@ def status(data: str | os.PathLike[str] | None = None) -> Status:
         and not active.stopped
         and (data is None or resolve_data_dir(data).resolve() == active.info.data_dir.resolve())
     ):
-        doc = _collector_status(active.collector)
-        doc.setdefault("running", active.start_error is None)
-        doc.setdefault("pid", os.getpid())
-        doc.setdefault("store_path", str(active.info.data_dir))
-        doc.setdefault("ws_url", active.info.ws_url)
-        doc.setdefault("rest_url", active.info.rest_url)
-        doc.setdefault("started_at", int(active.info.started_at * 1000))
-        doc["source"] = "this process"
-        doc["stale"] = False
+        live = _collector_status(active.collector)
+        live.setdefault("running", active.start_error is None)
+        live.setdefault("pid", os.getpid())
+        live.setdefault("store_path", str(active.info.data_dir))
+        live.setdefault("ws_url", active.info.ws_url)
+        live.setdefault("rest_url", active.info.rest_url)
+        live.setdefault("started_at", int(active.info.started_at * 1000))
+        live["source"] = "this process"
+        live["stale"] = False
         if active.start_error is not None:
-            doc["running"] = False
-            doc["start_error"] = str(active.start_error)
-        return Status(doc)
+            live["running"] = False
+            live["start_error"] = str(active.start_error)
+        return Status(live)
 
     path = resolve_data_dir(data)
     doc: dict[str, Any] | None = None

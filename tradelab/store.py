@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import numpy as np
@@ -511,7 +511,8 @@ class TradeStore:
             ro = rd.ReadOptions()
             ro.set_iterate_upper_bound(prefix + b"\xff")
             for k, v in self._db.items(from_key=prefix, read_opt=ro):
-                key_ms = int(k[len(prefix) :])
+                # raw_mode: keys are bytes, which the rocksdict stubs cannot know.
+                key_ms = int(cast(bytes, k)[len(prefix) :])
                 st.index[key_ms] = tuple(msgpack.unpackb(v))  # type: ignore[assignment]
                 st.keys.append(key_ms)
             del ro
@@ -766,9 +767,9 @@ class TradeStore:
                 continue
             batch.delete(_bkey(sym, key))
             batch.delete(_ikey(sym, key))
-            entry = index.pop(key, None)
-            if entry is not None:
-                meta["bytes"] -= entry[5]
+            stale = index.pop(key, None)
+            if stale is not None:
+                meta["bytes"] -= stale[5]
         for key, (value, h) in plan.puts.items():
             entry = (h.n, h.t_min, h.t_max, h.id_min, h.id_max, len(value))
             batch.put(_bkey(sym, key), value)
@@ -979,8 +980,9 @@ class TradeStore:
     def _symbol_names(self) -> list[str]:
         ro = rd.ReadOptions()
         ro.set_iterate_upper_bound(b"symbol;")
-        names = [
-            k[len(b"symbol:") :].decode() for k in self._db.keys(from_key=b"symbol:", read_opt=ro)
+        names = [  # raw_mode: keys are bytes, which the rocksdict stubs cannot know
+            cast(bytes, k)[len(b"symbol:") :].decode()
+            for k in self._db.keys(from_key=b"symbol:", read_opt=ro)
         ]
         del ro
         return names

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .analytics import (
     Vacuum,
@@ -252,7 +252,8 @@ def _window_trades(symbol: str, duration_hours: float, store: Any) -> tuple[Any,
         observed = None
         if trades.height >= 2:
             t = trades["time"].dt.epoch("ms")
-            span_min = (int(t.max()) - int(t.min())) / 60_000
+            # epoch ms of stored trades: ints, never null, and there are at least two
+            span_min = (cast(int, t.max()) - cast(int, t.min())) / 60_000
             if span_min > 0:
                 observed = (trades.height - 1) / span_min
         raise InsufficientTradesError(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analytics import METHODS, Vacuum, VolumeProfile, _fmt_price, check_vacuum_args
-from ..exceptions import InvalidParameterError
+from ..exceptions import InvalidParameterError, TradelabError
 
 __all__ = ["cmd_profile", "cmd_vacuums", "format_profile", "format_vacuums", "register"]
 
@@ -260,6 +260,8 @@ def cmd_vacuums(args: argparse.Namespace) -> int:
     profile = get_volume_profile(args.symbol, args.hours, store=store)
     vacuums = liquidity_vacuums(profile, threshold=args.threshold, min_rows=args.min_rows)
     if args.json:
+        if profile.start is None or profile.end is None:  # get_volume_profile always sets both
+            raise TradelabError(f"the {profile.symbol} profile has no time window")
         doc = {
             "symbol": profile.symbol,
             "start": profile.start.isoformat(),

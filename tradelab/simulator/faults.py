@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import TypeGuard
 
 from ..exceptions import InvalidParameterError
 
@@ -145,26 +146,26 @@ class Faults:
         }
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _positive_or_none(name: str, value: object) -> None:
     if value is None:
         return
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type]
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise InvalidParameterError(
             f"{name} must be a number of seconds > 0, or None to switch it off; got {value!r}"
         )
 
 
 def _non_negative(name: str, value: object) -> None:
-    if not _is_number(value) or not math.isfinite(value) or value < 0:  # type: ignore[arg-type]
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
         raise InvalidParameterError(f"{name} must be a number of seconds >= 0, got {value!r}")
 
 
 def _probability(name: str, value: object) -> None:
-    if not _is_number(value) or not 0.0 <= value <= 1.0:  # type: ignore[operator]
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
         raise InvalidParameterError(f"{name} must be a probability from 0 to 1, got {value!r}")
 
 

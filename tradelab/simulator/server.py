@@ -543,7 +543,7 @@ class Simulator:
     def _take(self, feed: _Feed, n: int) -> list[Trade]:
         if self.max_trades is not None:
             n = min(n, self.max_trades - feed.produced)
-        out = []
+        out: list[Trade] = []
         pending = feed.pending
         while pending and len(out) < n:
             out.append(pending.popleft())
@@ -558,7 +558,7 @@ class Simulator:
             wait = live_time(pending[0][5], feed.src0, feed.wall0, self.speed) - now
             await asyncio.sleep(min(max(wait / 1000.0, 0.001), 0.25))
             return
-        batch = []
+        batch: list[Trade] = []
         limit = (
             _BATCH_MAX
             if self.max_trades is None
@@ -771,7 +771,10 @@ class Simulator:
         try:
             req = proto.parse_control(message)
         except proto.ApiError as err:
-            reply = {"error": {"code": err.code, "msg": err.msg}, "id": err.req_id}
+            reply: dict[str, object] = {
+                "error": {"code": err.code, "msg": err.msg},
+                "id": err.req_id,
+            }
         else:
             if req.method == "SUBSCRIBE":
                 if len(set(c.streams) | set(req.params)) > proto.MAX_STREAMS:
