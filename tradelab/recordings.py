@@ -94,8 +94,21 @@ def _empty_rows() -> dict[str, list]:
     return {c: [] for c in TRADE_SCHEMA}
 
 
-def load_aggtrade_tsv(path: str | os.PathLike[str]) -> dict[str, pl.DataFrame]:
-    """Combined-stream aggTrade frames (``<recv_ns>\\t<json>``) -> one frame per symbol."""
+# Which frame field fills each trade column: aggTrade frames carry their own ids; a raw @trade
+# is its own aggregate (agg_id = first_id = last_id = t).
+_AGGTRADE_FIELDS = {
+    "agg_id": "a",
+    "price": "p",
+    "qty": "q",
+    "first_id": "f",
+    "last_id": "l",
+    "time": "T",
+    "buyer_is_maker": "m",
+}
+_RAW_TRADE_FIELDS = {**_AGGTRADE_FIELDS, "agg_id": "t", "first_id": "t", "last_id": "t"}
+
+
+def _load_frames(path: str | os.PathLike[str], fields: dict[str, str]) -> dict[str, pl.DataFrame]:
     per: dict[str, dict[str, list]] = {}
     with _open_text(Path(path)) as fh:
         for line in fh:
@@ -104,34 +117,19 @@ def load_aggtrade_tsv(path: str | os.PathLike[str]) -> dict[str, pl.DataFrame]:
                 continue
             d = msg.get("data", msg)
             rows = per.setdefault(d["s"], _empty_rows())
-            rows["agg_id"].append(d["a"])
-            rows["price"].append(d["p"])
-            rows["qty"].append(d["q"])
-            rows["first_id"].append(d["f"])
-            rows["last_id"].append(d["l"])
-            rows["time"].append(d["T"])
-            rows["buyer_is_maker"].append(d["m"])
+            for column, key in fields.items():
+                rows[column].append(d[key])
     return {sym: _frame(rows) for sym, rows in per.items()}
+
+
+def load_aggtrade_tsv(path: str | os.PathLike[str]) -> dict[str, pl.DataFrame]:
+    """Combined-stream aggTrade frames (``<recv_ns>\t<json>``) -> one frame per symbol."""
+    return _load_frames(path, _AGGTRADE_FIELDS)
 
 
 def load_raw_trades(path: str | os.PathLike[str]) -> dict[str, pl.DataFrame]:
     """Raw ``@trade`` frames (``<recv> <json>``) -> one row per trade, ``agg_id = t``."""
-    per: dict[str, dict[str, list]] = {}
-    with _open_text(Path(path)) as fh:
-        for line in fh:
-            msg = _payload(line)
-            if msg is None:
-                continue
-            d = msg.get("data", msg)
-            rows = per.setdefault(d["s"], _empty_rows())
-            rows["agg_id"].append(d["t"])
-            rows["price"].append(d["p"])
-            rows["qty"].append(d["q"])
-            rows["first_id"].append(d["t"])
-            rows["last_id"].append(d["t"])
-            rows["time"].append(d["T"])
-            rows["buyer_is_maker"].append(d["m"])
-    return {sym: _frame(rows) for sym, rows in per.items()}
+    return _load_frames(path, _RAW_TRADE_FIELDS)
 
 
 def load_vision_csv(

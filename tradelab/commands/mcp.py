@@ -16,18 +16,9 @@ from __future__ import annotations
 import argparse
 
 from ..exceptions import ConfigurationError
+from ._args import port
 
 __all__ = ["register", "run_mcp"]
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be a number 0-65535, got {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535 (0 = any free port), got {port}")
-    return port
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument(
-        "--port", type=_port, default=8000, help="HTTP port (default 8000; 0 = any free port)"
+        "--port", type=port, default=8000, help="HTTP port (default 8000; 0 = any free port)"
     )
     p.add_argument(
         "--data",

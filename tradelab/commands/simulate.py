@@ -19,20 +19,12 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from ._args import port
+
 if TYPE_CHECKING:
     from ..simulator import Simulator
 
 __all__ = ["register", "run_simulate"]
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be a number 0-65535, got {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535 (0 = any free port), got {port}")
-    return port
 
 
 def _number(kind: str, low: float, high: float = math.inf, *, low_open: bool = False):
@@ -67,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=9001, help="port (default 9001; 0 = any free)")
+    p.add_argument("--port", type=port, default=9001, help="port (default 9001; 0 = any free)")
     p.add_argument(
         "--symbols",
         default="BTCUSDT,ETHUSDT",
