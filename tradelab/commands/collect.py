@@ -28,6 +28,7 @@ from ..collector import Collector
 from ..config import Settings
 from ..exceptions import InvalidParameterError
 from ..logs import get_logger
+from ._args import add_data_dir
 
 __all__ = ["cmd_collect", "cmd_status", "register"]
 
@@ -70,12 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated symbols (default $TRADELAB_SYMBOLS or BTCUSDT,ETHUSDT)",
     )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        default=None,
-        help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
-    )
+    add_data_dir(p)
     p.add_argument(
         "--ws-url",
         default=None,
@@ -117,12 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gaps detected/backfilled/unrepairable, connection uptime, buffered trades, "
         "last error. Reads the status the collector publishes every 5 s.",
     )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        default=None,
-        help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
-    )
+    add_data_dir(p)
     p.add_argument("--json", action="store_true", help="print the status document as JSON")
     p.set_defaults(func=cmd_status)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from ..exceptions import ConfigurationError
-from ._args import port
+from ._args import add_data_dir, port
 
 __all__ = ["register", "run_mcp"]
 
@@ -43,12 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--port", type=port, default=8000, help="HTTP port (default 8000; 0 = any free port)"
     )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        default=None,
-        help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
-    )
+    add_data_dir(p)
     p.add_argument(
         "--collect",
         metavar="SYMBOLS",

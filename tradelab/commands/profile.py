@@ -22,6 +22,7 @@ from typing import Any
 
 from ..analytics import METHODS, Vacuum, VolumeProfile, _fmt_price, check_vacuum_args
 from ..exceptions import InvalidParameterError, TradelabError
+from ._args import add_data_dir
 
 __all__ = ["cmd_profile", "cmd_vacuums", "format_profile", "format_vacuums", "register"]
 
@@ -57,12 +58,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=24,
         help="window length in hours, 1-168, ending now (default 24)",
     )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        default=None,
-        help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
-    )
+    add_data_dir(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(
         "--png",

@@ -20,17 +20,9 @@ from pathlib import Path
 from ..config import resolve_data_dir, validate_symbol
 from ..exceptions import ConfigurationError, InvalidParameterError
 from ..store import TradeStore
+from ._args import add_data_dir
 
 __all__ = ["cmd_import", "cmd_retention", "cmd_stats", "register"]
-
-
-def _data_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        default=None,
-        help="store directory (default $TRADELAB_DATA, else ~/.tradelab/data)",
-    )
 
 
 def _days(text: str) -> float:
@@ -52,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "symbol (all symbols unless one is named). Safe while a collector writes.",
     )
     p.add_argument("symbol", nargs="?", default=None, help="one symbol, e.g. BTCUSDT")
-    _data_arg(p)
+    add_data_dir(p)
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser(
@@ -63,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it applies retention itself every hour.",
     )
     p.add_argument("--days", type=_days, default=None, help="retention in days (default 7)")
-    _data_arg(p)
+    add_data_dir(p)
     p.set_defaults(func=cmd_retention)
 
     p = subparsers.add_parser(
@@ -76,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="the recording to load")
     p.add_argument("--symbol", default=None, help="symbol of a CSV export (default: from name)")
-    _data_arg(p)
+    add_data_dir(p)
     p.set_defaults(func=cmd_import)
 
 
