@@ -16,7 +16,8 @@ Modules: :mod:`.sources` (synthetic generator, looping replay of the shared reco
 :mod:`.faults` (the :class:`Faults` settings), :mod:`.protocol` (Binance frame and REST
 formats, pure), :mod:`.history` (what was published, REST queries), :mod:`.restapi` (the REST
 endpoints, weights and 429/418, pure), :mod:`.server` (the asyncio server, one port for
-WebSocket and HTTP).
+WebSocket and HTTP), :mod:`.connections` (its WebSocket side: subscriptions, sending,
+connection faults).
 """
 
 from __future__ import annotations
