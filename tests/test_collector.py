@@ -120,9 +120,9 @@ def test_readonly_store_is_refused(tmp_path) -> None:
 
 
 def test_rate_per_minute_is_not_under_reported_in_the_first_minute() -> None:
-    from tradelab.collector import _Symbol
+    from tradelab.collector_state import SymbolState
 
-    s = _Symbol("BTCUSDT")
+    s = SymbolState("BTCUSDT")
     s.recent.extend([(100.0, 50), (105.0, 50)])  # 100 trades in the first 10 s
     assert Collector._rate(s, 110.0, elapsed=10.0) == 600.0  # 100 per 10 s = 600 per minute
     s.recent.extend([(150.0, 100)])
