@@ -33,12 +33,14 @@ Row size: ``row_size`` in price (a whole number of ticks when ``tick_size`` is g
 ``rows`` (the smallest whole number of ticks giving at most that many aligned rows), or automatic:
 the smallest "nice" size — 1, 2, 2.5, 5 × 10^k ticks, 2.5 only where it is a whole number of
 ticks — giving at most 150 rows (so 60–150 rows on any range wider than 150 ticks).
+
+The row-size choice lives in :mod:`tradelab.rows` and the text/notebook presentation of a
+profile in :mod:`tradelab.analytics_display`; the public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,7 +51,21 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import polars as pl
 
+from .analytics_display import _fmt_price as _fmt_price
+from .analytics_display import _fmt_qty as _fmt_qty
+from .analytics_display import profile_html, profile_repr, profile_svg, window_text
 from .exceptions import InvalidParameterError, InvalidTradesError
+from .rows import (
+    AUTO_MAX_ROWS,
+    MAX_DECIMALS,
+    _check_positive_number,
+    _decimals,
+    _row_bounds,
+    _rows_to_row_size,
+    _tick_multiple,
+    auto_row_size,
+    infer_tick_size,
+)
 from .schema import to_ms
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,16 +88,13 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("cbot", "single")
-AUTO_MAX_ROWS = 150
-"""The automatic row size is the smallest nice size giving at most this many rows."""
 MAX_ROWS = 1_000_000
 """A profile never has more rows than this (a row size too small for the range is refused)."""
-QTY_PRECISION = 8
+QTY_PRECISION = MAX_DECIMALS
 """Quantities are summed exactly in units of 10^-QTY_PRECISION (Binance sends 8 decimals)."""
 
 _QTY_SCALE = 10.0**QTY_PRECISION
 _CHUNK = 65_536  # trades per vectorised step: temporaries stay in the CPU cache
-_NICE_MANTISSAS = (1.0, 2.0, 2.5, 5.0)
 _ROWS_SCHEMA = {
     "price_low": pl.Float64,
     "price_high": pl.Float64,
@@ -96,40 +109,9 @@ _ROWS_SCHEMA = {
 # --- small helpers ---
 
 
-def _decimals(x: float, limit: int = 12) -> int:
-    """Number of decimals needed to write ``x`` (e.g. 0.25 -> 2, 10.0 -> 0), at most ``limit``."""
-    for d in range(limit + 1):
-        scaled = x * 10**d
-        if abs(scaled - round(scaled)) <= 1e-9 * max(1.0, abs(scaled)):
-            return d
-    return limit
-
-
 def _exact(x: float) -> Fraction:
     """The decimal a float was written as (``repr``), as an exact fraction: 0.1 -> 1/10."""
     return Fraction(Decimal(repr(float(x))))
-
-
-def _check_positive_number(value: object, name: str, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise InvalidParameterError(f"{name} must be a number ({allowed}), got {value!r}")
-    x = float(value)
-    if not math.isfinite(x) or x <= 0:
-        raise InvalidParameterError(f"{name}={value!r} is not allowed: {allowed}")
-    return x
-
-
-def _fmt_price(x: float, decimals: int) -> str:
-    """Price with thousands separators and at least ``decimals`` decimals (more if needed)."""
-    return f"{x:,.{max(decimals, min(_decimals(x), 8))}f}"
-
-
-def _fmt_qty(x: float) -> str:
-    if x >= 1000:
-        return f"{x:,.2f}"
-    if x >= 1:
-        return f"{x:,.4f}"
-    return f"{x:.8f}".rstrip("0").rstrip(".") or "0"
 
 
 def _utc(value: dt.datetime | int | float | None, name: str) -> dt.datetime | None:
@@ -258,94 +240,20 @@ class VolumeProfile:
 
         return plot_profile(self, ax=ax, **kwargs)
 
-    # notebook display -------------------------------------------------------------------------
+    # notebook display (built in tradelab.analytics_display) ----------------------------------
 
     def _window_text(self) -> str:
-        if self.start is None or self.end is None:
-            return "window unknown"
-        fmt = "%Y-%m-%d %H:%M:%S"
-        end_fmt = "%H:%M:%S" if self.start.date() == self.end.date() else fmt
-        return f"{self.start.strftime(fmt)} → {self.end.strftime(end_fmt)} UTC"
+        return window_text(self)
 
     def __repr__(self) -> str:
-        d = self._price_decimals
-        return (
-            f"<VolumeProfile {self.symbol or '(symbol unknown)'} {self._window_text()}: "
-            f"{self.trade_count:,} trades, volume {_fmt_qty(self.total_volume)}; "
-            f"POC {_fmt_price(self.poc, d)}, VA {_fmt_price(self.val, d)}–"
-            f"{_fmt_price(self.vah, d)} ({self.value_area_volume_pct:.1f}%, {self.method}); "
-            f"{self.row_count} rows of {_fmt_price(self.row_size, d)}>"
-        )
+        return profile_repr(self)
 
     def _repr_html_(self) -> str:
-        d = self._price_decimals
-        esc = html.escape
-        figures = [
-            ("Window", self._window_text()),
-            ("Trades", f"{self.trade_count:,}"),
-            (
-                "Volume",
-                f"{_fmt_qty(self.total_volume)} (buy {_fmt_qty(self.buy_volume)}, "
-                f"sell {_fmt_qty(self.sell_volume)}, delta {self.delta:+,.4f})",
-            ),
-            ("POC", _fmt_price(self.poc, d)),
-            (
-                "Value area",
-                f"{_fmt_price(self.val, d)} – {_fmt_price(self.vah, d)} "
-                f"({self.value_area_volume_pct:.2f}% of volume; target "
-                f"{self.value_area:.0%}, {self.method})",
-            ),
-            ("Traded range", f"{_fmt_price(self.price_min, d)} – {_fmt_price(self.price_max, d)}"),
-            ("Rows", f"{self.row_count} × {_fmt_price(self.row_size, d)}"),
-        ]
-        cells = "".join(
-            f"<tr><th style='text-align:left;padding-right:1em'>{esc(k)}</th>"
-            f"<td style='text-align:left'>{esc(v)}</td></tr>"
-            for k, v in figures
-        )
-        title = esc(f"Volume profile — {self.symbol or 'symbol unknown'}")
-        return (
-            "<div style='display:flex;gap:1.5em;align-items:flex-start'>"
-            f"<div><b>{title}</b><table>{cells}</table></div>{self._svg()}</div>"
-        )
+        return profile_html(self)
 
     def _svg(self, width: int = 220, max_height: int = 300) -> str:
         """A small inline SVG histogram (sell/buy stacked, value area shaded, POC red)."""
-        n = self.row_count
-        if n == 0:
-            return ""
-        bar_h = max(min(max_height / n, 6.0), 0.5)
-        height = bar_h * n
-        vols = self.rows["volume"].to_numpy()
-        sells = self.rows["sell_volume"].to_numpy()
-        top = float(vols.max()) or 1.0
-        parts = [
-            f"<svg width='{width}' height='{height:.0f}' viewBox='0 0 {width} {height:.1f}' "
-            "xmlns='http://www.w3.org/2000/svg' style='background:#fff'>",
-            f"<rect x='0' y='{(n - 1 - self.va_high_index) * bar_h:.2f}' width='{width}' "
-            f"height='{(self.va_high_index - self.va_low_index + 1) * bar_h:.2f}' "
-            "fill='#e8eef7'/>",
-        ]
-        for i in range(n):
-            if vols[i] <= 0:
-                continue
-            y = (n - 1 - i) * bar_h
-            ws = sells[i] / top * width
-            wt = vols[i] / top * width
-            parts.append(
-                f"<rect x='0' y='{y:.2f}' width='{ws:.2f}' height='{bar_h:.2f}' fill='#d6604d'/>"
-            )
-            parts.append(
-                f"<rect x='{ws:.2f}' y='{y:.2f}' width='{wt - ws:.2f}' "
-                f"height='{bar_h:.2f}' fill='#4393c3'/>"
-            )
-        y_poc = (n - 1 - self.poc_index + 0.5) * bar_h
-        parts.append(
-            f"<line x1='0' x2='{width}' y1='{y_poc:.2f}' y2='{y_poc:.2f}' "
-            "stroke='#b2182b' stroke-width='1'/>"
-        )
-        parts.append("</svg>")
-        return "".join(parts)
+        return profile_svg(self, width=width, max_height=max_height)
 
 
 @dataclass(frozen=True)
@@ -377,93 +285,6 @@ class Vacuum:
             "deficit_pct": self.deficit_pct,
             "impact": self.impact,
         }
-
-
-# --- row size ---
-
-
-def infer_tick_size(prices: np.ndarray | pl.Series | Sequence[float]) -> float:
-    """The price resolution visible in ``prices``: 10^-d for the fewest decimals d (0..8) that
-    write every price (checked on up to ~8,000 evenly spaced prices).
-
-    Used only to choose a nice automatic row size when neither ``tick_size`` nor a symbol's
-    exchange tick is known; row assignment never depends on it.
-    """
-    arr = prices.to_numpy() if isinstance(prices, pl.Series) else np.asarray(prices, dtype=float)
-    if arr.size == 0:
-        raise InvalidTradesError("cannot infer a tick size from no prices")
-    sample = arr[:: max(1, arr.size // 8192)]
-    for d in range(0, QTY_PRECISION + 1):
-        scaled = sample * 10.0**d
-        tolerance = np.maximum(1e-6, np.abs(scaled) * 1e-14)
-        if np.all(np.abs(scaled - np.rint(scaled)) <= tolerance):
-            return float(f"1e-{d}")
-    return float(f"1e-{QTY_PRECISION}")
-
-
-def _row_bounds(pmin: float, pmax: float, row_size: float) -> tuple[float, float, float, float]:
-    """(inverse row size, tolerance in rows, first row number, number of rows) for the range.
-
-    A price p lands in row ``floor(p / row_size + eps)``: ``eps`` (a few ulps of the largest
-    row number) absorbs binary representation error, so a price exactly on an edge always goes
-    to the row it starts, and a price one decimal step below an edge never does.
-    """
-    inv = 1.0 / row_size
-    eps = max(1.0, abs(pmax) * inv) * 2e-15
-    first = math.floor(pmin * inv + eps)
-    last = math.floor(pmax * inv + eps)
-    return inv, eps, float(first), float(last - first + 1)
-
-
-def _count_rows(pmin: float, pmax: float, row_size: float) -> int:
-    return int(_row_bounds(pmin, pmax, row_size)[3])
-
-
-def _nice_candidates() -> list[int]:
-    out: list[int] = []
-    for k in range(0, 19):
-        for m in _NICE_MANTISSAS:
-            ticks = m * 10**k
-            if ticks == int(ticks):
-                out.append(int(ticks))
-    return out
-
-
-_NICE_TICKS = _nice_candidates()
-
-
-def auto_row_size(price_min: float, price_max: float, tick_size: float) -> float:
-    """The automatic row size: the smallest nice multiple of the tick (1, 2, 2.5, 5 × 10^k
-    ticks; 2.5 only when that is a whole number of ticks) giving at most
-    :data:`AUTO_MAX_ROWS` aligned rows over ``[price_min, price_max]``."""
-    tick = _check_positive_number(tick_size, "tick_size", "a price increment > 0")
-    for ticks in _NICE_TICKS:
-        size = _tick_multiple(ticks, tick)
-        if _count_rows(price_min, price_max, size) <= AUTO_MAX_ROWS:
-            return size
-    raise InvalidParameterError(  # pragma: no cover - needs a range of 10^18 ticks
-        f"no automatic row size fits the range {price_min}..{price_max}"
-    )
-
-
-def _tick_multiple(ticks: int, tick: float) -> float:
-    """``ticks × tick`` written with the tick's decimals (0.01 × 25 -> 0.25, not 0.25000000001)."""
-    return round(ticks * tick, _decimals(tick) + 1)
-
-
-def _rows_to_row_size(rows: int, pmin: float, pmax: float, tick: float) -> float:
-    """The smallest whole number of ticks (to within 0.1% beyond 1,000 ticks) giving at most
-    ``rows`` aligned rows. Alignment can add a row to ``span / rows``; for rows >= 2 doubling the
-    size always fits, so the search is bounded. rows=1 over a range that straddles a row edge
-    gives 2 rows (a single aligned row would have to be wider than the prices themselves)."""
-    span_ticks = (pmax - pmin) / tick
-    ticks = max(1, math.ceil(span_ticks / rows - 1e-9))
-    step = max(1, ticks // 1000)
-    for t in range(ticks, 2 * ticks + 1, step):
-        size = _tick_multiple(t, tick)
-        if _count_rows(pmin, pmax, size) <= rows:
-            return size
-    return _tick_multiple(ticks, tick)
 
 
 # --- validation of trades ---
