@@ -22,22 +22,26 @@ Processes: one writer (``TradeStore(path)``) holds RocksDB's lock and an owner f
 ``TRADELAB-WRITER.json`` (pid, host, start) so a second writer gets :class:`StoreLockedError`
 naming the holder. Readers (``readonly=True``) open a RocksDB *secondary* instance in their own
 temporary directory and catch up with the writer before every query (``refresh``).
+
+The parts of that live in their own modules, one responsibility each: :mod:`tradelab.store_keys`
+(key layout, constants, :class:`StoreStats`), :mod:`tradelab.store_open` (opening the writer and
+secondary readers, the owner file), :mod:`tradelab.store_plan` (change sets and their
+WriteBatch) and :mod:`tradelab.store_read` (reading blocks into columns). This module is the
+:class:`TradeStore` that ties them together: life cycle, appends exactly once, the roll-up
+worker, retention, queries and small meta documents.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,169 +50,47 @@ import numpy as np
 import polars as pl
 import rocksdict as rd
 
-from .blocks import (
-    BlockHeader,
-    Columns,
-    columns_to_frame,
-    concat_columns,
-    decode_block,
-    decode_into,
-    empty_columns,
-    encode_block,
-    frame_to_columns,
-    sort_dedupe,
-    take,
-)
+from .blocks import Columns, columns_to_frame, decode_block, frame_to_columns, sort_dedupe, take
 from .config import DEFAULT_RETENTION_DAYS, resolve_data_dir, validate_symbol
 from .exceptions import (
     ConfigurationError,
     InvalidParameterError,
     InvalidTradesError,
     InvalidWindowError,
-    NoDataError,
-    NotADatabaseError,
     StorageError,
     StorageWriteError,
-    StoreLockedError,
 )
 from .logs import get_logger
-from .schema import empty_trades, to_ms, to_trade_frame
+from .schema import empty_trades, to_trade_frame
+from .store_keys import (
+    HOUR_MS,
+    MAX_MS,
+    MINUTE_MS,
+    OWNER_FILE,
+    STORE_FORMAT,
+    StoreStats,
+    _bkey,
+    _dir_size,
+    _dt,
+    _empty_meta,
+    _floor,
+    _ikey,
+    _max,
+    _min,
+    _ms_arg,
+    _skey,
+    _SymbolState,
+)
+from .store_open import check_path, open_secondary, open_writer, read_owner, wal_files
+from .store_plan import _BlockGone, _Plan, plan_append, plan_to_batch
+from .store_read import count_blocks, iter_blocks, read_range, symbol_names
 
 __all__ = ["OWNER_FILE", "STORE_FORMAT", "StoreStats", "TradeStore"]
 
 log = get_logger("tradelab.store")
 
-STORE_FORMAT = 1
-OWNER_FILE = "TRADELAB-WRITER.json"
-HOUR_MS = 3_600_000
-MINUTE_MS = 60_000
-MAX_MS = 10**13 - 1  # 13 digits: until the year 2286
-_MARKER = b"tradelab:store"
 _META_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _MAX_META_BYTES = 1 << 20
-_BLOCK_CACHE_BYTES = 256 << 20  # a week of BTCUSDT is ~140 MB uncompressed
-_START_HINT = "start collection first: `%tradelab start` in a notebook or `tradelab collect`"
-
-
-def _bkey(sym: str, ms: int) -> bytes:
-    return b"trades:%s:%013d" % (sym.encode(), ms)
-
-
-def _bend(sym: str, ms: int) -> bytes:
-    """The exclusive upper-bound key for blocks of ``sym`` starting before ``ms``."""
-    return _bkey(sym, ms) if ms <= MAX_MS else b"trades:%s;" % sym.encode()
-
-
-def _ikey(sym: str, ms: int) -> bytes:
-    return b"index:%s:%013d" % (sym.encode(), ms)
-
-
-def _skey(sym: str) -> bytes:
-    return b"symbol:%s" % sym.encode()
-
-
-def _floor(ms: int, unit: int) -> int:
-    return ms - ms % unit
-
-
-def _dt(ms: int | None) -> dt.datetime | None:
-    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    """What the store holds for one symbol, read from counters (no trade is decoded).
-
-    ``bytes_on_disk`` is the store directory's size on disk shared out by each symbol's share of
-    the encoded block bytes (RocksDB does not account per key prefix).
-    """
-
-    symbol: str
-    trade_count: int
-    first_time: dt.datetime | None
-    last_time: dt.datetime | None
-    first_agg_id: int | None
-    last_agg_id: int | None
-    bytes_on_disk: int
-
-
-@dataclass
-class _SymbolState:
-    """The writer's authoritative in-memory copy of one symbol's counters and block index."""
-
-    meta: dict[str, Any]
-    index: dict[int, tuple[int, int, int, int, int, int]] = field(default_factory=dict)
-    keys: list[int] = field(default_factory=list)  # sorted block keys
-
-    def keys_between(self, lo: int, hi: int) -> list[int]:
-        import bisect
-
-        return self.keys[bisect.bisect_left(self.keys, lo) : bisect.bisect_left(self.keys, hi)]
-
-
-def _empty_meta() -> dict[str, Any]:
-    return {
-        "count": 0,
-        "first_time": None,
-        "last_time": None,
-        "first_agg_id": None,
-        "last_agg_id": None,
-        "bytes": 0,
-    }
-
-
-class _BlockGone(StorageError):
-    """A block named by the index was deleted meanwhile (a concurrent retention)."""
-
-
-class _Plan:
-    """An in-memory change set for one symbol: blocks to put and keys to delete."""
-
-    def __init__(self, store: TradeStore, sym: str, st: _SymbolState) -> None:
-        self.store, self.sym, self.st = store, sym, st
-        self.puts: dict[int, tuple[bytes, BlockHeader]] = {}
-        self.deletes: set[int] = set()
-        self.loaded: dict[int, Columns] = {}
-
-    def cols(self, key: int) -> Columns:
-        if key not in self.loaded:
-            raw = self.store._db.get(_bkey(self.sym, key))
-            if raw is None:
-                raise _BlockGone(f"block {key} of {self.sym} is in the index but missing")
-            self.loaded[key] = decode_block(raw)[1]
-        return self.loaded[key]
-
-    def merge(self, keys: list[int], extra: Columns | None) -> None:
-        """Replace blocks ``keys`` (plus ``extra`` trades) by one block."""
-        parts = [self.cols(k) for k in keys]
-        if extra is not None:
-            parts.append(extra)
-        merged = sort_dedupe(concat_columns(parts))
-        if not len(merged["agg_id"]):
-            self.deletes.update(keys)
-            return
-        t_min = int(merged["time"].min())
-        if t_min not in keys and (
-            t_min in self.puts or (t_min in self.st.index and t_min not in self.deletes)
-        ):
-            # another block already starts at that ms: fold it in rather than overwrite it
-            self.merge([*keys, t_min], extra)
-            return
-        value = encode_block(merged)
-        hdr = BlockHeader(
-            len(merged["agg_id"]),
-            t_min,
-            int(merged["time"].max()),
-            int(merged["agg_id"][0]),
-            int(merged["agg_id"][-1]),
-        )
-        for k in keys:
-            if k != t_min:
-                self.deletes.add(k)
-                self.puts.pop(k, None)
-        self.deletes.discard(t_min)
-        self.puts[t_min] = (value, hdr)
-        self.loaded[t_min] = merged
 
 
 class TradeStore:
@@ -260,151 +142,16 @@ class TradeStore:
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()
         self._busy = False
-        self._check_path()
-        self._db = self._open_reader() if self.readonly else self._open_writer()
+        check_path(self.path, self.readonly)
+        self._db = self._open_reader() if self.readonly else open_writer(self.path)
 
-    # --- opening -------------------------------------------------------------------------------
-
-    def _check_path(self) -> None:
-        p = self.path
-        if p.exists() and not p.is_dir():
-            raise NotADatabaseError(f"{p} is a file, not a tradelab store (a directory)")
-        has_db = (p / "CURRENT").is_file()
-        if p.is_dir() and not has_db:
-            entries = [e for e in p.iterdir() if e.name != OWNER_FILE]
-            if entries:
-                raise NotADatabaseError(
-                    f"{p} holds files but no tradelab store (no RocksDB database there); "
-                    "give an empty or new directory, or the directory of an existing store"
-                )
-        if self.readonly and not has_db:
-            raise NoDataError(f"no trade store at {p} yet: {_START_HINT}")
-
-    @staticmethod
-    def _options(create: bool) -> rd.Options:
-        opts = rd.Options(raw_mode=True)
-        opts.create_if_missing(create)
-        opts.set_compression_type(rd.DBCompressionType.zstd())
-        opts.set_bottommost_compression_type(rd.DBCompressionType.zstd())
-        table = rd.BlockBasedOptions()
-        table.set_block_cache(rd.Cache(_BLOCK_CACHE_BYTES))  # hot hours stay decompressed
-        opts.set_block_based_table_factory(table)
-        opts.set_keep_log_file_num(3)
-        opts.set_max_background_jobs(2)
-        return opts
-
-    def _open_writer(self) -> rd.Rdict:
-        p = self.path
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageWriteError(f"cannot create the store directory {p}: {exc}") from None
-        try:
-            db = rd.Rdict(str(p), self._options(create=True))
-        except Exception as exc:
-            msg = str(exc)
-            if "lock" in msg.lower():
-                raise StoreLockedError(self._locked_message()) from None
-            if "Corruption" in msg or "Invalid argument" in msg or "CURRENT" in msg:
-                raise NotADatabaseError(f"{p} is not a readable tradelab store: {msg}") from None
-            raise StorageError(f"cannot open the store at {p} for writing: {msg}") from None
-        try:
-            marker = db.get(_MARKER)
-            if marker is None:
-                if next(iter(db.keys()), None) is not None:
-                    raise NotADatabaseError(
-                        f"{p} is a RocksDB database but not a tradelab store (no marker key)"
-                    )
-                db.put(
-                    _MARKER,
-                    msgpack.packb({"format": STORE_FORMAT, "created_ms": int(time.time() * 1000)}),
-                )
-            else:
-                self._check_marker(marker)
-            self._write_owner()
-        except BaseException:
-            db.close()
-            raise
-        log.debug("Opened trade store %s for writing", p, extra={"path": str(p)})
-        return db
-
-    def _check_marker(self, marker: bytes) -> None:
-        try:
-            doc = msgpack.unpackb(marker)
-        except Exception:
-            doc = None
-        if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT:
-            raise NotADatabaseError(
-                f"{self.path} holds a store of an unknown format {doc!r}; this tradelab reads "
-                f"format {STORE_FORMAT}"
-            )
-
-    def _owner(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _locked_message(self) -> str:
-        owner = self._owner()
-        who = "another process"
-        if owner:
-            started = _dt(owner.get("started_ms"))
-            who = f"process {owner.get('pid')} on {owner.get('host')}" + (
-                f" (since {started:%Y-%m-%d %H:%M:%S} UTC)" if started else ""
-            )
-        if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-            who = f"this process (pid {os.getpid()}) — reuse it via tradelab.open_store(path)"
-        return (
-            f"the trade store at {self.path} is being written by {who}; only one writer at a "
-            "time: open it with readonly=True (or tradelab.open_store(path)) to read while "
-            "it writes"
-        )
-
-    def _write_owner(self) -> None:
-        doc = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started_ms": int(time.time() * 1000),
-        }
-        tmp = self.path / (OWNER_FILE + ".tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(self.path / OWNER_FILE)
-
-    def _wal_files(self) -> frozenset[str]:
-        try:
-            return frozenset(e.name for e in os.scandir(self.path) if e.name.endswith(".log"))
-        except OSError:
-            return frozenset()
+    # --- opening (the writer and the path checks: tradelab.store_open) ------------------------
 
     def _open_reader(self) -> rd.Rdict:
-        self._wals = self._wal_files()  # before opening: a flush meanwhile shows up as a change
+        """Open a secondary in a new temporary directory; note the writer's WALs seen at open."""
+        self._wals = wal_files(self.path)  # before opening: a flush meanwhile shows up as a change
         self._secondary_dir = tempfile.mkdtemp(prefix="tradelab-reader-")
-        try:
-            db = rd.Rdict(
-                str(self.path),
-                self._options(create=False),
-                access_type=rd.AccessType.secondary(self._secondary_dir),
-            )
-        except Exception as exc:
-            shutil.rmtree(self._secondary_dir, ignore_errors=True)
-            msg = str(exc)
-            if "No such file" in msg:
-                raise NoDataError(f"no trade store at {self.path} yet: {_START_HINT}") from None
-            raise NotADatabaseError(f"cannot read {self.path} as a tradelab store: {msg}") from None
-        try:
-            marker = db.get(_MARKER)
-            if marker is None:
-                if next(iter(db.keys()), None) is None:  # a writer is creating it right now
-                    raise NoDataError(f"the trade store at {self.path} is empty: {_START_HINT}")
-                raise NotADatabaseError(
-                    f"{self.path} is a RocksDB database but not a tradelab store (no marker key)"
-                )
-            self._check_marker(marker)
-        except BaseException:
-            db.close()
-            shutil.rmtree(self._secondary_dir, ignore_errors=True)
-            raise
+        db = open_secondary(self.path, self._secondary_dir)
         self._last_refresh = time.monotonic()
         return db
 
@@ -446,7 +193,7 @@ class TradeStore:
             if self._secondary_dir:
                 shutil.rmtree(self._secondary_dir, ignore_errors=True)
         else:
-            owner = self._owner()
+            owner = read_owner(self.path)
             if owner and owner.get("pid") == os.getpid():
                 with contextlib.suppress(OSError):
                     (self.path / OWNER_FILE).unlink()
@@ -466,7 +213,7 @@ class TradeStore:
         if not self.readonly:
             return
         with self._op(), self._refresh_lock:
-            if self._wal_files() != self._wals:
+            if wal_files(self.path) != self._wals:
                 self._reopen_reader()
             else:
                 try:
@@ -566,7 +313,7 @@ class TradeStore:
             n = len(cols["agg_id"])
             if n == 0:
                 return 0
-            plan = self._plan_append(sym, st, cols)
+            plan = plan_append(self, sym, st, cols)  # one new block per clock hour
             meta = dict(st.meta)
             t = cols["time"]
             meta["count"] += n
@@ -601,39 +348,6 @@ class TradeStore:
             stored = decode_block(raw)[1]["agg_id"]
             keep &= ~np.isin(ids, stored, assume_unique=True)
         return cols if bool(keep.all()) else take(cols, keep)
-
-    def _plan_append(self, sym: str, st: _SymbolState, cols: Columns) -> _Plan:
-        """One new block per clock hour the trades touch (merged into a block of the same key).
-
-        Roll-ups (closed minutes -> minute blocks, closed hours -> one block) are left to the
-        background worker (:meth:`roll_up`) so an append stays ~1 ms whatever the time.
-        """
-        plan = _Plan(self, sym, st)
-        t = cols["time"]
-        hours = t - t % HOUR_MS
-        first_hour = int(hours[0])
-        groups = (
-            [cols]
-            if bool((hours == first_hour).all())
-            else [take(cols, hours == h) for h in np.unique(hours)]
-        )
-        for part in groups:
-            key = int(part["time"].min())
-            if key in st.index or key in plan.puts:
-                plan.merge([key], part)
-                continue
-            plan.puts[key] = (
-                encode_block(part),
-                BlockHeader(
-                    len(part["agg_id"]),
-                    key,
-                    int(part["time"].max()),
-                    int(part["agg_id"][0]),
-                    int(part["agg_id"][-1]),
-                ),
-            )
-            plan.loaded[key] = part
-        return plan
 
     # --- roll-ups (background) -----------------------------------------------------------------
 
@@ -758,34 +472,7 @@ class TradeStore:
         ``dropped``: block keys the caller already removed in ``batch`` with a range tombstone.
         """
         batch = batch if batch is not None else rd.WriteBatch(raw_mode=True)
-        index = dict(st.index)
-        for key in dropped:
-            entry = index.pop(key)
-            meta["bytes"] -= entry[5]
-        for key in plan.deletes:
-            if key in plan.puts:
-                continue
-            batch.delete(_bkey(sym, key))
-            batch.delete(_ikey(sym, key))
-            stale = index.pop(key, None)
-            if stale is not None:
-                meta["bytes"] -= stale[5]
-        for key, (value, h) in plan.puts.items():
-            entry = (h.n, h.t_min, h.t_max, h.id_min, h.id_max, len(value))
-            batch.put(_bkey(sym, key), value)
-            batch.put(_ikey(sym, key), msgpack.packb(list(entry)))
-            old = index.get(key)
-            if old is not None:
-                meta["bytes"] -= old[5]
-            index[key] = entry
-            meta["bytes"] += len(value)
-        if not index:
-            # last_time/last_agg_id stay: they tell the collector where it left off
-            meta.update(count=0, first_time=None, first_agg_id=None, bytes=0)
-        elif plan.deletes or dropped:
-            meta["first_time"] = min(e[1] for e in index.values())
-            meta["first_agg_id"] = min(e[3] for e in index.values())
-        batch.put(_skey(sym), msgpack.packb(meta))
+        index = plan_to_batch(batch, sym, st, plan, meta, dropped)
         self._write(batch, what)
         st.index = index
         st.keys = sorted(index)
@@ -923,69 +610,15 @@ class TradeStore:
             return empty_trades()
         return columns_to_frame(cols)
 
-    def _iter_docs(self, sym: str, lo: int, hi: int) -> Iterator[dict[str, Any]]:
-        """Unpacked blocks that overlap ``[lo, hi)``, in key order, from one snapshot."""
-        ro = rd.ReadOptions()  # must outlive the iterator (see docs/storage-layout.md)
-        ro.set_iterate_upper_bound(_bend(sym, hi))
-        items = self._db.values(from_key=_bkey(sym, _floor(lo, HOUR_MS)), read_opt=ro)
-        try:
-            for value in items:
-                try:
-                    doc = msgpack.unpackb(value, raw=False)
-                    overlaps = doc["t1"] >= lo
-                except Exception:
-                    decode_block(value)  # raises NotADatabaseError with the reason
-                    raise
-                if overlaps:
-                    yield doc
-        finally:
-            del items, ro
-
     def _iter_blocks(self, sym: str, lo: int, hi: int) -> Iterator[Columns]:
         """Decoded blocks overlapping ``[lo, hi)``, trimmed to it, from one snapshot."""
-        for doc in self._iter_docs(sym, lo, hi):
-            cols = decode_block(doc)[1]
-            if doc["t0"] < lo or doc["t1"] >= hi:
-                t = cols["time"]
-                cols = take(cols, (t >= lo) & (t < hi))
-            yield cols
+        yield from iter_blocks(self._db, sym, lo, hi)
 
     def _read_range(self, sym: str, lo: int, hi: int) -> Columns:
-        # blocks wholly inside the window are decoded straight into the output arrays; only
-        # the (at most ~2) edge blocks are decoded apart and trimmed
-        parts: list[dict[str, Any] | Columns] = []
-        total = 0
-        for doc in self._iter_docs(sym, lo, hi):
-            if doc["t0"] < lo or doc["t1"] >= hi:
-                cols = decode_block(doc)[1]
-                t = cols["time"]
-                cols = take(cols, (t >= lo) & (t < hi))
-                total += len(cols["agg_id"])
-                parts.append(cols)
-            else:
-                total += doc["n"]
-                parts.append(doc)
-        out = {c: np.empty(total, dtype=a.dtype) for c, a in empty_columns().items()}
-        off = 0
-        for part in parts:
-            if "c" in part and "v" in part:
-                off += decode_into(part, out, off)  # type: ignore[arg-type]
-            else:
-                k = len(part["agg_id"])
-                for c, a in part.items():
-                    out[c][off : off + k] = a
-                off += k
-        return sort_dedupe(out)  # a no-op check unless blocks interleave
+        return read_range(self._db, sym, lo, hi)
 
     def _symbol_names(self) -> list[str]:
-        ro = rd.ReadOptions()
-        ro.set_iterate_upper_bound(b"symbol;")
-        names = [  # raw_mode: keys are bytes, which the rocksdict stubs cannot know
-            cast(bytes, k)[len(b"symbol:") :].decode()
-            for k in self._db.keys(from_key=b"symbol:", read_opt=ro)
-        ]
-        del ro
-        return names
+        return symbol_names(self._db)
 
     def symbols(self) -> list[str]:
         """Symbols with trades stored, sorted."""
@@ -1037,11 +670,7 @@ class TradeStore:
         lo, hi = _ms_arg(start, "start"), _ms_arg(end, "end")
         self._auto_refresh()
         with self._op():
-            ro = rd.ReadOptions()
-            ro.set_iterate_upper_bound(_bend(sym, hi))
-            n = sum(1 for _ in self._db.keys(from_key=_bkey(sym, _floor(lo, HOUR_MS)), read_opt=ro))
-            del ro
-            return n
+            return count_blocks(self._db, sym, lo, hi)
 
     # --- small documents -----------------------------------------------------------------------
 
@@ -1082,31 +711,3 @@ class TradeStore:
         with self._op():
             raw = self._db.get(key)
         return None if raw is None else msgpack.unpackb(raw, raw=False, strict_map_key=False)
-
-
-def _ms_arg(value: Any, name: str) -> int:
-    """Unix ms from a tz-aware datetime or a number (numpy integers included)."""
-    if isinstance(value, np.integer):
-        value = int(value)
-    return to_ms(value, name=name)
-
-
-def _min(a: int | None, b: int) -> int:
-    return b if a is None else min(a, b)
-
-
-def _max(a: int | None, b: int) -> int:
-    return b if a is None else max(a, b)
-
-
-def _dir_size(path: Path) -> int:
-    """Bytes of the table files and write-ahead logs (not RocksDB's info LOG files)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(path):
-            with contextlib.suppress(OSError):
-                if entry.name.endswith((".sst", ".log", ".blob")) and entry.is_file(
-                    follow_symlinks=False
-                ):
-                    total += entry.stat(follow_symlinks=False).st_size
-    return total
