@@ -18,7 +18,7 @@ setup: $(STAMP)
 
 ## The main job end to end: simulator -> collector -> store -> profile printed and plotted.
 demo: $(STAMP)
-	$(BIN)/python -m tradelab.demo
+	$(BIN)/tradelab demo
 
 ## Every test, notebooks included (nbmake runs them on a real kernel).
 test: $(STAMP)

@@ -32,10 +32,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tradelab.analytics import volume_profile
+from tradelab.analytics.api import get_volume_profile
+from tradelab.analytics.profile import volume_profile
 from tradelab.recordings import synthetic_trades
-from tradelab.store import HOUR_MS, TradeStore
-from tradelab.tools import get_volume_profile
+from tradelab.store.tradestore import HOUR_MS, TradeStore
 
 DAYS = float(os.environ.get("BENCH_ANALYTICS_DAYS", "7"))
 RATE = 24.3  # trades/s, ~2.1M a day as BTCUSDT

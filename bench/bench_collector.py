@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/bench_collector.py [--quick]`` (or ``make bench``)
 The simulator runs in a child process (its own interpreter and core), the collector in this
 one, so the figures are the collector's own. Three parts:
 
-1. **Parsing baseline** — ``json.loads`` alone vs :func:`tradelab.protocol.parse_frame` over
+1. **Parsing baseline** — ``json.loads`` alone vs :func:`tradelab.binance.protocol.parse_frame` over
    the same frames (the floor of any pure-Python parser).
 2. **Sustained ingest** — the simulator at full speed (``speed=0``: as fast as the client reads,
    one symbol, one connection); the collector parses, tracks gaps, batches every second and
@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import websockets
 
-from tradelab.collector import Collector
-from tradelab.protocol import parse_frame
+from tradelab.binance.protocol import parse_frame
+from tradelab.collector.collector import Collector
 from tradelab.recordings import shared_data_dir
-from tradelab.store import TradeStore
+from tradelab.store.tradestore import TradeStore
 
 
 def _sim_child(conn, kwargs) -> None:  # runs in the child process

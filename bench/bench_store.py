@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tradelab.recordings import synthetic_trades
 from tradelab.schema import TRADE_SCHEMA
-from tradelab.store import HOUR_MS, TradeStore, _dir_size
+from tradelab.store.tradestore import HOUR_MS, TradeStore, _dir_size
 
 DAYS = float(os.environ.get("BENCH_STORE_DAYS", "7"))
 BASE_HOURS = int(os.environ.get("BENCH_STORE_BASELINE_HOURS", "24"))

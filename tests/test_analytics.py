@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from tradelab import recordings
-from tradelab.analytics import (
+from tradelab.analytics.profile import (
     AUTO_MAX_ROWS,
     MAX_ROWS,
     Vacuum,

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tradelab.buffer import close_stores
-from tradelab.cli import main
+from tradelab.cli.main import main
 from tradelab.recordings import synthetic_trades
-from tradelab.store import TradeStore
+from tradelab.store.registry import close_stores
+from tradelab.store.tradestore import TradeStore
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import tradelab
-from tradelab.cli import COMMAND_MODULES, build_parser, main
+from tradelab.cli.main import COMMAND_MODULES, build_parser, main
 
 
 def test_every_export_resolves() -> None:

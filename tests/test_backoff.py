@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tradelab.backoff import ReconnectPolicy, TokenBucket, exponential_backoff
+from tradelab.binance.backoff import ReconnectPolicy, TokenBucket, exponential_backoff
 from tradelab.exceptions import InvalidParameterError
 
 

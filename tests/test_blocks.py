@@ -9,7 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradelab.blocks import (
+from tradelab.exceptions import NotADatabaseError
+from tradelab.recordings import synthetic_trades
+from tradelab.schema import TRADE_SCHEMA
+from tradelab.store.blocks import (
     block_header,
     columns_to_frame,
     concat_columns,
@@ -19,9 +22,6 @@ from tradelab.blocks import (
     frame_to_columns,
     sort_dedupe,
 )
-from tradelab.exceptions import NotADatabaseError
-from tradelab.recordings import synthetic_trades
-from tradelab.schema import TRADE_SCHEMA
 
 
 def _cols(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -172,7 +172,7 @@ def test_frame_conversion_round_trip():
 
 
 def test_decode_into_preallocated_arrays_matches_decode_block():
-    from tradelab.blocks import decode_into
+    from tradelab.store.blocks import decode_into
 
     a, b = _cols(300, seed=1), _cols(200, seed=2)
     b["price"] = b["price"] + 1e-11  # float64 fallback in one block

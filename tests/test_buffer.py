@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 
 import tradelab
-from tradelab.buffer import close_stores, open_store, trades
 from tradelab.exceptions import (
     InvalidParameterError,
     InvalidSymbolError,
@@ -16,6 +15,7 @@ from tradelab.exceptions import (
     NoDataError,
 )
 from tradelab.recordings import synthetic_trades
+from tradelab.store.registry import close_stores, open_store, trades
 
 T0 = 1_700_002_800_000
 
@@ -64,7 +64,7 @@ def test_open_store_reuses_this_processs_writer(tmp_path):
 
 
 def test_open_store_gives_a_shared_reader_when_this_process_does_not_write(tmp_path):
-    from tradelab.store import TradeStore
+    from tradelab.store.tradestore import TradeStore
 
     with TradeStore(tmp_path / "db") as w:
         w.append("BTCUSDT", synthetic_trades("BTCUSDT", T0, 100))

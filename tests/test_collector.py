@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tradelab.collector import Collector
+from tradelab.collector.collector import Collector
 from tradelab.exceptions import (
     CollectorStateError,
     ConfigurationError,
@@ -14,7 +14,7 @@ from tradelab.exceptions import (
     InvalidParameterError,
     InvalidSymbolError,
 )
-from tradelab.store import TradeStore
+from tradelab.store.tradestore import TradeStore
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_readonly_store_is_refused(tmp_path) -> None:
 
 
 def test_rate_per_minute_is_not_under_reported_in_the_first_minute() -> None:
-    from tradelab.collector_state import SymbolState
+    from tradelab.collector.state import SymbolState
 
     s = SymbolState("BTCUSDT")
     s.recent.extend([(100.0, 50), (105.0, 50)])  # 100 trades in the first 10 s

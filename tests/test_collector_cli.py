@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tradelab.collection_status import format_status, read_collector_status
+from tradelab.collector.status_doc import format_status, read_collector_status
 from tradelab.simulator import Simulator
-from tradelab.store import TradeStore
+from tradelab.store.tradestore import TradeStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,4 +199,4 @@ def test_commands_have_help() -> None:
     for cmd in ("collect", "status"):
         r = tradelab(cmd, "--help")
         assert r.returncode == 0 and "--data" in r.stdout
-    assert os.path.exists(ROOT / "tradelab" / "commands" / "collect.py")
+    assert os.path.exists(ROOT / "tradelab" / "cli" / "collect.py")

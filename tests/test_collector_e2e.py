@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import polars as pl
 import pytest
 
-from tradelab.collector import Collector
+from tradelab.collector.collector import Collector
 from tradelab.exceptions import StorageWriteError
 from tradelab.recordings import shared_data_dir
 from tradelab.simulator import Faults, Simulator
-from tradelab.store import TradeStore
+from tradelab.store.tradestore import TradeStore
 
 pytestmark = pytest.mark.slow
 SYMS = ("BTCUSDT", "ETHUSDT")

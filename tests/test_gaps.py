@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradelab.gaps import GapTracker
-from tradelab.protocol import Trade
+from tradelab.binance.gaps import GapTracker
+from tradelab.binance.protocol import Trade
 
 
 def tr(a: int) -> Trade:

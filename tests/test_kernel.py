@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from tradelab.notebook_support import agg_id_gaps
+from tradelab.jupyter.notebook import agg_id_gaps
 from tradelab.simulator import Faults, Simulator
-from tradelab.store import TradeStore
+from tradelab.store.tradestore import TradeStore
 
 pytestmark = pytest.mark.slow
 

@@ -15,12 +15,12 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import tradelab
-from tradelab import session
-from tradelab.buffer import close_stores, open_store
-from tradelab.magic import KeyFigures, build_parser
-from tradelab.notebook_support import agg_id_gaps
+from tradelab.jupyter import session
+from tradelab.jupyter.magic import KeyFigures, build_parser
+from tradelab.jupyter.notebook import agg_id_gaps
 from tradelab.recordings import synthetic_trades
 from tradelab.simulator import Simulator
+from tradelab.store.registry import close_stores, open_store
 
 
 @pytest.fixture
@@ -362,7 +362,7 @@ def test_autostart_with_a_bad_symbol_reports_and_does_not_start(tmp_path, monkey
 def test_stop_line_becomes_an_await_only_at_top_level(ip):
     t = next(t for t in ip.input_transformers_post if getattr(t, "tradelab", False))
     cell = ip.transform_cell("%tradelab stop\nx = 1\n")
-    assert cell.startswith("await __import__('tradelab.magic').magic.settle(")
+    assert cell.startswith("await __import__('tradelab.jupyter.magic').jupyter.magic.settle(")
     assert ip.transform_cell("%tradelab status\n").startswith("get_ipython().run_line_magic")
     assert t(["    get_ipython().run_line_magic('tradelab', 'stop')\n"])[0].startswith("    get_")
     ip.autoawait = False

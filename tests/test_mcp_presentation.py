@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tradelab.mcp_server import MAX_ROWS, format_price, merge_rows, vacuum_reading
+from tradelab.mcp_server.server import MAX_ROWS, format_price, merge_rows, vacuum_reading
 
 
 def _rows(n: int, row_size: float, start: float, seed: int = 1) -> list[dict]:

@@ -19,11 +19,11 @@ from mcp import Client
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 import tradelab
-from tradelab.buffer import close_stores, open_store
 from tradelab.config import validate_hours, validate_symbol
 from tradelab.exceptions import TradelabError
-from tradelab.mcp_server import MAX_ROWS, create_server, volume_profile_result
+from tradelab.mcp_server.server import MAX_ROWS, create_server, volume_profile_result
 from tradelab.recordings import synthetic_trades
+from tradelab.store.registry import close_stores, open_store
 
 TOOLS = {
     "get_volume_profile",
@@ -368,7 +368,7 @@ def test_missing_symbol_argument_is_a_tool_error(store_dir: Path) -> None:
 
 
 def test_cli_rejects_inconsistent_options(tmp_path: Path) -> None:
-    from tradelab.cli import main
+    from tradelab.cli.main import main
 
     assert main(["mcp", "--data", str(tmp_path), "--ws-url", "ws://127.0.0.1:9"]) == 2
     assert main(["mcp", "--port", "9000"]) == 2

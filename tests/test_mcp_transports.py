@@ -28,7 +28,7 @@ from mcp.client.stdio import stdio_client
 import tradelab
 from tradelab.recordings import synthetic_trades
 from tradelab.simulator import Simulator
-from tradelab.store import TradeStore
+from tradelab.store.tradestore import TradeStore
 
 pytestmark = pytest.mark.slow
 
@@ -224,8 +224,8 @@ def test_streamable_http_on_loopback(tmp_path: Path) -> None:
 
 
 def test_server_runs_its_own_collector_with_collect(tmp_path: Path) -> None:
-    from tradelab.buffer import close_stores, open_store
-    from tradelab.mcp_server import create_server
+    from tradelab.mcp_server.server import create_server
+    from tradelab.store.registry import close_stores, open_store
 
     data = tmp_path / "data"
     try:

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from tradelab import plotting, recordings
-from tradelab.analytics import liquidity_vacuums, volume_profile
+from tradelab.analytics.profile import liquidity_vacuums, volume_profile
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 
 T0 = dt.datetime(2024, 8, 8, 23, 0, tzinfo=dt.UTC)
@@ -207,7 +207,8 @@ def test_matplotlib_is_not_imported_by_the_analytics() -> None:
     import sys
 
     code = (
-        "import sys, tradelab, tradelab.analytics, tradelab.tools, tradelab.plotting; "
+        "import sys, tradelab, tradelab.analytics.profile, tradelab.analytics.api; "
+        "import tradelab.plotting; "
         "print('matplotlib' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

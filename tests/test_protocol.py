@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradelab.exceptions import InvalidParameterError, MalformedFrameError
-from tradelab.protocol import (
+from tradelab.binance.protocol import (
     ControlResponse,
     Rejection,
     ServerShutdown,
@@ -22,6 +21,7 @@ from tradelab.protocol import (
     split_streams,
     trades_to_frame,
 )
+from tradelab.exceptions import InvalidParameterError, MalformedFrameError
 from tradelab.recordings import shared_data_dir
 
 PAYLOAD = {

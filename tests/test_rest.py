@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from tradelab.binance.rest import RestClient, WeightBudget, parse_retry_after
 from tradelab.exceptions import (
     EndpointUnreachableError,
     ExchangeError,
     InvalidParameterError,
     RateLimitedError,
 )
-from tradelab.rest import RestClient, WeightBudget, parse_retry_after
 from tradelab.simulator import Faults, Simulator
 
 

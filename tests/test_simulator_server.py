@@ -613,7 +613,7 @@ def test_a_busy_port_is_a_clear_configuration_error() -> None:
 
 
 def test_cli_bad_settings_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from tradelab.cli import main
+    from tradelab.cli.main import main
 
     assert main(["simulate", "--port", "0", "--stall-every", "1"]) == 2
     assert "stall_seconds is 0" in capsys.readouterr().err

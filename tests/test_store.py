@@ -23,7 +23,7 @@ from tradelab.exceptions import (
 )
 from tradelab.recordings import synthetic_trades
 from tradelab.schema import TRADE_SCHEMA
-from tradelab.store import HOUR_MS, StoreStats, TradeStore
+from tradelab.store.tradestore import HOUR_MS, StoreStats, TradeStore
 
 T0 = 1_700_002_800_000  # 2023-11-14 23:00:00 UTC, an hour boundary
 assert T0 % HOUR_MS == 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tradelab.buffer import close_stores
-from tradelab.cli import main
-from tradelab.store import TradeStore
+from tradelab.cli.main import main
+from tradelab.store.registry import close_stores
+from tradelab.store.tradestore import TradeStore
 
 # Binance's public export: agg_id,price,qty,first_id,last_id,timestamp_us,buyer_is_maker,best
 CSV = """\

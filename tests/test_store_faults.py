@@ -13,7 +13,7 @@ import pytest
 
 from tradelab.exceptions import StorageError, StorageWriteError
 from tradelab.recordings import synthetic_trades
-from tradelab.store import HOUR_MS, TradeStore
+from tradelab.store.tradestore import HOUR_MS, TradeStore
 
 T0 = 1_700_002_800_000
 FAR = 10**13
@@ -87,7 +87,7 @@ FULL_DISK = """
     from pathlib import Path
     from tradelab.exceptions import StorageWriteError
     from tradelab.recordings import synthetic_trades
-    from tradelab.store import TradeStore
+    from tradelab.store.tradestore import TradeStore
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
     path = Path(sys.argv[1])

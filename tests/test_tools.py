@@ -9,9 +9,8 @@ import polars as pl
 import pytest
 
 import tradelab
-from tradelab import tools
-from tradelab.analytics import liquidity_vacuums, volume_profile
-from tradelab.buffer import close_stores
+from tradelab.analytics import api as tools
+from tradelab.analytics.profile import liquidity_vacuums, volume_profile
 from tradelab.exceptions import (
     InsufficientTradesError,
     InvalidParameterError,
@@ -19,7 +18,8 @@ from tradelab.exceptions import (
     InvalidWindowError,
 )
 from tradelab.recordings import synthetic_trades
-from tradelab.store import TradeStore
+from tradelab.store.registry import close_stores
+from tradelab.store.tradestore import TradeStore
 
 HOUR = 3_600_000
 
@@ -308,9 +308,9 @@ def test_set_tick_size_validates() -> None:
 def test_collector_running_in_this_process_end_to_end(tmp_path) -> None:
     """A real session (collector -> store) fed by the simulator, stopped short of 1,000 trades:
     the error names this process's collection and its rate."""
-    from tradelab import session
-    from tradelab.buffer import open_store
+    from tradelab.jupyter import session
     from tradelab.simulator import Simulator
+    from tradelab.store.registry import open_store
 
     path = tmp_path / "data"
     with Simulator(("BTCUSDT",), speed=20, seed=3, max_trades=400) as sim:

@@ -27,21 +27,21 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # store
     "TradeStore": "tradelab.store",
-    "trades": "tradelab.buffer",
-    "open_store": "tradelab.buffer",
+    "trades": "tradelab.store",
+    "open_store": "tradelab.store",
     "TRADE_SCHEMA": "tradelab.schema",
     # collection
     "Collector": "tradelab.collector",
-    "start": "tradelab.session",
-    "stop": "tradelab.session",
-    "status": "tradelab.session",
+    "start": "tradelab.jupyter",
+    "stop": "tradelab.jupyter",
+    "status": "tradelab.jupyter",
     # analytics
     "VolumeProfile": "tradelab.analytics",
     "Vacuum": "tradelab.analytics",
     "volume_profile": "tradelab.analytics",
     "liquidity_vacuums": "tradelab.analytics",
-    "get_volume_profile": "tradelab.tools",
-    "get_liquidity_vacuums": "tradelab.tools",
+    "get_volume_profile": "tradelab.analytics",
+    "get_liquidity_vacuums": "tradelab.analytics",
     # configuration and logging
     "Settings": "tradelab.config",
     "configure_logging": "tradelab.logs",
@@ -82,14 +82,14 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext tradelab``: register the ``%tradelab`` magic (see :mod:`tradelab.magic`)."""
-    from .magic import load_ipython_extension as _load
+    """``%load_ext tradelab``: register the ``%tradelab`` magic (:mod:`tradelab.jupyter.magic`)."""
+    from tradelab.jupyter import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext tradelab``: stop collection cleanly and unregister."""
-    from .magic import unload_ipython_extension as _unload
+    from tradelab.jupyter import unload_ipython_extension as _unload
 
     _unload(ipython)

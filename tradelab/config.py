@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .exceptions import ConfigurationError, InvalidSymbolError
+from tradelab.exceptions import ConfigurationError, InvalidSymbolError
 
 __all__ = [
     "DEFAULT_REST_URL",
@@ -89,7 +89,7 @@ def parse_symbols(symbols: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def validate_hours(hours: object, *, name: str = "hours") -> int | float:
     """Check a window length in hours: a number with 1 <= hours <= 168."""
-    from .exceptions import InvalidWindowError
+    from tradelab.exceptions import InvalidWindowError
 
     if isinstance(hours, bool) or not isinstance(hours, int | float):
         raise InvalidWindowError(

@@ -71,7 +71,7 @@ def configure_logging(
 ) -> logging.Handler:
     """Route the ``tradelab`` loggers to ``stream`` (stderr) in text or JSON; idempotent."""
     if fmt not in ("text", "json"):
-        from .exceptions import ConfigurationError
+        from tradelab.exceptions import ConfigurationError
 
         raise ConfigurationError(f"log format {fmt!r} is not one of: text, json")
     root = logging.getLogger("tradelab")

@@ -21,8 +21,14 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import polars as pl
 
-from .analytics import Vacuum, VolumeProfile, _decimals, _fmt_price, liquidity_vacuums
-from .exceptions import InvalidParameterError, InvalidTradesError
+from tradelab.analytics.profile import (
+    Vacuum,
+    VolumeProfile,
+    _decimals,
+    _fmt_price,
+    liquidity_vacuums,
+)
+from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -314,7 +320,7 @@ def plot_profile(
         trades: the profile's trades (``time`` and ``price``) to add the price-over-time panel
             on the left, sharing the price axis.
         vacuums: the vacuums to hatch; ``None`` computes them with the default rule
-            (:func:`~tradelab.analytics.liquidity_vacuums`), ``False`` draws none.
+            (:func:`~tradelab.analytics.profile.liquidity_vacuums`), ``False`` draws none.
         title: replaces the default title (symbol, window, trade count).
         legend: draw the legend.
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .exceptions import InvalidTradesError
-from .schema import TRADE_SCHEMA, to_trade_frame
+from tradelab.exceptions import InvalidTradesError
+from tradelab.schema import TRADE_SCHEMA, to_trade_frame
 
 __all__ = [
     "RECORDINGS",

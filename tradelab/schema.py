@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from .exceptions import InvalidTradesError, InvalidWindowError
+from tradelab.exceptions import InvalidTradesError, InvalidWindowError
 
 __all__ = [
     "TRADE_COLUMNS",

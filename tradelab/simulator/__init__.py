@@ -22,10 +22,10 @@ connection faults).
 
 from __future__ import annotations
 
-from .faults import MALFORMED_KINDS, Faults
-from .history import RangeSet, TradeHistory
-from .server import Simulator
-from .sources import ReplaySource, SyntheticSource
+from tradelab.simulator.faults import MALFORMED_KINDS, Faults
+from tradelab.simulator.history import RangeSet, TradeHistory
+from tradelab.simulator.server import Simulator
+from tradelab.simulator.sources import ReplaySource, SyntheticSource
 
 __all__ = [
     "MALFORMED_KINDS",

@@ -27,12 +27,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame
 from websockets.protocol import State
 
-from ..logs import get_logger
-from . import protocol as proto
-from .faults import Faults
+from tradelab.logs import get_logger
+from tradelab.simulator import protocol as proto
+from tradelab.simulator.faults import Faults
 
 if TYPE_CHECKING:
-    from .server import _Feed
+    from tradelab.simulator.server import _Feed
 
 __all__ = ["StreamEndpoint"]
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import TypeGuard
 
-from ..exceptions import InvalidParameterError
+from tradelab.exceptions import InvalidParameterError
 
 __all__ = ["MALFORMED_KINDS", "SHUTDOWN_STYLES", "Faults"]
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 
 import polars as pl
 
-from ..schema import TRADE_SCHEMA
-from .sources import Trade
+from tradelab.schema import TRADE_SCHEMA
+from tradelab.simulator.sources import Trade
 
 __all__ = ["RangeSet", "TradeHistory"]
 

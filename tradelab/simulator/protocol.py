@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from .sources import Trade
+from tradelab.simulator.sources import Trade
 
 __all__ = [
     "MAX_LIMIT",

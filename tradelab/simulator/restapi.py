@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import parse_qs
 
-from . import protocol as proto
-from .faults import Faults
-from .history import TradeHistory
-from .sources import tick_size
+from tradelab.simulator import protocol as proto
+from tradelab.simulator.faults import Faults
+from tradelab.simulator.history import TradeHistory
+from tradelab.simulator.sources import tick_size
 
 __all__ = ["REST_WEIGHTS", "RestAnswer", "RestApi"]
 

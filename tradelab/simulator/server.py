@@ -38,15 +38,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from ..config import parse_symbols
-from ..exceptions import CollectorStateError, ConfigurationError, InvalidParameterError
-from ..logs import get_logger
-from . import protocol as proto
-from .connections import StreamEndpoint, _Conn, _now_ms, _SimConnection
-from .faults import Faults
-from .history import RangeSet, TradeHistory
-from .restapi import RestApi
-from .sources import (
+from tradelab.config import parse_symbols
+from tradelab.exceptions import CollectorStateError, ConfigurationError, InvalidParameterError
+from tradelab.logs import get_logger
+from tradelab.simulator import protocol as proto
+from tradelab.simulator.connections import StreamEndpoint, _Conn, _now_ms, _SimConnection
+from tradelab.simulator.faults import Faults
+from tradelab.simulator.history import RangeSet, TradeHistory
+from tradelab.simulator.restapi import RestApi
+from tradelab.simulator.sources import (
     ReplaySource,
     SyntheticSource,
     Trade,

@@ -21,8 +21,8 @@ from types import ModuleType
 
 import polars as pl
 
-from ..exceptions import ConfigurationError, InvalidParameterError, InvalidTradesError
-from ..schema import to_trade_frame
+from tradelab.exceptions import ConfigurationError, InvalidParameterError, InvalidTradesError
+from tradelab.schema import to_trade_frame
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -147,7 +147,7 @@ class SyntheticSource(TradeSource):
         self._chunk = chunk
 
     def next_chunk(self) -> list[Trade]:
-        from ..recordings import synthetic_trades
+        from tradelab.recordings import synthetic_trades
 
         frame = synthetic_trades(
             self.symbol,
@@ -246,7 +246,7 @@ def load_recordings(
     shared file (BTCUSDT/ETHUSDT aggTrade recordings, else the multi-symbol file); a file
     name or path loads that file; a mapping is used as is. Raises ConfigurationError naming
     the symbols no recording covers."""
-    from .. import recordings
+    from tradelab import recordings
 
     if isinstance(source, Mapping):
         frames = dict(source)

@@ -1,0 +1,277 @@
+"""``tradelab profile | vacuums``: the volume profile and liquidity vacuums of a stored window.
+
+::
+
+    tradelab profile BTCUSDT --hours 1 [--data DIR] [--row-size X] [--png out.png] [--json]
+    tradelab vacuums BTCUSDT --hours 4 [--data DIR] [--threshold 0.2] [--png out.png] [--json]
+
+Both read the store (safe while a collector writes) through the same functions a notebook calls,
+:func:`tradelab.get_volume_profile` and :func:`tradelab.get_liquidity_vacuums`, and print the
+key figures (or ``--json``, the full result). ``--png`` saves the chart: price over time beside
+the profile, POC, value area and vacuums marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tradelab.analytics.profile import METHODS, Vacuum, VolumeProfile, _fmt_price, check_vacuum_args
+from tradelab.cli.args import add_data_dir
+from tradelab.exceptions import InvalidParameterError, TradelabError
+
+__all__ = ["cmd_profile", "cmd_vacuums", "format_profile", "format_vacuums", "register"]
+
+
+def _positive(kind: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number > 0, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{kind} must be a number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"hours must be a number from 1 to 168, got {text!r}"
+        ) from None
+    return int(value) if value.is_integer() else value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("symbol", help="the symbol, e.g. BTCUSDT")
+    p.add_argument(
+        "--hours",
+        type=_hours,
+        default=24,
+        help="window length in hours, 1-168, ending now (default 24)",
+    )
+    add_data_dir(p)
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--png",
+        metavar="FILE",
+        default=None,
+        help="save the chart (price over time and the profile) as a PNG",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``profile`` and ``vacuums`` subcommands."""
+    p = subparsers.add_parser(
+        "profile",
+        help="volume profile (POC, value area) of the last hours",
+        description="Volume profile of SYMBOL over the last --hours hours from the store: point "
+        "of control, value area (VAL-VAH), buy/sell volume. Needs at least 1,000 "
+        "trades in the window; otherwise says how many there are and how long to "
+        "wait.",
+    )
+    _common(p)
+    p.add_argument(
+        "--row-size",
+        type=_positive("row size"),
+        default=None,
+        help="row height in price (default: automatic, 60-150 nice rows)",
+    )
+    p.add_argument(
+        "--tick-size",
+        type=_positive("tick size"),
+        default=None,
+        help="the symbol's price increment (default: the exchange's, e.g. 0.01)",
+    )
+    p.add_argument(
+        "--value-area",
+        type=_positive("value area"),
+        default=0.70,
+        help="share of volume in the value area, 0 < x <= 1 (default 0.70)",
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="cbot",
+        help="value-area rule: cbot (two rows at a time, default) or single",
+    )
+    p.set_defaults(func=cmd_profile)
+
+    p = subparsers.add_parser(
+        "vacuums",
+        help="liquidity vacuums (thin price zones) of the last hours",
+        description="Price zones of SYMBOL's last --hours hours that traded far less than the "
+        "median row (below --threshold x the median row volume): price tends to "
+        "move fast through them.",
+    )
+    _common(p)
+    p.add_argument(
+        "--threshold",
+        type=_positive("threshold"),
+        default=0.20,
+        help="share of the median row volume below which a row is thin (0.20)",
+    )
+    p.add_argument(
+        "--min-rows", type=int, default=1, help="shortest zone reported, in rows (default 1)"
+    )
+    p.set_defaults(func=cmd_vacuums)
+
+
+def _store(data: str | None) -> Any:
+    from tradelab.store.registry import open_store
+
+    return open_store(data)
+
+
+# --- presentation ------------------------------------------------------------------------------
+
+
+def _unit(profile: VolumeProfile) -> tuple[str, str]:
+    from tradelab.plotting import _split_symbol
+
+    return _split_symbol(profile.symbol)
+
+
+def _window(profile: VolumeProfile, hours: float) -> str:
+    if profile.start is None or profile.end is None:
+        return f"last {hours:g} h"
+    return f"last {hours:g} h ({profile.start:%Y-%m-%d %H:%M} → {profile.end:%Y-%m-%d %H:%M} UTC)"
+
+
+def format_profile(profile: VolumeProfile, hours: float) -> str:
+    """The key figures as aligned text lines."""
+    d = profile.price_decimals
+    base, quote = _unit(profile)
+
+    def px(x: float) -> str:
+        return _fmt_price(x, d)
+
+    lines = [
+        f"{profile.symbol} volume profile, {_window(profile, hours)}: "
+        f"{profile.trade_count:,} trades",
+        f"  POC           {px(profile.poc)} {quote}  ({profile.poc_volume:,.4f} {base} in its row)",
+        f"  Value area    {px(profile.val)} – {px(profile.vah)}  "
+        f"({profile.value_area_volume_pct:.1f}% of volume; target {profile.value_area:.0%}, "
+        f"{profile.method})",
+        f"  Volume        {profile.total_volume:,.4f} {base}  (buy {profile.buy_volume:,.4f}, "
+        f"sell {profile.sell_volume:,.4f}, delta {profile.delta:+,.4f})",
+        f"  Traded range  {px(profile.price_min)} – {px(profile.price_max)}",
+        f"  Rows          {profile.row_count} × {px(profile.row_size)} {quote}",
+    ]
+    return "\n".join(lines)
+
+
+def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float) -> str:
+    """The vacuums as a text table."""
+    d = profile.price_decimals
+    base, _quote = _unit(profile)
+    head = (
+        f"{profile.symbol} liquidity vacuums, {_window(profile, hours)}: "
+        f"{len(vacuums)} zone{'s' if len(vacuums) != 1 else ''}"
+    )
+    if not vacuums:
+        return head + " — every row traded at least the threshold share of the median row."
+    median = vacuums[0].median_row_volume
+    rows = [("price low", "price high", "rows", f"volume ({base})", "deficit", "impact")]
+    for v in vacuums:
+        rows.append(
+            (
+                f"{v.price_low:,.{d}f}",
+                f"{v.price_high:,.{d}f}",
+                str(v.rows),
+                f"{v.volume:,.5f}",
+                f"{v.deficit_pct:.1f}%",
+                v.impact,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [head + f" (median row volume {median:,.5f} {base}, POC {_fmt_price(profile.poc, d)})"]
+    for r in rows:
+        cells = [
+            c.rjust(w) if i < 5 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _save_png(profile: VolumeProfile, store: Any, path: str, vacuums: Any = None) -> Path:
+    from tradelab.plotting import figure_png, plot_profile
+
+    out = Path(path).expanduser()
+    if out.parent and not out.parent.exists():
+        raise InvalidParameterError(f"cannot save {out}: the folder {out.parent} does not exist")
+    trades = store.trades(profile.symbol, profile.start, profile.end)
+    fig = plot_profile(profile, trades=trades if trades.height else None, vacuums=vacuums)
+    try:
+        out.write_bytes(figure_png(fig, dpi=120))
+    except OSError as exc:
+        raise InvalidParameterError(f"cannot save {out}: {exc.strerror or exc}") from None
+    return out
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """``tradelab profile``."""
+    from tradelab.analytics.api import get_volume_profile
+
+    store = _store(args.data)
+    profile = get_volume_profile(
+        args.symbol,
+        args.hours,
+        args.tick_size,
+        store=store,
+        row_size=args.row_size,
+        value_area=args.value_area,
+        method=args.method,
+    )
+    if args.json:
+        json.dump(profile.to_dict(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(format_profile(profile, args.hours))
+    if args.png:
+        out = _save_png(profile, store, args.png)
+        print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_vacuums(args: argparse.Namespace) -> int:
+    """``tradelab vacuums``."""
+    from tradelab.analytics.api import get_volume_profile
+    from tradelab.analytics.profile import liquidity_vacuums
+
+    check_vacuum_args(args.threshold, args.min_rows)  # before reading the store
+    store = _store(args.data)
+    profile = get_volume_profile(args.symbol, args.hours, store=store)
+    vacuums = liquidity_vacuums(profile, threshold=args.threshold, min_rows=args.min_rows)
+    if args.json:
+        if profile.start is None or profile.end is None:  # get_volume_profile always sets both
+            raise TradelabError(f"the {profile.symbol} profile has no time window")
+        doc = {
+            "symbol": profile.symbol,
+            "start": profile.start.isoformat(),
+            "end": profile.end.isoformat(),
+            "trade_count": profile.trade_count,
+            "row_size": profile.row_size,
+            "poc": profile.poc,
+            "vacuums": [v.to_dict() for v in vacuums],
+        }
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(format_vacuums(profile, vacuums, args.hours))
+    if args.png:
+        out = _save_png(profile, store, args.png, vacuums=vacuums)
+        print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0

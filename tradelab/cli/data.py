@@ -1,0 +1,141 @@
+"""``tradelab stats | retention | import``: look into the store, trim it, load recordings into it.
+
+::
+
+    tradelab stats --data DIR [SYMBOL]          # trades, time span, agg ids, bytes per symbol
+    tradelab retention --data DIR [--days N]    # delete trades older than N days (default 7)
+    tradelab import FILE --data DIR [--symbol S] # load a recording or a Binance export CSV
+
+``stats`` reads (it works while a collector writes); ``retention`` and ``import`` need the
+writer, so they fail with a clear message naming the collector's process while one runs — the
+collector applies retention itself every hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from tradelab.cli.args import add_data_dir
+from tradelab.config import resolve_data_dir, validate_symbol
+from tradelab.exceptions import ConfigurationError, InvalidParameterError
+from tradelab.store.tradestore import TradeStore
+
+__all__ = ["cmd_import", "cmd_retention", "cmd_stats", "register"]
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"days must be a number > 0, got {text!r}") from None
+    if not days > 0 or days == float("inf"):
+        raise argparse.ArgumentTypeError(f"days must be a number > 0, got {text!r}")
+    return days
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``stats``, ``retention`` and ``import`` subcommands."""
+    p = subparsers.add_parser(
+        "stats",
+        help="what the store holds per symbol",
+        description="Trade count, first/last trade time and agg id, and bytes on disk, per "
+        "symbol (all symbols unless one is named). Safe while a collector writes.",
+    )
+    p.add_argument("symbol", nargs="?", default=None, help="one symbol, e.g. BTCUSDT")
+    add_data_dir(p)
+    p.set_defaults(func=cmd_stats)
+
+    p = subparsers.add_parser(
+        "retention",
+        help="delete trades older than the retention period",
+        description="Delete every trade older than --days days (default $TRADELAB_RETENTION_DAYS "
+        "or 7) and log what was removed. Needs the writer: while a collector runs "
+        "it applies retention itself every hour.",
+    )
+    p.add_argument("--days", type=_days, default=None, help="retention in days (default 7)")
+    add_data_dir(p)
+    p.set_defaults(func=cmd_retention)
+
+    p = subparsers.add_parser(
+        "import",
+        help="load a trade recording or Binance aggTrades CSV into the store",
+        description="Load FILE into the store, exactly once per agg id: *.aggTrade.tsv[.gz] "
+        "(combined-stream aggTrade frames), *.trades.txt[.gz] (raw @trade frames) "
+        "or a Binance public aggTrades export *.csv (needs --symbol unless the file "
+        "name starts with it, e.g. BTCUSDT-aggTrades-2026-01-01.csv).",
+    )
+    p.add_argument("file", help="the recording to load")
+    p.add_argument("--symbol", default=None, help="symbol of a CSV export (default: from name)")
+    add_data_dir(p)
+    p.set_defaults(func=cmd_import)
+
+
+def _fmt_time(t: dt.datetime | None) -> str:
+    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Print one line per symbol."""
+    from tradelab.store.registry import open_store
+
+    wanted = validate_symbol(args.symbol) if args.symbol else None
+    store = open_store(args.data)
+    symbols = [wanted] if wanted else store.symbols()
+    if not symbols:
+        print(f"{store.path}: no trades stored yet")
+        return 0
+    print(
+        f"{'symbol':<10} {'trades':>12} {'first trade (UTC)':<24} {'last trade (UTC)':<24} "
+        f"{'first id':>12} {'last id':>12} {'bytes':>12} {'B/trade':>8}"
+    )
+    for sym in symbols:
+        s = store.stats(sym)
+        per = f"{s.bytes_on_disk / s.trade_count:.1f}" if s.trade_count else "-"
+        print(
+            f"{sym:<10} {s.trade_count:>12,} {_fmt_time(s.first_time):<24} "
+            f"{_fmt_time(s.last_time):<24} {s.first_agg_id or '-':>12} "
+            f"{s.last_agg_id or '-':>12} {s.bytes_on_disk:>12,} {per:>8}"
+        )
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Apply retention now and print how many trades went."""
+    with TradeStore(resolve_data_dir(args.data), retention_days=args.days) as store:
+        removed = store.enforce_retention()
+        print(
+            f"removed {removed:,} trades older than {store.retention_days:g} days from {store.path}"
+        )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Load a recording and print how many new trades each symbol got."""
+    from tradelab import recordings
+
+    path = Path(args.file).expanduser()
+    if not path.is_file():
+        raise ConfigurationError(f"no such file: {path}")
+    name = path.name
+    if name.endswith((".aggTrade.tsv.gz", ".aggTrade.tsv")):
+        frames = recordings.load_aggtrade_tsv(path)
+    elif name.endswith((".trades.txt.gz", ".trades.txt")):
+        frames = recordings.load_raw_trades(path)
+    elif name.endswith(".csv"):
+        sym = args.symbol or name.split("-", 1)[0]
+        frames = recordings.load_vision_csv(path, symbol=validate_symbol(sym))
+    else:
+        raise InvalidParameterError(
+            f"cannot tell the format of {name!r}: expected *.aggTrade.tsv[.gz], "
+            "*.trades.txt[.gz] or a Binance aggTrades export *.csv"
+        )
+    if args.symbol and not name.endswith(".csv"):
+        want = validate_symbol(args.symbol)
+        frames = {s: f for s, f in frames.items() if s == want}
+    with TradeStore(resolve_data_dir(args.data)) as store:
+        for sym, frame in sorted(frames.items()):
+            new = store.append(sym, frame)
+            print(f"{sym}: {new:,} new trades stored ({frame.height - new:,} already there)")
+    return 0

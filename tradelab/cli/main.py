@@ -1,0 +1,75 @@
+"""The ``tradelab`` command: a thin argparse front over the Python API.
+
+Each subcommand group lives in ``tradelab/cli/<name>.py`` and exposes ``register(subparsers)``;
+the handler it installs (``func(args) -> int``) parses nothing itself beyond argparse and calls
+the same public function an analyst would call in a notebook. Errors derived from
+:class:`~tradelab.exceptions.TradelabError` are printed as one line (``tradelab: error: ...``)
+with exit code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tradelab import __version__
+from tradelab.exceptions import TradelabError
+from tradelab.logs import configure_logging
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+# One module per subcommand group; each defines register(subparsers).
+COMMAND_MODULES: tuple[str, ...] = (
+    "tradelab.cli.data",
+    "tradelab.cli.serve",
+    "tradelab.cli.simulate",
+    "tradelab.cli.collect",
+    "tradelab.cli.analyze",
+    "tradelab.cli.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="tradelab",
+        description="Collect Binance aggTrades into RocksDB and analyse volume profiles.",
+    )
+    parser.add_argument("--version", action="version", version=f"tradelab {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as human-readable text (default) or one JSON object per line",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="minimum level of log lines (default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tradelab`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except TradelabError as exc:
+        print(f"tradelab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The collector: Binance aggTrade streams into the store, every trade exactly once.
+
+:class:`Collector` is the asyncio service; :class:`CollectorSettings` its validated settings.
+:mod:`.status_doc` reads and renders the status document a running collector publishes to
+its store, which is how other processes learn that (and how well) collection runs.
+"""
+
+from __future__ import annotations
+
+from tradelab.collector.collector import Collector
+from tradelab.collector.settings import CollectorSettings
+from tradelab.collector.status_doc import (
+    STALE_AFTER_MS,
+    STATUS_META,
+    format_status,
+    read_collector_status,
+)
+
+__all__ = [
+    "STALE_AFTER_MS",
+    "STATUS_META",
+    "Collector",
+    "CollectorSettings",
+    "format_status",
+    "read_collector_status",
+]

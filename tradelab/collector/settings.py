@@ -1,0 +1,159 @@
+"""The collector's settings: one frozen value object, validated once, with messages naming each.
+
+:class:`~tradelab.collector.Collector` takes its settings as constructor keywords (the CLI, the
+notebook session and the MCP server pass them through) and builds a :class:`CollectorSettings`
+from them, so every check and every default lives here, in one place, and the collector's code
+can rely on normalised values (seconds as ``float``, counts as ``int``). A bad value raises
+:class:`~tradelab.exceptions.InvalidParameterError` (or, for symbols and URLs,
+:class:`~tradelab.exceptions.InvalidSymbolError` / :class:`~tradelab.exceptions.ConfigurationError`)
+naming the setting, before anything is opened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tradelab.binance.protocol import MAX_REST_LIMIT, MAX_STREAMS_PER_CONNECTION
+from tradelab.config import DEFAULT_REST_URL, DEFAULT_WS_URL, parse_symbols, validate_url
+from tradelab.exceptions import InvalidParameterError
+
+__all__ = ["CollectorSettings"]
+
+
+def _positive(name: str, value: Any, *, allow_none: bool = False, integer: bool = False) -> Any:
+    """Check that ``value`` is a number (or an int) > 0 (or None, if allowed); return it."""
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not value > 0 or value != value:
+        kind = "an integer" if integer else "a number"
+        extra = " or None" if allow_none else ""
+        raise InvalidParameterError(f"{name} must be {kind} > 0{extra}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Every setting of a collector, validated and normalised at construction.
+
+    The meaning of each setting is documented on :class:`~tradelab.collector.Collector`;
+    durations are seconds. Construction checks every value (in a fixed order, so the first
+    bad setting is the one reported) and converts durations to ``float`` and counts to
+    ``int``; ``retention_interval`` is kept as given (None switches retention off).
+    :meth:`from_arguments` is what the collector calls: it also resolves the symbol list and
+    the URL defaults from the environment.
+    """
+
+    symbols: tuple[str, ...]
+    ws_url: str
+    rest_url: str
+    batch_interval: float = 1.0
+    max_buffered: int = 500_000
+    rotate_after: float = 23.5 * 3600
+    handover_timeout: float = 30.0
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 60.0
+    healthy_after: float = 60.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    open_timeout: float = 10.0
+    rest_timeout: float = 10.0
+    rest_limit: int = MAX_REST_LIMIT
+    write_retry_initial: float = 0.2
+    write_retry_max: float = 10.0
+    status_interval: float = 5.0
+    log_interval: float = 60.0
+    retention_interval: float | None = 3600.0
+    stop_timeout: float = 15.0
+    max_streams: int = MAX_STREAMS_PER_CONNECTION
+    read_coalesce: float | None = 0.25
+
+    @classmethod
+    def from_arguments(
+        cls,
+        symbols: str | Iterable[str] | None,
+        *,
+        ws_url: str | None = None,
+        rest_url: str | None = None,
+        **settings: Any,
+    ) -> CollectorSettings:
+        """Settings from the collector's constructor arguments.
+
+        ``symbols`` is a comma/space-separated string, an iterable or None (``$TRADELAB_SYMBOLS``,
+        then the default pair); ``ws_url``/``rest_url`` default to ``$TRADELAB_WS_URL`` /
+        ``$TRADELAB_REST_URL``, then Binance. ``settings`` are the remaining keywords.
+        """
+        return cls(
+            parse_symbols(symbols),
+            ws_url or os.environ.get("TRADELAB_WS_URL") or DEFAULT_WS_URL,
+            rest_url or os.environ.get("TRADELAB_REST_URL") or DEFAULT_REST_URL,
+            **settings,
+        )
+
+    def __post_init__(self) -> None:
+        """Validate every setting (messages name it), then store the normalised values."""
+        normalised: dict[str, Any] = {
+            "symbols": parse_symbols(self.symbols),
+            "ws_url": validate_url(self.ws_url, schemes=("ws", "wss"), name="WebSocket URL"),
+            "rest_url": validate_url(self.rest_url, schemes=("http", "https"), name="REST URL"),
+        }
+        for name in (
+            "batch_interval",
+            "rotate_after",
+            "handover_timeout",
+            "reconnect_initial",
+            "reconnect_max",
+            "ping_interval",
+            "ping_timeout",
+            "open_timeout",
+            "rest_timeout",
+            "write_retry_initial",
+            "write_retry_max",
+            "status_interval",
+            "log_interval",
+            "stop_timeout",
+        ):
+            normalised[name] = float(_positive(name, getattr(self, name)))
+        healthy_after = self.healthy_after
+        if (
+            isinstance(healthy_after, bool)
+            or not isinstance(healthy_after, int | float)
+            or healthy_after < 0
+        ):
+            raise InvalidParameterError(
+                f"healthy_after must be >= 0 seconds, got {healthy_after!r}"
+            )
+        read_coalesce = self.read_coalesce
+        _positive("retention_interval", self.retention_interval, allow_none=True)
+        _positive("read_coalesce", read_coalesce, allow_none=True)
+        if read_coalesce is not None and read_coalesce > 1.0:
+            raise InvalidParameterError(
+                f"read_coalesce must be <= 1 second (pongs wait for it), got {read_coalesce!r}"
+            )
+        _positive("max_buffered", self.max_buffered, integer=True)
+        _positive("max_streams", self.max_streams, integer=True)
+        rest_limit = self.rest_limit
+        if not 1 <= rest_limit <= MAX_REST_LIMIT or isinstance(rest_limit, bool):
+            raise InvalidParameterError(
+                f"rest_limit must be 1..{MAX_REST_LIMIT}, got {rest_limit!r}"
+            )
+        if self.max_streams > MAX_STREAMS_PER_CONNECTION:
+            raise InvalidParameterError(
+                f"max_streams must be <= {MAX_STREAMS_PER_CONNECTION} (Binance's limit per "
+                f"connection), got {self.max_streams}"
+            )
+        if self.reconnect_max < self.reconnect_initial:
+            raise InvalidParameterError(
+                f"reconnect_max ({self.reconnect_max}) must be >= reconnect_initial "
+                f"({self.reconnect_initial})"
+            )
+        normalised["healthy_after"] = float(healthy_after)
+        normalised["max_buffered"] = int(self.max_buffered)
+        normalised["max_streams"] = int(self.max_streams)
+        normalised["rest_limit"] = int(rest_limit)
+        normalised["read_coalesce"] = None if read_coalesce is None else float(read_coalesce)
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)

@@ -1,0 +1,482 @@
+"""The MCP server: tradelab's analytics as tools an AI assistant can call.
+
+Built on the official ``mcp`` SDK 2.x (:class:`mcp.server.mcpserver.MCPServer`). Every tool is a
+thin typed wrapper over the same public function an analyst calls in a notebook
+(:func:`tradelab.get_volume_profile`, :func:`tradelab.get_liquidity_vacuums`,
+:func:`tradelab.collector.read_collector_status`); this module adds only argument schemas, a
+bounded JSON-ready presentation and a one-line reading written for a language model. The
+presentation (output models, row merging, readings) lives in :mod:`tradelab.mcp_server.presentation`
+and is re-exported here; this module holds the server, its tools and its transports.
+
+Tools:
+
+- ``get_volume_profile(symbol, duration_hours=24, tick_size=None)`` — POC/VAH/VAL, volumes and
+  the profile rows (at most :data:`MAX_ROWS`, merged when the full resolution has more).
+- ``get_liquidity_vacuums(symbol, duration_hours=24)`` — thin price zones, each with a reading.
+- ``get_collection_status()`` — what is collected, since when, rates, gaps, last trade times,
+  so the assistant can explain *why* data is missing.
+- ``get_volume_profile_chart(symbol, duration_hours=24, tick_size=None)`` — the profile as PNG.
+
+Errors: every :class:`~tradelab.exceptions.TradelabError` becomes a tool error (``isError``)
+carrying the Python API's message unchanged (the SDK prefixes ``Error executing tool <name>:``);
+anything unexpected reaches the client only as ``Error executing tool <name>`` and is logged here
+with its traceback. Arguments are validated by the Python API itself, so a bad symbol or an
+out-of-range window gets the same message as in a notebook; the input schemas still state the
+ranges and patterns so that clients can check before calling.
+
+The store: the server normally opens it as a *reader* (a notebook kernel or ``tradelab collect``
+writes it) and catches up with the writer before every call; ``collect=`` makes the server run a
+:class:`~tradelab.collector.Collector` itself, on the server's event loop, for as long as it
+serves. A store that does not exist yet is not fatal: the tools say so and how to start
+collecting, and the server opens it as soon as it appears.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+from mcp.server.mcpserver import Context, Image, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, WithJsonSchema
+
+from tradelab import __version__
+from tradelab.config import MAX_WINDOW_HOURS, MIN_WINDOW_HOURS, resolve_data_dir
+from tradelab.exceptions import NoDataError, TradelabError
+from tradelab.logs import get_logger
+from tradelab.mcp_server.presentation import (
+    MAX_ROWS,
+    CollectionStatus,
+    CollectorInfo,
+    LiquidityVacuums,
+    ProfileRow,
+    SymbolStatus,
+    VacuumZone,
+    VolumeProfileResult,
+    collection_status,
+    format_price,
+    liquidity_vacuums_result,
+    merge_rows,
+    profile_chart_png,
+    vacuum_reading,
+    volume_profile_result,
+)
+
+__all__ = [
+    "DEFAULT_HTTP_PATH",
+    "MAX_ROWS",
+    "CollectionStatus",
+    "CollectorInfo",
+    "LiquidityVacuums",
+    "ProfileRow",
+    "ServerState",
+    "SymbolStatus",
+    "VacuumZone",
+    "VolumeProfileResult",
+    "collection_status",
+    "create_server",
+    "format_price",
+    "liquidity_vacuums_result",
+    "merge_rows",
+    "profile_chart_png",
+    "run_http",
+    "run_stdio",
+    "vacuum_reading",
+    "volume_profile_result",
+]
+
+log = get_logger("tradelab.mcp")
+
+DEFAULT_HTTP_PATH = "/mcp"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+SERVER_INSTRUCTIONS = (
+    "tradelab holds a complete history of Binance aggregate trades (aggTrades) that a collector "
+    "records into a local store, and computes volume profiles from it. Use get_volume_profile "
+    "for 'where is the point of control / value area' questions, get_liquidity_vacuums for thin "
+    "price zones the market tends to cross fast, and get_collection_status to explain why data "
+    "is missing or too thin (collector stopped, just started, gaps). Windows are the last 1-168 "
+    "hours, ending now. Volumes are in the base asset (BTC for BTCUSDT), prices in the quote "
+    "asset (USDT). An analysis needs at least 1,000 trades in its window; below that the error "
+    "says how many there are and about how long to wait."
+)
+
+# --- input schemas ----------------------------------------------------------------------------
+# The Python API validates (and upper-cases symbols); pydantic only passes values through, so a
+# bad value gets tradelab's own message. The JSON schema still states the allowed values.
+
+SymbolArg = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9]{2,20}$",
+            "description": (
+                "Binance spot symbol, base asset followed by quote asset, e.g. 'BTCUSDT' or "
+                "'ETHUSDT'. 2-20 letters or digits; lower case is accepted and upper-cased."
+            ),
+            "examples": ["BTCUSDT", "ETHUSDT"],
+        }
+    ),
+]
+HoursArg = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": MIN_WINDOW_HOURS,
+            "maximum": MAX_WINDOW_HOURS,
+            "default": 24,
+            "description": (
+                f"Length of the window in hours, ending now: {MIN_WINDOW_HOURS} to "
+                f"{MAX_WINDOW_HOURS} (7 days, the retention period). Default 24."
+            ),
+        }
+    ),
+]
+TickArg = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}],
+            "default": None,
+            "description": (
+                "Exchange price tick the row size is a multiple of; leave null to use the "
+                "symbol's tick (0.01 for BTCUSDT and ETHUSDT)."
+            ),
+        }
+    ),
+]
+
+# --- the server -------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    """What the tools share: the store handle (opened lazily) and the optional collector."""
+
+    data_dir: Path
+    store: Any = None
+    collector: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def get_store(self, *, required: bool = True) -> Any:
+        """The store: :func:`tradelab.open_store` on first use (a reader that catches up with
+        the writing process before every query, or this process's writer if it has one).
+
+        No store yet raises :class:`~tradelab.exceptions.NoDataError` (saying how to start
+        collecting), or returns ``None`` when ``required`` is false; the next call tries again.
+        """
+        with self._lock:
+            if self.store is None:
+                from tradelab.store.registry import open_store
+
+                try:
+                    self.store = open_store(self.data_dir)
+                except NoDataError:
+                    if required:
+                        raise
+                    return None
+            return self.store
+
+
+def _read_collector_status(store: Any) -> dict[str, Any] | None:
+    """:func:`tradelab.collector.status_doc.read_collector_status` (30 s freshness rule applied)."""
+    from tradelab.collector.status_doc import read_collector_status
+
+    return read_collector_status(store)
+
+
+def _state(ctx: Context) -> ServerState:
+    # Our lifespan (create_server) yields a ServerState; a bare Context types it as a dict.
+    return cast(ServerState, ctx.request_context.lifespan_context)
+
+
+def _result(model: BaseModel, text: str) -> CallToolResult:
+    """Structured content plus a text block (the reading, then the JSON) for every client."""
+    payload = model.model_dump(mode="json")
+    return CallToolResult(
+        content=[TextContent(type="text", text=text + "\n\n" + json.dumps(payload))],
+        structured_content=payload,
+    )
+
+
+def _tool_error(exc: TradelabError) -> ToolError:
+    return ToolError(str(exc))
+
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False)
+
+
+def _tool(server: MCPServer, *, title: str, structured_output: bool | None = None) -> Any:
+    """Register a read-only tool whose description is its docstring, dedented."""
+
+    def decorator(fn: Any) -> Any:
+        server.add_tool(
+            fn,
+            title=title,
+            description=inspect.cleandoc(fn.__doc__ or ""),
+            annotations=_READ_ONLY,
+            structured_output=structured_output,
+        )
+        return fn
+
+    return decorator
+
+
+def _register_tools(server: MCPServer) -> None:
+    from tradelab import config
+
+    @_tool(server, title="Volume profile (POC, value area)")
+    def get_volume_profile(
+        symbol: SymbolArg,
+        ctx: Context,
+        duration_hours: HoursArg = 24,
+        tick_size: TickArg = None,
+    ) -> Annotated[CallToolResult, VolumeProfileResult]:
+        """Volume profile of a Binance symbol over the last `duration_hours` (1-168, ending now).
+
+        Returns the point of control (POC: the price row with the most traded volume), the
+        value area (VAL to VAH: the price range around the POC holding ~70% of the volume),
+        total / taker-buy / taker-sell volume, the trade count and the profile rows (at most
+        200, merged when finer; `note` says how). Use it for "where is the POC / value area /
+        where did most volume trade". Needs at least 1,000 trades in the window; otherwise the
+        error says how many there are and about how long to wait.
+        """
+        state = _state(ctx)
+        try:
+            from tradelab.analytics.api import get_volume_profile as api
+
+            # Checked before the store is opened, so a bad argument is reported first.
+            sym = config.validate_symbol(symbol)
+            config.validate_hours(duration_hours, name="duration_hours")
+            vp = api(sym, duration_hours, tick_size, store=state.get_store())
+            result = volume_profile_result(vp, sym, duration_hours)
+        except TradelabError as exc:
+            raise _tool_error(exc) from exc
+        return _result(result, result.summary + "\n" + result.note)
+
+    @_tool(server, title="Liquidity vacuums (thin zones)")
+    def get_liquidity_vacuums(
+        symbol: SymbolArg,
+        ctx: Context,
+        duration_hours: HoursArg = 24,
+    ) -> Annotated[CallToolResult, LiquidityVacuums]:
+        """Liquidity vacuums of a Binance symbol over the last `duration_hours` (1-168).
+
+        A vacuum is a price zone the market traded far less than usual (rows below 20% of the
+        median row volume): price tends to move fast through such zones, and traders place stops
+        beyond them rather than inside. Each zone comes with its bounds, volume, deficit, an
+        impact level (fast / moderate / negligible) and a one-line `reading`. Needs at least
+        1,000 trades in the window.
+        """
+        state = _state(ctx)
+        try:
+            from tradelab.analytics.api import get_volume_profile as profile_api
+            from tradelab.analytics.profile import liquidity_vacuums
+
+            sym = config.validate_symbol(symbol)
+            config.validate_hours(duration_hours, name="duration_hours")
+            # What tradelab.get_liquidity_vacuums does, keeping the profile for its figures.
+            vp = profile_api(sym, duration_hours, store=state.get_store())
+            vacuums = liquidity_vacuums(vp)
+            result = liquidity_vacuums_result(vacuums, vp, sym, duration_hours)
+        except TradelabError as exc:
+            raise _tool_error(exc) from exc
+        return _result(result, result.summary)
+
+    @_tool(server, title="Collection status")
+    def get_collection_status(ctx: Context) -> Annotated[CallToolResult, CollectionStatus]:
+        """What trade data is collected: symbols, trades stored, first and last trade times,
+        whether a collector is running (and where), its rates, gaps and errors.
+
+        Call it to explain why an analysis has too little data (collector stopped, just
+        started, disconnected, symbol never collected) or how fresh the answers are.
+        """
+        state = _state(ctx)
+        try:
+            store = state.get_store(required=False)
+            status = None
+            if state.collector is not None:
+                # Our own collector: its live status, fresher than the document it publishes.
+                status = dict(state.collector.status())
+                status["stale"] = not status.get("running")
+                status["reported_running"] = bool(status.get("running"))
+            elif store is not None:
+                status = _read_collector_status(store)
+            result = collection_status(
+                store,
+                status,
+                store_path=getattr(store, "path", None) or state.data_dir,
+                in_this_server=state.collector is not None,
+            )
+        except TradelabError as exc:
+            raise _tool_error(exc) from exc
+        return _result(result, result.summary)
+
+    @_tool(server, title="Volume profile chart (PNG)", structured_output=False)
+    def get_volume_profile_chart(
+        symbol: SymbolArg,
+        ctx: Context,
+        duration_hours: HoursArg = 24,
+        tick_size: TickArg = None,
+    ) -> list[Image | TextContent]:
+        """The volume profile of `symbol` over the last `duration_hours` drawn as a PNG image
+        (buy/sell bars by price, POC line, value area shaded, vacuums hatched), with a one-line
+        caption. For clients that display images; use get_volume_profile for the numbers.
+        """
+        state = _state(ctx)
+        try:
+            from tradelab.analytics.api import get_volume_profile as api
+
+            sym = config.validate_symbol(symbol)
+            config.validate_hours(duration_hours, name="duration_hours")
+            vp = api(sym, duration_hours, tick_size, store=state.get_store())
+            caption = volume_profile_result(vp, sym, duration_hours).summary
+            png = profile_chart_png(vp)
+        except TradelabError as exc:
+            raise _tool_error(exc) from exc
+        return [Image(data=png, format="png"), TextContent(type="text", text=caption)]
+
+
+def create_server(
+    data: str | os.PathLike[str] | None = None,
+    *,
+    store: Any = None,
+    collect: str | Sequence[str] | None = None,
+    ws_url: str | None = None,
+    rest_url: str | None = None,
+) -> MCPServer:
+    """Build the tradelab MCP server (serve it with :func:`run_stdio` or :func:`run_http`).
+
+    ``data``: the store's directory (argument > ``$TRADELAB_DATA`` > ``~/.tradelab/data``),
+    opened as a reader on first use — another process writes it. ``store``: an open
+    :class:`~tradelab.store.TradeStore` to serve instead (the caller closes it).
+    ``collect``: symbols (``"BTCUSDT,ETHUSDT"``, a sequence, or ``()`` for the configured
+    default) for a :class:`~tradelab.collector.Collector` the server runs itself, on its event
+    loop, while it serves; the store is then opened for writing here, so a store another
+    process writes fails now with :class:`~tradelab.exceptions.StoreLockedError`.
+    ``ws_url``/``rest_url`` point that collector elsewhere than Binance (e.g. the simulator).
+    """
+    from tradelab.config import Settings
+
+    settings: Settings | None = None
+    if collect is not None:
+        settings = Settings.resolve(
+            data_dir=getattr(store, "path", None) or data,
+            symbols=collect or None,
+            ws_url=ws_url,
+            rest_url=rest_url,
+        )
+        data_dir = settings.data_dir
+        if store is None:
+            from tradelab.store.registry import open_store
+
+            store = open_store(data_dir, write=True)
+        elif getattr(store, "readonly", False):
+            from tradelab.exceptions import ConfigurationError
+
+            raise ConfigurationError("collect= needs a writable store; this one is read-only")
+    elif ws_url or rest_url:
+        from tradelab.exceptions import ConfigurationError
+
+        raise ConfigurationError("ws_url and rest_url configure the collector: give collect= too")
+    else:
+        data_dir = Path(getattr(store, "path", None) or resolve_data_dir(data))
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[ServerState]:
+        state = ServerState(data_dir=data_dir, store=store)
+        if settings is not None:
+            from tradelab.collector.collector import Collector
+
+            state.collector = Collector(
+                settings.symbols, store=store, ws_url=settings.ws_url, rest_url=settings.rest_url
+            )
+            await state.collector.start()
+            log.info(
+                "MCP server collecting %s into %s",
+                ",".join(settings.symbols),
+                data_dir,
+                extra={"symbols": list(settings.symbols), "data_dir": str(data_dir)},
+            )
+        try:
+            yield state
+        finally:
+            if state.collector is not None:
+                await state.collector.stop()
+
+    server: MCPServer = MCPServer(
+        "tradelab",
+        title="tradelab: Binance trade history and volume profiles",
+        version=__version__,
+        instructions=SERVER_INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    _register_tools(server)
+    return server
+
+
+def run_stdio(server: MCPServer) -> None:
+    """Serve over stdin/stdout (desktop assistants launch ``tradelab mcp`` themselves)."""
+    server.run("stdio")
+
+
+def run_http(
+    server: MCPServer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    path: str = DEFAULT_HTTP_PATH,
+    ready: Any = None,
+) -> None:
+    """Serve streamable HTTP at ``http://host:port/mcp`` until interrupted.
+
+    The socket is bound here (``port=0`` picks a free port) and the URL printed on stderr
+    (``tradelab mcp: serving http://127.0.0.1:PORT/mcp``), so callers can find it.
+    """
+    import anyio
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        from tradelab.exceptions import ConfigurationError
+
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{bound_port}{path}"
+    if host not in LOOPBACK_HOSTS:
+        log.warning(
+            "Serving MCP on %s without TLS or authentication: put a reverse proxy with TLS and "
+            "auth in front of it",
+            url,
+            extra={"url": url},
+        )
+    app = server.streamable_http_app(streamable_http_path=path, host=host)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    uv = uvicorn.Server(config)
+    print(f"tradelab mcp: serving {url}", file=sys.stderr, flush=True)
+    if ready is not None:
+        ready(url)
+    try:
+        anyio.run(lambda: uv.serve(sockets=[sock]))
+    finally:
+        sock.close()
