@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tradelab.recordings import synthetic_trades
 from tradelab.schema import TRADE_SCHEMA
-from tradelab.store.tradestore import HOUR_MS, TradeStore, _dir_size
+from tradelab.store import TradeStore
+from tradelab.store.keys import HOUR_MS
+from tradelab.store.opening import dir_size
 
 DAYS = float(os.environ.get("BENCH_STORE_DAYS", "7"))
 BASE_HOURS = int(os.environ.get("BENCH_STORE_BASELINE_HOURS", "24"))
@@ -177,7 +179,7 @@ def main() -> int:
         t = time.perf_counter()
         store.compact()
         comp_s = time.perf_counter() - t
-        size = _dir_size(store.path)
+        size = dir_size(store.path)
         total = df.height + burst.height + burst2.height
         print(
             f"after compaction   {size / 1e6:.1f} MB for {total:,} trades = "
@@ -210,7 +212,7 @@ def main() -> int:
         base_append_s = time.perf_counter() - t
         base.db.compact_range(None, None)
         base.db.flush()
-        base_size = _dir_size(Path(base.path))
+        base_size = dir_size(Path(base.path))
         print(
             f"baseline append    {sample.height:,} trades in {base_append_s:.1f} s = "
             f"{sample.height / base_append_s / 1e6:.2f} M trades/s; "

@@ -3,9 +3,12 @@
 :mod:`.tradestore` holds :class:`TradeStore` (append, time-range reads as Polars frames,
 retention, stats). Its helpers: :mod:`.blocks` (the pure block codec), :mod:`.keys` (key layout
 and per-symbol state), :mod:`.opening` (opening, locking, the owner file, secondaries),
-:mod:`.plan` (turning an append into one atomic WriteBatch), :mod:`.reading` (range scans).
-:mod:`.registry` keeps one store per path per process (``open_store``) and serves the notebook's
-TradeBuffer (``trades``). The layout is explained in ``docs/storage-layout.md``.
+:mod:`.plan` (turning an append, a roll-up or a retention cut into one atomic WriteBatch),
+:mod:`.reading` (range scans), :mod:`.rollups` (the background roll-up thread) and
+:mod:`.documents` (the small ``meta:`` documents). :mod:`.registry` keeps one store per path
+per process (``open_store``) and serves the notebook's TradeBuffer (``trades``). Names these
+modules share are public inside the package; only the names below are its API. The layout is
+explained in ``docs/storage-layout.md``.
 """
 
 from __future__ import annotations

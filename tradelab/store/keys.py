@@ -4,35 +4,52 @@ Every module of the store (:mod:`.tradestore` and its helpers) builds keys and
 converts times through these functions, so the byte layout documented in
 docs/storage-layout.md is written down exactly once::
 
-    trades:{SYMBOL}:{13-digit ms}   a block (``_bkey``; ``_bend`` is a range's upper bound)
-    index:{SYMBOL}:{13-digit ms}    its header (``_ikey``)
-    symbol:{SYMBOL}                 the symbol's counters (``_skey``, ``_empty_meta``)
+    tradelab:store                  the marker (``MARKER``)
+    trades:{SYMBOL}:{13-digit ms}   a block (``block_key``; ``block_end`` bounds a range)
+    index:{SYMBOL}:{13-digit ms}    its header (``index_key``)
+    symbol:{SYMBOL}                 the symbol's counters (``symbol_key``, ``empty_meta``)
 
-Also here: :class:`StoreStats` (what :meth:`TradeStore.stats` returns), ``_SymbolState`` (the
-writer's in-memory counters and block index of one symbol) and the argument/time helpers.
+Also here: :class:`StoreStats` (what :meth:`TradeStore.stats` returns), :class:`SymbolState`
+(the writer's in-memory counters and block index of one symbol) and the argument/time helpers
+(:func:`ms_arg`, :func:`retention_days_arg`, :func:`utc_datetime`).
+These names are public inside :mod:`tradelab.store` (its modules share them) but not exported
+by the package.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tradelab.config import DEFAULT_RETENTION_DAYS
+from tradelab.exceptions import ConfigurationError, InvalidParameterError
 from tradelab.schema import to_ms
 
 __all__ = [
     "HOUR_MS",
+    "MARKER",
     "MAX_MS",
     "MINUTE_MS",
     "OWNER_FILE",
     "STORE_FORMAT",
     "StoreStats",
+    "SymbolState",
+    "block_end",
+    "block_key",
+    "empty_meta",
+    "floor_to",
+    "index_key",
+    "index_prefix",
+    "ms_arg",
+    "retention_days_arg",
+    "stats_from_meta",
+    "symbol_key",
+    "utc_datetime",
 ]
 
 STORE_FORMAT = 1
@@ -40,35 +57,41 @@ OWNER_FILE = "TRADELAB-WRITER.json"
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 MAX_MS = 10**13 - 1  # 13 digits: until the year 2286
-_MARKER = b"tradelab:store"
+MARKER = b"tradelab:store"
+"""The key whose value ({"format", "created_ms"}) says a RocksDB directory is a tradelab store."""
 
 
-def _bkey(sym: str, ms: int) -> bytes:
+def block_key(sym: str, ms: int) -> bytes:
     """The key of the block of ``sym`` whose first trade is at ``ms`` (byte order = time order)."""
     return b"trades:%s:%013d" % (sym.encode(), ms)
 
 
-def _bend(sym: str, ms: int) -> bytes:
+def block_end(sym: str, ms: int) -> bytes:
     """The exclusive upper-bound key for blocks of ``sym`` starting before ``ms``."""
-    return _bkey(sym, ms) if ms <= MAX_MS else b"trades:%s;" % sym.encode()
+    return block_key(sym, ms) if ms <= MAX_MS else b"trades:%s;" % sym.encode()
 
 
-def _ikey(sym: str, ms: int) -> bytes:
+def index_key(sym: str, ms: int) -> bytes:
     """The key of that block's header in the index."""
     return b"index:%s:%013d" % (sym.encode(), ms)
 
 
-def _skey(sym: str) -> bytes:
+def index_prefix(sym: str) -> bytes:
+    """The prefix of every header key of ``sym`` (what a scan of its index starts from)."""
+    return b"index:%s:" % sym.encode()
+
+
+def symbol_key(sym: str) -> bytes:
     """The key of ``sym``'s counters."""
     return b"symbol:%s" % sym.encode()
 
 
-def _floor(ms: int, unit: int) -> int:
+def floor_to(ms: int, unit: int) -> int:
     """``ms`` rounded down to a multiple of ``unit`` (a minute or an hour)."""
     return ms - ms % unit
 
 
-def _dt(ms: int | None) -> dt.datetime | None:
+def utc_datetime(ms: int | None) -> dt.datetime | None:
     """Unix ms as a UTC datetime (None stays None)."""
     return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
@@ -90,19 +113,39 @@ class StoreStats:
     bytes_on_disk: int
 
 
+def stats_from_meta(sym: str, meta: dict[str, Any], bytes_on_disk: int) -> StoreStats:
+    """The :class:`StoreStats` of ``sym`` from its counters ``meta``: times and ids only while
+    it holds trades (after retention empties it, the counters keep where collection stopped)."""
+    count = meta["count"]
+    return StoreStats(
+        symbol=sym,
+        trade_count=count,
+        first_time=utc_datetime(meta["first_time"]) if count else None,
+        last_time=utc_datetime(meta["last_time"]) if count else None,
+        first_agg_id=meta["first_agg_id"] if count else None,
+        last_agg_id=meta["last_agg_id"] if count else None,
+        bytes_on_disk=bytes_on_disk,
+    )
+
+
 @dataclass
-class _SymbolState:
-    """The writer's authoritative in-memory copy of one symbol's counters and block index."""
+class SymbolState:
+    """The writer's authoritative in-memory copy of one symbol's counters and block index.
+
+    ``meta`` is the ``symbol:`` document, ``index`` maps a block key to its header
+    ``(n, t_min, t_max, id_min, id_max, bytes)`` and ``keys`` lists the block keys sorted.
+    """
 
     meta: dict[str, Any]
     index: dict[int, tuple[int, int, int, int, int, int]] = field(default_factory=dict)
     keys: list[int] = field(default_factory=list)  # sorted block keys
 
     def keys_between(self, lo: int, hi: int) -> list[int]:
+        """The block keys in ``[lo, hi)``, ascending."""
         return self.keys[bisect.bisect_left(self.keys, lo) : bisect.bisect_left(self.keys, hi)]
 
 
-def _empty_meta() -> dict[str, Any]:
+def empty_meta() -> dict[str, Any]:
     """The counters of a symbol with nothing stored."""
     return {
         "count": 0,
@@ -114,31 +157,34 @@ def _empty_meta() -> dict[str, Any]:
     }
 
 
-def _ms_arg(value: Any, name: str) -> int:
+def ms_arg(value: Any, name: str) -> int:
     """Unix ms from a tz-aware datetime or a number (numpy integers included)."""
     if isinstance(value, np.integer):
         value = int(value)
     return to_ms(value, name=name)
 
 
-def _min(a: int | None, b: int) -> int:
-    """``min`` where None means "no value yet"."""
-    return b if a is None else min(a, b)
-
-
-def _max(a: int | None, b: int) -> int:
-    """``max`` where None means "no value yet"."""
-    return b if a is None else max(a, b)
-
-
-def _dir_size(path: Path) -> int:
-    """Bytes of the table files and write-ahead logs (not RocksDB's info LOG files)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(path):
-            with contextlib.suppress(OSError):
-                if entry.name.endswith((".sst", ".log", ".blob")) and entry.is_file(
-                    follow_symlinks=False
-                ):
-                    total += entry.stat(follow_symlinks=False).st_size
-    return total
+def retention_days_arg(value: object) -> float:
+    """The ``retention_days`` of a store: ``value`` if given, else ``TRADELAB_RETENTION_DAYS``
+    (read as :mod:`tradelab.config` reads it for the collector), else the default of 7 days."""
+    if value is None:
+        value = DEFAULT_RETENTION_DAYS
+        raw = os.environ.get("TRADELAB_RETENTION_DAYS")
+        if raw:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(
+                    f"TRADELAB_RETENTION_DAYS={raw!r} is not a number"
+                ) from None
+            if value <= 0:
+                raise ConfigurationError(f"TRADELAB_RETENTION_DAYS={raw!r} must be greater than 0")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (0 < value < float("inf"))
+    ):
+        raise InvalidParameterError(
+            f"retention_days must be a finite number of days > 0, got {value!r}"
+        )
+    return float(value)

@@ -11,10 +11,13 @@ Plain functions of the store's path, used by :class:`tradelab.store.TradeStore` 
   write-ahead logs seen at open (:func:`wal_files`) tells a reader when the writer flushed;
 * a file, a non-empty directory without a RocksDB or a RocksDB without the marker key is
   :class:`NotADatabaseError`; a reader on a missing/empty path is :class:`NoDataError`.
+
+Also the store directory's files: :func:`wal_files` and :func:`dir_size` (its size on disk).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,11 +37,12 @@ from tradelab.exceptions import (
     StoreLockedError,
 )
 from tradelab.logs import get_logger
-from tradelab.store.keys import _MARKER, OWNER_FILE, STORE_FORMAT, _dt
+from tradelab.store.keys import MARKER, OWNER_FILE, STORE_FORMAT, utc_datetime
 
 __all__ = [
     "check_marker",
     "check_path",
+    "dir_size",
     "locked_message",
     "open_secondary",
     "open_writer",
@@ -100,14 +104,14 @@ def open_writer(p: Path) -> rd.Rdict:
             raise NotADatabaseError(f"{p} is not a readable tradelab store: {msg}") from None
         raise StorageError(f"cannot open the store at {p} for writing: {msg}") from None
     try:
-        marker = db.get(_MARKER)
+        marker = db.get(MARKER)
         if marker is None:
             if next(iter(db.keys()), None) is not None:
                 raise NotADatabaseError(
                     f"{p} is a RocksDB database but not a tradelab store (no marker key)"
                 )
             db.put(
-                _MARKER,
+                MARKER,
                 msgpack.packb({"format": STORE_FORMAT, "created_ms": int(time.time() * 1000)}),
             )
         else:
@@ -146,7 +150,7 @@ def locked_message(p: Path) -> str:
     owner = read_owner(p)
     who = "another process"
     if owner:
-        started = _dt(owner.get("started_ms"))
+        started = utc_datetime(owner.get("started_ms"))
         who = f"process {owner.get('pid')} on {owner.get('host')}" + (
             f" (since {started:%Y-%m-%d %H:%M:%S} UTC)" if started else ""
         )
@@ -198,7 +202,7 @@ def open_secondary(p: Path, secondary_dir: str) -> rd.Rdict:
             raise NoDataError(f"no trade store at {p} yet: {_START_HINT}") from None
         raise NotADatabaseError(f"cannot read {p} as a tradelab store: {msg}") from None
     try:
-        marker = db.get(_MARKER)
+        marker = db.get(MARKER)
         if marker is None:
             if next(iter(db.keys()), None) is None:  # a writer is creating it right now
                 raise NoDataError(f"the trade store at {p} is empty: {_START_HINT}")
@@ -211,3 +215,16 @@ def open_secondary(p: Path, secondary_dir: str) -> rd.Rdict:
         shutil.rmtree(secondary_dir, ignore_errors=True)
         raise
     return db
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of the table files and write-ahead logs (not RocksDB's info LOG files)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            with contextlib.suppress(OSError):
+                if entry.name.endswith((".sst", ".log", ".blob")) and entry.is_file(
+                    follow_symlinks=False
+                ):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total

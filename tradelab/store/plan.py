@@ -1,23 +1,26 @@
 """Change sets of the trade store's writer: which blocks to put and delete, as one WriteBatch.
 
 Every change to a symbol — an append, a roll-up merge, a retention rewrite — is first planned
-in memory as a ``_Plan`` (blocks to put, keys to delete, the decoded blocks it read), then
+in memory as a :class:`Plan` (blocks to put, keys to delete, the decoded blocks it read), then
 written with the symbol's new counters in ONE RocksDB WriteBatch (:func:`plan_to_batch`), so a
 reader never sees half of it and a failed write leaves the store as it was. The writer
-(:class:`tradelab.store.TradeStore`) decides *when*; this module decides *what*.
-See docs/storage-layout.md, "Blocks" and "Exactly once".
+(:class:`tradelab.store.TradeStore`) decides *when*; this module decides *what*: the blocks of
+an append (:func:`plan_append`, :func:`drop_stored`, :func:`appended_meta`), the ranges a
+roll-up merges (:func:`roll_up_ranges`) and the rewrite of a retention cut
+(:func:`plan_retention`). It reads stored blocks only through the :data:`BlockReader` it is
+handed and never sees the store itself. See docs/storage-layout.md, "Blocks" and "Exactly once".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgpack
 import numpy as np
 import rocksdict as rd
 
-from tradelab.exceptions import StorageError
+from tradelab.exceptions import InvalidTradesError, StorageError
 from tradelab.store.blocks import (
     BlockHeader,
     Columns,
@@ -27,33 +30,59 @@ from tradelab.store.blocks import (
     sort_dedupe,
     take,
 )
-from tradelab.store.keys import HOUR_MS, _bkey, _ikey, _skey, _SymbolState
+from tradelab.store.keys import (
+    HOUR_MS,
+    MAX_MS,
+    MINUTE_MS,
+    SymbolState,
+    block_key,
+    floor_to,
+    index_key,
+    symbol_key,
+)
 
-if TYPE_CHECKING:
-    from tradelab.store.tradestore import TradeStore
+__all__ = [
+    "BlockGone",
+    "BlockReader",
+    "Plan",
+    "appended_meta",
+    "drop_hours_before",
+    "drop_stored",
+    "plan_append",
+    "plan_retention",
+    "plan_to_batch",
+    "roll_up_ranges",
+    "validate_columns",
+]
 
-__all__ = ["plan_append", "plan_to_batch"]
+BlockReader = Callable[[bytes], "bytes | None"]
+"""Reads one stored value by key (``Rdict.get`` of the writer's database): None if absent."""
 
 
-class _BlockGone(StorageError):
-    """A block named by the index was deleted meanwhile (a concurrent retention)."""
+class BlockGone(StorageError):
+    """A block named by the index was deleted meanwhile (a concurrent retention): a roll-up
+    that meets one leaves its blocks for a later round."""
 
 
-class _Plan:
-    """An in-memory change set for one symbol: blocks to put and keys to delete."""
+class Plan:
+    """An in-memory change set for one symbol: blocks to put and keys to delete.
 
-    def __init__(self, store: TradeStore, sym: str, st: _SymbolState) -> None:
-        self.store, self.sym, self.st = store, sym, st
+    ``read`` fetches the blocks the plan merges; ``st`` is the symbol's state as the writer
+    holds it (only read here: the writer updates it once the batch is written).
+    """
+
+    def __init__(self, read: BlockReader, sym: str, st: SymbolState) -> None:
+        self.read, self.sym, self.st = read, sym, st
         self.puts: dict[int, tuple[bytes, BlockHeader]] = {}
         self.deletes: set[int] = set()
         self.loaded: dict[int, Columns] = {}
 
     def cols(self, key: int) -> Columns:
-        """The trades of block ``key``, read once (through the store's current database)."""
+        """The trades of block ``key``, read once (through the plan's reader)."""
         if key not in self.loaded:
-            raw = self.store._db.get(_bkey(self.sym, key))
+            raw = self.read(block_key(self.sym, key))
             if raw is None:
-                raise _BlockGone(f"block {key} of {self.sym} is in the index but missing")
+                raise BlockGone(f"block {key} of {self.sym} is in the index but missing")
             self.loaded[key] = decode_block(raw)[1]
         return self.loaded[key]
 
@@ -90,13 +119,13 @@ class _Plan:
         self.loaded[t_min] = merged
 
 
-def plan_append(store: TradeStore, sym: str, st: _SymbolState, cols: Columns) -> _Plan:
+def plan_append(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> Plan:
     """One new block per clock hour the trades touch (merged into a block of the same key).
 
     Roll-ups (closed minutes -> minute blocks, closed hours -> one block) are left to the
     background worker (:meth:`TradeStore.roll_up`) so an append stays ~1 ms whatever the time.
     """
-    plan = _Plan(store, sym, st)
+    plan = Plan(read, sym, st)
     t = cols["time"]
     hours = t - t % HOUR_MS
     first_hour = int(hours[0])
@@ -127,8 +156,8 @@ def plan_append(store: TradeStore, sym: str, st: _SymbolState, cols: Columns) ->
 def plan_to_batch(
     batch: rd.WriteBatch,
     sym: str,
-    st: _SymbolState,
-    plan: _Plan,
+    st: SymbolState,
+    plan: Plan,
     meta: dict[str, Any],
     dropped: Iterable[int] = (),
 ) -> dict[int, tuple[int, int, int, int, int, int]]:
@@ -145,15 +174,15 @@ def plan_to_batch(
     for key in plan.deletes:
         if key in plan.puts:
             continue
-        batch.delete(_bkey(sym, key))
-        batch.delete(_ikey(sym, key))
+        batch.delete(block_key(sym, key))
+        batch.delete(index_key(sym, key))
         stale = index.pop(key, None)
         if stale is not None:
             meta["bytes"] -= stale[5]
     for key, (value, h) in plan.puts.items():
         entry = (h.n, h.t_min, h.t_max, h.id_min, h.id_max, len(value))
-        batch.put(_bkey(sym, key), value)
-        batch.put(_ikey(sym, key), msgpack.packb(list(entry)))
+        batch.put(block_key(sym, key), value)
+        batch.put(index_key(sym, key), msgpack.packb(list(entry)))
         old = index.get(key)
         if old is not None:
             meta["bytes"] -= old[5]
@@ -165,5 +194,113 @@ def plan_to_batch(
     elif plan.deletes or dropped:
         meta["first_time"] = min(e[1] for e in index.values())
         meta["first_agg_id"] = min(e[3] for e in index.values())
-    batch.put(_skey(sym), msgpack.packb(meta))
+    batch.put(symbol_key(sym), msgpack.packb(meta))
     return index
+
+
+def validate_columns(cols: Columns) -> None:
+    """Refuse trades the store cannot hold (times outside 1970..2286, negative or inverted ids)."""
+    t = cols["time"]
+    problems = []
+    if bool((t < 0).any()) or bool((t > MAX_MS).any()):
+        problems.append(f"time must lie between 1970 and the year 2286 (0..{MAX_MS} ms)")
+    for c in ("agg_id", "first_id", "last_id"):
+        if bool((cols[c] < 0).any()):
+            problems.append(f"{c} must be >= 0")
+    if bool((cols["last_id"] < cols["first_id"]).any()):
+        problems.append("last_id must be >= first_id")
+    if problems:
+        raise InvalidTradesError("invalid trades: " + "; ".join(problems))
+
+
+def drop_stored(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> Columns:
+    """Slow path of an append: drop incoming trades whose agg_id some block already holds."""
+    ids = cols["agg_id"]
+    lo, hi = int(ids[0]), int(ids[-1])
+    keep = np.ones(len(ids), dtype=bool)
+    for key in st.keys:
+        _n, _t0, _t1, i0, i1, _b = st.index[key]
+        if i1 < lo or i0 > hi:
+            continue
+        raw = read(block_key(sym, key))
+        if raw is None:
+            continue
+        stored = decode_block(raw)[1]["agg_id"]
+        keep &= ~np.isin(ids, stored, assume_unique=True)
+    return cols if bool(keep.all()) else take(cols, keep)
+
+
+def _min(a: int | None, b: int) -> int:
+    """``min`` where None means "no value yet"."""
+    return b if a is None else min(a, b)
+
+
+def _max(a: int | None, b: int) -> int:
+    """``max`` where None means "no value yet"."""
+    return b if a is None else max(a, b)
+
+
+def appended_meta(meta: dict[str, Any], cols: Columns) -> dict[str, Any]:
+    """The counters ``meta`` (not changed) once the new trades ``cols`` (sorted) are stored."""
+    out = dict(meta)
+    t = cols["time"]
+    out["count"] += len(cols["agg_id"])
+    out["first_time"] = _min(out["first_time"], int(t.min()))
+    out["last_time"] = _max(out["last_time"], int(t.max()))
+    out["first_agg_id"] = _min(out["first_agg_id"], int(cols["agg_id"][0]))
+    out["last_agg_id"] = _max(out["last_agg_id"], int(cols["agg_id"][-1]))
+    return out
+
+
+def roll_up_ranges(st: SymbolState) -> list[tuple[int, int]]:
+    """The key ranges a roll-up merges, each into one block: every closed hour of more than one
+    block, then every closed minute of the open hour of more than one block."""
+    last = st.meta["last_time"]
+    if last is None:
+        return []
+    hours: dict[int, int] = {}
+    for k in st.keys:
+        h = floor_to(k, HOUR_MS)
+        hours[h] = hours.get(h, 0) + 1
+    open_hour, open_minute = floor_to(last, HOUR_MS), floor_to(last, MINUTE_MS)
+    todo = [(h, h + HOUR_MS) for h, c in sorted(hours.items()) if c > 1 and h < open_hour]
+    minutes: dict[int, int] = {}
+    for k in st.keys_between(open_hour, open_minute):
+        m = floor_to(k, MINUTE_MS)
+        minutes[m] = minutes.get(m, 0) + 1
+    todo += [(m, m + MINUTE_MS) for m, c in sorted(minutes.items()) if c > 1]
+    return todo
+
+
+def plan_retention(
+    read: BlockReader, sym: str, st: SymbolState, cut: int
+) -> tuple[Plan, list[int], int]:
+    """What deleting ``sym``'s trades before ``cut`` takes: ``(plan, whole, removed)``.
+
+    ``whole``: the block keys of the hours wholly before ``cut`` (dropped by
+    :func:`drop_hours_before`, two range tombstones, not one delete per block); ``plan``
+    deletes the blocks of the edge hour and rewrites the one ``cut`` falls in; ``removed``
+    counts the trades that go.
+    """
+    plan = Plan(read, sym, st)
+    cut_hour = floor_to(cut, HOUR_MS)
+    whole = st.keys_between(0, cut_hour)
+    removed = sum(st.index[key][0] for key in whole)
+    for key in st.keys_between(cut_hour, cut):
+        n, _t0, t1, _i0, _i1, _b = st.index[key]
+        plan.deletes.add(key)
+        if t1 < cut:
+            removed += n
+            continue
+        cols = plan.cols(key)
+        keep = cols["time"] >= cut
+        removed += int((~keep).sum())
+        plan.merge([], take(cols, keep))
+    return plan, whole, removed
+
+
+def drop_hours_before(batch: rd.WriteBatch, sym: str, hour: int) -> None:
+    """Add to ``batch`` the deletion of every block of ``sym`` keyed before ``hour`` and of
+    their headers (range tombstones: readers iterating meanwhile keep their snapshot)."""
+    batch.delete_range(block_key(sym, 0), block_key(sym, hour))
+    batch.delete_range(index_key(sym, 0), index_key(sym, hour))

@@ -6,7 +6,8 @@ Plain functions of an open database handle (the writer's or a reader's), used by
 trade), iterates with an upper bound at ``hi``, skips blocks that end before ``lo``, decodes the
 blocks wholly inside straight into preallocated arrays and trims the ≤ 2 edge blocks with a
 mask. The ``ReadOptions`` object must outlive its iterator: a temporary intermittently returns
-wrong rows (docs/storage-layout.md).
+wrong rows (docs/storage-layout.md). Also here: a symbol's counters (:func:`read_meta`) and the
+writer's in-memory copy of them with the block index (:func:`load_state`).
 """
 
 from __future__ import annotations
@@ -26,16 +27,33 @@ from tradelab.store.blocks import (
     sort_dedupe,
     take,
 )
-from tradelab.store.keys import HOUR_MS, _bend, _bkey, _floor
+from tradelab.store.keys import (
+    HOUR_MS,
+    SymbolState,
+    block_end,
+    block_key,
+    empty_meta,
+    floor_to,
+    index_prefix,
+    symbol_key,
+)
 
-__all__ = ["count_blocks", "iter_blocks", "iter_docs", "read_range", "symbol_names"]
+__all__ = [
+    "count_blocks",
+    "iter_blocks",
+    "iter_docs",
+    "load_state",
+    "read_meta",
+    "read_range",
+    "symbol_names",
+]
 
 
 def iter_docs(db: rd.Rdict, sym: str, lo: int, hi: int) -> Iterator[dict[str, Any]]:
     """Unpacked blocks that overlap ``[lo, hi)``, in key order, from one snapshot."""
     ro = rd.ReadOptions()  # must outlive the iterator (see docs/storage-layout.md)
-    ro.set_iterate_upper_bound(_bend(sym, hi))
-    items = db.values(from_key=_bkey(sym, _floor(lo, HOUR_MS)), read_opt=ro)
+    ro.set_iterate_upper_bound(block_end(sym, hi))
+    items = db.values(from_key=block_key(sym, floor_to(lo, HOUR_MS)), read_opt=ro)
     try:
         for value in items:
             try:
@@ -104,7 +122,28 @@ def symbol_names(db: rd.Rdict) -> list[str]:
 def count_blocks(db: rd.Rdict, sym: str, lo: int, hi: int) -> int:
     """How many block keys a query of ``[lo, hi)`` iterates."""
     ro = rd.ReadOptions()
-    ro.set_iterate_upper_bound(_bend(sym, hi))
-    n = sum(1 for _ in db.keys(from_key=_bkey(sym, _floor(lo, HOUR_MS)), read_opt=ro))
+    ro.set_iterate_upper_bound(block_end(sym, hi))
+    n = sum(1 for _ in db.keys(from_key=block_key(sym, floor_to(lo, HOUR_MS)), read_opt=ro))
     del ro
     return n
+
+
+def read_meta(db: rd.Rdict, sym: str) -> dict[str, Any]:
+    """The counters of ``sym`` as stored (zeros and None if it has none yet)."""
+    raw = db.get(symbol_key(sym))
+    return empty_meta() if raw is None else msgpack.unpackb(raw)
+
+
+def load_state(db: rd.Rdict, sym: str) -> SymbolState:
+    """``sym``'s counters and its whole block index, read once when the writer first needs them."""
+    st = SymbolState(meta=read_meta(db, sym))
+    prefix = index_prefix(sym)
+    ro = rd.ReadOptions()
+    ro.set_iterate_upper_bound(prefix + b"\xff")
+    for k, v in db.items(from_key=prefix, read_opt=ro):
+        # raw_mode: keys are bytes, which the rocksdict stubs cannot know.
+        key_ms = int(cast(bytes, k)[len(prefix) :])
+        st.index[key_ms] = tuple(msgpack.unpackb(v))  # type: ignore[assignment]
+        st.keys.append(key_ms)
+    del ro
+    return st

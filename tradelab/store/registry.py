@@ -20,7 +20,8 @@ import polars as pl
 
 from tradelab.config import resolve_data_dir, validate_hours, validate_symbol
 from tradelab.exceptions import InvalidParameterError
-from tradelab.store.tradestore import TradeStore, _ms_arg
+from tradelab.store.keys import ms_arg
+from tradelab.store.tradestore import TradeStore
 
 __all__ = ["close_stores", "open_store", "trades"]
 
@@ -93,7 +94,7 @@ def trades(
     """
     sym = validate_symbol(symbol)
     validate_hours(hours)
-    end_ms = int(time.time() * 1000) + 1 if end is None else _ms_arg(end, "end")
+    end_ms = int(time.time() * 1000) + 1 if end is None else ms_arg(end, "end")
     start_ms = end_ms - round(hours * 3_600_000)
     if store is None:
         store = open_store()

@@ -25,10 +25,11 @@ temporary directory and catch up with the writer before every query (``refresh``
 
 The parts of that live in their own modules, one responsibility each: :mod:`tradelab.store.keys`
 (key layout, constants, :class:`StoreStats`), :mod:`tradelab.store.opening` (opening the writer and
-secondary readers, the owner file), :mod:`tradelab.store.plan` (change sets and their
-WriteBatch) and :mod:`tradelab.store.reading` (reading blocks into columns). This module is the
-:class:`TradeStore` that ties them together: life cycle, appends exactly once, the roll-up
-worker, retention, queries and small meta documents.
+secondary readers, the owner file), :mod:`tradelab.store.plan` (what an append, a roll-up or a
+retention cut changes, as one WriteBatch), :mod:`tradelab.store.reading` (reading blocks into
+columns), :mod:`tradelab.store.rollups` (the background roll-up thread) and
+:mod:`tradelab.store.documents` (the small meta documents). This module is the
+:class:`TradeStore` that ties them together: life cycle, locking, when to write, queries.
 """
 
 from __future__ import annotations
@@ -36,39 +37,29 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import msgpack
-import numpy as np
 import polars as pl
 import rocksdict as rd
 
-from tradelab.config import DEFAULT_RETENTION_DAYS, resolve_data_dir, validate_symbol
+from tradelab.config import resolve_data_dir, validate_symbol
 from tradelab.exceptions import (
     ConfigurationError,
     InvalidParameterError,
-    InvalidTradesError,
     InvalidWindowError,
     StorageError,
     StorageWriteError,
 )
 from tradelab.logs import get_logger
 from tradelab.schema import empty_trades, to_trade_frame
-from tradelab.store.blocks import (
-    Columns,
-    columns_to_frame,
-    decode_block,
-    frame_to_columns,
-    sort_dedupe,
-    take,
-)
+from tradelab.store.blocks import Columns, columns_to_frame, frame_to_columns, sort_dedupe
+from tradelab.store.documents import document_key, pack_document, unpack_document
 from tradelab.store.keys import (
     HOUR_MS,
     MAX_MS,
@@ -76,28 +67,47 @@ from tradelab.store.keys import (
     OWNER_FILE,
     STORE_FORMAT,
     StoreStats,
-    _bkey,
-    _dir_size,
-    _dt,
-    _empty_meta,
-    _floor,
-    _ikey,
-    _max,
-    _min,
-    _ms_arg,
-    _skey,
-    _SymbolState,
+    SymbolState,
+    block_key,
+    floor_to,
+    ms_arg,
+    retention_days_arg,
+    stats_from_meta,
+    utc_datetime,
 )
-from tradelab.store.opening import check_path, open_secondary, open_writer, read_owner, wal_files
-from tradelab.store.plan import _BlockGone, _Plan, plan_append, plan_to_batch
-from tradelab.store.reading import count_blocks, iter_blocks, read_range, symbol_names
+from tradelab.store.opening import (
+    check_path,
+    dir_size,
+    open_secondary,
+    open_writer,
+    read_owner,
+    wal_files,
+)
+from tradelab.store.plan import (
+    BlockGone,
+    Plan,
+    appended_meta,
+    drop_hours_before,
+    drop_stored,
+    plan_append,
+    plan_retention,
+    plan_to_batch,
+    roll_up_ranges,
+    validate_columns,
+)
+from tradelab.store.reading import (
+    count_blocks,
+    iter_blocks,
+    load_state,
+    read_meta,
+    read_range,
+    symbol_names,
+)
+from tradelab.store.rollups import RollUpWorker
 
 __all__ = ["OWNER_FILE", "STORE_FORMAT", "StoreStats", "TradeStore"]
 
 log = get_logger("tradelab.store")
-
-_META_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
-_MAX_META_BYTES = 1 << 20
 
 
 class TradeStore:
@@ -123,32 +133,17 @@ class TradeStore:
             resolve_data_dir(None) if path in (None, "") else Path(path).expanduser()
         ).absolute()
         self.readonly = bool(readonly)
-        if retention_days is None:
-            from tradelab.config import _env_float
-
-            retention_days = _env_float("TRADELAB_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
-        if (
-            isinstance(retention_days, bool)
-            or not isinstance(retention_days, int | float)
-            or not (0 < retention_days < float("inf"))
-        ):
-            raise InvalidParameterError(
-                f"retention_days must be a finite number of days > 0, got {retention_days!r}"
-            )
-        self.retention_days = float(retention_days)
+        self.retention_days = retention_days_arg(retention_days)
         self._wlock = threading.RLock()
         self._refresh_lock = threading.Lock()
         self._cond = threading.Condition()
         self._active = 0
         self._closed = False
-        self._states: dict[str, _SymbolState] = {}
+        self._states: dict[str, SymbolState] = {}
         self._secondary_dir: str | None = None
         self._threads: list[threading.Thread] = []
         self._retention_stop = threading.Event()
-        self._pending: set[str] = set()
-        self._worker: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._busy = False
+        self._rollups = RollUpWorker(self._roll_up_logged)
         check_path(self.path, self.readonly)
         self._db = self._open_reader() if self.readonly else open_writer(self.path)
 
@@ -159,7 +154,6 @@ class TradeStore:
         self._wals = wal_files(self.path)  # before opening: a flush meanwhile shows up as a change
         self._secondary_dir = tempfile.mkdtemp(prefix="tradelab-reader-")
         db = open_secondary(self.path, self._secondary_dir)
-        self._last_refresh = time.monotonic()
         return db
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -190,11 +184,12 @@ class TradeStore:
                 return
             self._closed = True
             self._retention_stop.set()
-            self._wake.set()
+            self._rollups.stop()
             self._cond.wait_for(lambda: self._active == 0)
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join()
+        self._rollups.join()
         self._db.close()
         if self.readonly:
             if self._secondary_dir:
@@ -228,7 +223,6 @@ class TradeStore:
                 except Exception as exc:  # e.g. a WAL deleted by a flush just now: re-open
                     log.debug("Catch-up failed (%s); re-opening the reader", exc)
                     self._reopen_reader()
-            self._last_refresh = time.monotonic()
 
     def _reopen_reader(self) -> None:
         """Open a fresh secondary after the writer flushed (a new write-ahead log appeared).
@@ -253,24 +247,10 @@ class TradeStore:
 
     # --- symbol state (writer) ----------------------------------------------------------------
 
-    def _read_meta(self, sym: str) -> dict[str, Any]:
-        raw = self._db.get(_skey(sym))
-        return _empty_meta() if raw is None else msgpack.unpackb(raw)
-
-    def _state(self, sym: str) -> _SymbolState:
+    def _state(self, sym: str) -> SymbolState:
         st = self._states.get(sym)
         if st is None:
-            st = _SymbolState(meta=self._read_meta(sym))
-            prefix = b"index:%s:" % sym.encode()
-            ro = rd.ReadOptions()
-            ro.set_iterate_upper_bound(prefix + b"\xff")
-            for k, v in self._db.items(from_key=prefix, read_opt=ro):
-                # raw_mode: keys are bytes, which the rocksdict stubs cannot know.
-                key_ms = int(cast(bytes, k)[len(prefix) :])
-                st.index[key_ms] = tuple(msgpack.unpackb(v))  # type: ignore[assignment]
-                st.keys.append(key_ms)
-            del ro
-            self._states[sym] = st
+            st = self._states[sym] = load_state(self._db, sym)
         return st
 
     # --- writing -------------------------------------------------------------------------------
@@ -281,20 +261,6 @@ class TradeStore:
                 f"this TradeStore on {self.path} is a reader (readonly=True); only the writing "
                 "process (the collector) can change it"
             )
-
-    @staticmethod
-    def _validate_columns(cols: Columns) -> None:
-        t = cols["time"]
-        problems = []
-        if bool((t < 0).any()) or bool((t > MAX_MS).any()):
-            problems.append(f"time must lie between 1970 and the year 2286 (0..{MAX_MS} ms)")
-        for c in ("agg_id", "first_id", "last_id"):
-            if bool((cols[c] < 0).any()):
-                problems.append(f"{c} must be >= 0")
-        if bool((cols["last_id"] < cols["first_id"]).any()):
-            problems.append("last_id must be >= first_id")
-        if problems:
-            raise InvalidTradesError("invalid trades: " + "; ".join(problems))
 
     def append(self, symbol: str, trades: pl.DataFrame | Iterable[Mapping[str, Any]]) -> int:
         """Store trades of ``symbol`` exactly once, in one atomic write; return how many were new.
@@ -310,51 +276,29 @@ class TradeStore:
         if frame.height == 0:
             return 0
         cols = frame_to_columns(frame)
-        self._validate_columns(cols)
+        validate_columns(cols)
         cols = sort_dedupe(cols)
         with self._op(), self._wlock:
             st = self._state(sym)
             last_id = st.meta["last_agg_id"]
             if last_id is not None and int(cols["agg_id"][0]) <= last_id:
-                cols = self._drop_stored(sym, st, cols)
+                cols = drop_stored(self._db.get, sym, st, cols)
             n = len(cols["agg_id"])
             if n == 0:
                 return 0
-            plan = plan_append(self, sym, st, cols)  # one new block per clock hour
-            meta = dict(st.meta)
-            t = cols["time"]
-            meta["count"] += n
-            meta["first_time"] = _min(meta["first_time"], int(t.min()))
-            meta["last_time"] = _max(meta["last_time"], int(t.max()))
-            meta["first_agg_id"] = _min(meta["first_agg_id"], int(cols["agg_id"][0]))
-            meta["last_agg_id"] = _max(meta["last_agg_id"], int(cols["agg_id"][-1]))
+            plan = plan_append(self._db.get, sym, st, cols)  # one new block per clock hour
+            meta = appended_meta(st.meta, cols)
             old_last = st.meta["last_time"]
             self._commit(sym, st, plan, meta, what=f"appending {n} trades of {sym}")
-        open_minute = _floor(meta["last_time"], MINUTE_MS)
+        open_minute = floor_to(meta["last_time"], MINUTE_MS)
         if (
             old_last is None
-            or _floor(old_last, MINUTE_MS) < open_minute
+            or floor_to(old_last, MINUTE_MS) < open_minute
             or min(plan.puts, default=open_minute) < open_minute
         ):
-            self._schedule_roll_up(sym)
+            self._rollups.schedule(sym)
         log.debug("Stored %d trades for %s", n, sym, extra={"symbol": sym, "trades": n})
         return n
-
-    def _drop_stored(self, sym: str, st: _SymbolState, cols: Columns) -> Columns:
-        """Slow path: drop incoming trades whose agg_id some block already holds."""
-        ids = cols["agg_id"]
-        lo, hi = int(ids[0]), int(ids[-1])
-        keep = np.ones(len(ids), dtype=bool)
-        for key in st.keys:
-            _n, _t0, _t1, i0, i1, _b = st.index[key]
-            if i1 < lo or i0 > hi:
-                continue
-            raw = self._db.get(_bkey(sym, key))
-            if raw is None:
-                continue
-            stored = decode_block(raw)[1]["agg_id"]
-            keep &= ~np.isin(ids, stored, assume_unique=True)
-        return cols if bool(keep.all()) else take(cols, keep)
 
     # --- roll-ups (background) -----------------------------------------------------------------
 
@@ -367,7 +311,7 @@ class TradeStore:
         one atomic batch (write the merged block, delete its parts): readers never see half.
         """
         self._check_writable()
-        syms = [validate_symbol(symbol)] if symbol is not None else self._symbol_names()
+        syms = [validate_symbol(symbol)] if symbol is not None else symbol_names(self._db)
         merged = 0
         with self._op():
             for sym in syms:
@@ -377,23 +321,10 @@ class TradeStore:
     def _roll_up(self, sym: str) -> int:
         with self._wlock:
             st = self._state(sym)
-            last = st.meta["last_time"]
-            if last is None:
-                return 0
-            ranges: dict[int, int] = {}
-            for k in st.keys:
-                h = _floor(k, HOUR_MS)
-                ranges[h] = ranges.get(h, 0) + 1
-            open_hour, open_minute = _floor(last, HOUR_MS), _floor(last, MINUTE_MS)
-            todo = [(h, h + HOUR_MS) for h, c in sorted(ranges.items()) if c > 1 and h < open_hour]
-            minutes: dict[int, int] = {}
-            for k in st.keys_between(open_hour, open_minute):
-                m = _floor(k, MINUTE_MS)
-                minutes[m] = minutes.get(m, 0) + 1
-            todo += [(m, m + MINUTE_MS) for m, c in sorted(minutes.items()) if c > 1]
+            todo = roll_up_ranges(st)
         return sum(self._merge_range(sym, st, lo, hi) for lo, hi in todo)
 
-    def _merge_range(self, sym: str, st: _SymbolState, lo: int, hi: int) -> int:
+    def _merge_range(self, sym: str, st: SymbolState, lo: int, hi: int) -> int:
         """Merge the blocks keyed in ``[lo, hi)`` into one. The reading and encoding happen
         outside the write lock (appends keep flowing); the commit re-checks under the lock that
         no append or retention touched those blocks meanwhile, else it leaves them for later."""
@@ -402,46 +333,16 @@ class TradeStore:
             entries = [st.index[k] for k in keys]
         if len(keys) < 2:
             return 0
-        plan = _Plan(self, sym, st)
+        plan = Plan(self._db.get, sym, st)
         try:
             plan.merge(keys, None)
-        except _BlockGone:
+        except BlockGone:
             return 0
         with self._wlock:
             if st.keys_between(lo, hi) != keys or [st.index[k] for k in keys] != entries:
                 return 0
             self._commit(sym, st, plan, dict(st.meta), what=f"rolling up blocks of {sym}")
         return len(keys) - 1
-
-    def _schedule_roll_up(self, sym: str) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._pending.add(sym)
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._worker_loop, name="tradelab-rollup", daemon=True
-                )
-                self._threads.append(self._worker)
-                self._worker.start()
-        self._wake.set()
-
-    def _worker_loop(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            with self._cond:
-                if self._closed:
-                    return
-                pending, self._pending = self._pending, set()
-                self._busy = True
-            try:
-                for sym in sorted(pending):
-                    self._roll_up_logged(sym)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
 
     def _roll_up_logged(self, sym: str) -> None:
         try:
@@ -460,14 +361,13 @@ class TradeStore:
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until the background roll-up worker has nothing left to do; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+        return self._rollups.wait_idle(timeout)
 
     def _commit(
         self,
         sym: str,
-        st: _SymbolState,
-        plan: _Plan,
+        st: SymbolState,
+        plan: Plan,
         meta: dict[str, Any],
         *,
         what: str,
@@ -502,34 +402,21 @@ class TradeStore:
         rewritten. Queries running meanwhile keep their snapshot. Disk space comes back when
         RocksDB compacts the range, which runs on a background thread.
         """
-        cut = _ms_arg(cutoff, "cutoff")
+        cut = ms_arg(cutoff, "cutoff")
         self._check_writable()
         removed_total = 0
         with self._op(), self._wlock:
-            for sym in self._symbol_names():
+            for sym in symbol_names(self._db):
                 st = self._state(sym)
                 if not st.keys or st.keys[0] >= cut:
                     continue
-                plan = _Plan(self, sym, st)
-                cut_hour = _floor(cut, HOUR_MS)
-                whole = st.keys_between(0, cut_hour)
-                removed = sum(st.index[key][0] for key in whole)
-                batch = rd.WriteBatch(raw_mode=True)
-                if whole:
-                    batch.delete_range(_bkey(sym, 0), _bkey(sym, cut_hour))
-                    batch.delete_range(_ikey(sym, 0), _ikey(sym, cut_hour))
-                for key in st.keys_between(cut_hour, cut):
-                    n, _t0, t1, _i0, _i1, _b = st.index[key]
-                    plan.deletes.add(key)
-                    if t1 < cut:
-                        removed += n
-                        continue
-                    cols = plan.cols(key)
-                    keep = cols["time"] >= cut
-                    removed += int((~keep).sum())
-                    plan.merge([], take(cols, keep))
+                plan, whole, removed = plan_retention(self._db.get, sym, st, cut)
                 if not removed and not plan.deletes:
                     continue
+                cut_hour = floor_to(cut, HOUR_MS)
+                batch = rd.WriteBatch(raw_mode=True)
+                if whole:
+                    drop_hours_before(batch, sym, cut_hour)
                 meta = dict(st.meta)
                 meta["count"] -= removed
                 self._commit(
@@ -540,15 +427,15 @@ class TradeStore:
                     "Retention removed %d trades of %s older than %s",
                     removed,
                     sym,
-                    _dt(cut),
+                    utc_datetime(cut),
                     extra={"symbol": sym, "trades": removed, "cutoff_ms": cut},
                 )
-                self._compact_later(_bkey(sym, 0), _bkey(sym, cut_hour + HOUR_MS))
+                self._compact_later(block_key(sym, 0), block_key(sym, cut_hour + HOUR_MS))
         return removed_total
 
     def enforce_retention(self, now: dt.datetime | int | None = None) -> int:
         """Delete trades older than ``retention_days`` before ``now`` (default: the clock)."""
-        now_ms = int(time.time() * 1000) if now is None else _ms_arg(now, "now")
+        now_ms = int(time.time() * 1000) if now is None else ms_arg(now, "now")
         return self.delete_before(now_ms - int(self.retention_days * 86_400_000))
 
     def start_retention(self, every_s: float = 3600.0) -> None:
@@ -601,18 +488,19 @@ class TradeStore:
         ``start``/``end`` are timezone-aware datetimes or unix milliseconds.
         """
         sym = validate_symbol(symbol)
-        lo, hi = _ms_arg(start, "start"), _ms_arg(end, "end")
+        lo, hi = ms_arg(start, "start"), ms_arg(end, "end")
         if lo < 0 or hi > MAX_MS + 1:
             raise InvalidWindowError(
                 f"window [{lo}, {hi}) ms lies outside 1970..2286 (0..{MAX_MS + 1} unix ms)"
             )
         if hi <= lo:
             raise InvalidWindowError(
-                f"end ({_dt(hi)}) must be after start ({_dt(lo)}): the window is [start, end)"
+                f"end ({utc_datetime(hi)}) must be after start ({utc_datetime(lo)}): the window "
+                "is [start, end)"
             )
         self._auto_refresh()
         with self._op():
-            cols = self._read_range(sym, lo, hi)
+            cols = read_range(self._db, sym, lo, hi)
         if not len(cols["agg_id"]):
             return empty_trades()
         return columns_to_frame(cols)
@@ -621,18 +509,12 @@ class TradeStore:
         """Decoded blocks overlapping ``[lo, hi)``, trimmed to it, from one snapshot."""
         yield from iter_blocks(self._db, sym, lo, hi)
 
-    def _read_range(self, sym: str, lo: int, hi: int) -> Columns:
-        return read_range(self._db, sym, lo, hi)
-
-    def _symbol_names(self) -> list[str]:
-        return symbol_names(self._db)
-
     def symbols(self) -> list[str]:
         """Symbols with trades stored, sorted."""
         self._auto_refresh()
         with self._op():
             out = []
-            for sym in self._symbol_names():
+            for sym in symbol_names(self._db):
                 if self._meta_of(sym)["count"]:
                     out.append(sym)
             return out
@@ -641,7 +523,7 @@ class TradeStore:
         if not self.readonly:
             with self._wlock:
                 return self._state(sym).meta
-        return self._read_meta(sym)
+        return read_meta(self._db, sym)
 
     def last_agg_id(self, symbol: str) -> int | None:
         """The highest aggregate id stored for ``symbol`` (None if none): where to resume."""
@@ -658,54 +540,25 @@ class TradeStore:
             meta = self._meta_of(sym)
             total = 0
             if meta["bytes"]:
-                all_bytes = sum(self._meta_of(s)["bytes"] for s in self._symbol_names())
-                total = int(_dir_size(self.path) * meta["bytes"] / max(all_bytes, 1))
-        count = meta["count"]
-        return StoreStats(
-            symbol=sym,
-            trade_count=count,
-            first_time=_dt(meta["first_time"]) if count else None,
-            last_time=_dt(meta["last_time"]) if count else None,
-            first_agg_id=meta["first_agg_id"] if count else None,
-            last_agg_id=meta["last_agg_id"] if count else None,
-            bytes_on_disk=total,
-        )
+                all_bytes = sum(self._meta_of(s)["bytes"] for s in symbol_names(self._db))
+                total = int(dir_size(self.path) * meta["bytes"] / max(all_bytes, 1))
+        return stats_from_meta(sym, meta, total)
 
     def block_count(self, symbol: str, start: dt.datetime | int, end: dt.datetime | int) -> int:
         """How many blocks a query of ``[start, end)`` reads (diagnostics, tests, benchmarks)."""
         sym = validate_symbol(symbol)
-        lo, hi = _ms_arg(start, "start"), _ms_arg(end, "end")
+        lo, hi = ms_arg(start, "start"), ms_arg(end, "end")
         self._auto_refresh()
         with self._op():
             return count_blocks(self._db, sym, lo, hi)
 
-    # --- small documents -----------------------------------------------------------------------
-
-    @staticmethod
-    def _meta_key(name: object) -> bytes:
-        if not isinstance(name, str) or not _META_NAME.match(name):
-            raise InvalidParameterError(
-                f"meta name must be 1-100 characters of letters, digits, '_', '.', '-', "
-                f"got {name!r}"
-            )
-        return b"meta:" + name.encode()
+    # --- small documents (names, sizes, packing: tradelab.store.documents) ---------------------
 
     def put_meta(self, name: str, value: dict[str, Any]) -> None:
         """Store a small MessagePack document (≤ 1 MiB) under ``name`` (e.g. collector status)."""
-        key = self._meta_key(name)
+        key = document_key(name)
         self._check_writable()
-        if not isinstance(value, dict):
-            raise InvalidParameterError(f"meta value must be a dict, got {type(value).__name__}")
-        try:
-            raw = msgpack.packb(value, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidParameterError(
-                f"meta {name!r} is not MessagePack-serialisable: {exc}"
-            ) from None
-        if len(raw) > _MAX_META_BYTES:
-            raise InvalidParameterError(
-                f"meta {name!r} is {len(raw)} bytes packed; the limit is {_MAX_META_BYTES}"
-            )
+        raw = pack_document(name, value)
         with self._op(), self._wlock:
             batch = rd.WriteBatch(raw_mode=True)
             batch.put(key, raw)
@@ -713,8 +566,8 @@ class TradeStore:
 
     def get_meta(self, name: str) -> dict[str, Any] | None:
         """The document stored under ``name``, or None."""
-        key = self._meta_key(name)
+        key = document_key(name)
         self._auto_refresh()
         with self._op():
             raw = self._db.get(key)
-        return None if raw is None else msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        return None if raw is None else unpack_document(raw)
