@@ -16,8 +16,9 @@ Modules: :mod:`.sources` (synthetic generator, looping replay of the shared reco
 :mod:`.faults` (the :class:`Faults` settings), :mod:`.protocol` (Binance frame and REST
 formats, pure), :mod:`.history` (what was published, REST queries), :mod:`.restapi` (the REST
 endpoints, weights and 429/418, pure), :mod:`.server` (the asyncio server, one port for
-WebSocket and HTTP), :mod:`.connections` (its WebSocket side: subscriptions, sending,
-connection faults).
+WebSocket and HTTP, assembled from the next two), :mod:`.feeds` (publishing each symbol's
+trades: pacing, stream faults, frames to subscribers), :mod:`.connections` (the WebSocket side:
+subscriptions, sending, connection faults).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """The simulator's WebSocket side: per-connection state, control messages, sending, faults.
 
-:class:`StreamEndpoint` is mixed into :class:`~tradelab.simulator.server.Simulator`, which
-owns the feeds, the counters and the listening socket: ``serve()`` creates each connection as a
-:class:`_SimConnection` (it counts every incoming frame for Binance's 5-messages-per-second
-limit and can go silent for a stall) and runs :meth:`StreamEndpoint._handle_ws` on it. Per
-connection a :class:`_Conn` holds the subscriptions and the queue of frames; a sender task
-writes the queue in slices, a watcher applies the connection faults (drops, stalls, lifetime,
-``serverShutdown``), and ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` are answered
-here. Keepalive pings are websockets' own.
+:class:`StreamEndpoint` is one part of :class:`~tradelab.simulator.server.Simulator`, which
+owns the feeds, the counters and the listening socket and hands the endpoint what it needs:
+``serve()`` creates each connection as a :class:`SimConnection` (it counts every incoming frame
+for Binance's 5-messages-per-second limit and can go silent for a stall) and runs
+:meth:`StreamEndpoint.handle` on it. Per connection a :class:`Conn` holds the subscriptions and
+the queue of frames; a sender task writes the queue in slices, a watcher applies the connection
+faults (drops, stalls, lifetime, ``serverShutdown``), and ``SUBSCRIBE``/``UNSUBSCRIBE``/
+``LIST_SUBSCRIPTIONS`` are answered here. Keepalive pings are websockets' own. A symbol's feed
+is seen only as a :class:`Subscribable` (this module does not know how trades are produced).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import math
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -31,10 +33,7 @@ from tradelab.logs import get_logger
 from tradelab.simulator import protocol as proto
 from tradelab.simulator.faults import Faults
 
-if TYPE_CHECKING:
-    from tradelab.simulator.server import _Feed
-
-__all__ = ["StreamEndpoint"]
+__all__ = ["Conn", "SimConnection", "StreamEndpoint", "Subscribable", "now_ms"]
 
 log = get_logger("tradelab.simulator")
 
@@ -46,15 +45,17 @@ def _compact(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """The wall clock in unix milliseconds (the time stamped on frames)."""
     return time.time_ns() // 1_000_000
 
 
 @dataclass(eq=False)
-class _Conn:
-    """One WebSocket client's state."""
+class Conn:
+    """One WebSocket client's state: its subscriptions, the frames queued for it and where its
+    connection faults stand. Compared by identity (it lives in sets)."""
 
-    ws: _SimConnection
+    ws: SimConnection
     cid: int
     combined: bool
     micro: bool
@@ -78,17 +79,18 @@ class _Conn:
         return len(self.queue) <= limit
 
 
-class _SimConnection(ServerConnection):
+class SimConnection(ServerConnection):
     """A server connection that counts every incoming frame (pings, pongs, control
     messages) for Binance's 5-messages-per-second limit."""
 
-    simulator: StreamEndpoint | None = None
+    endpoint: StreamEndpoint | None = None
     target: proto.StreamTarget | None = None
-    conn: _Conn | None = None
+    conn: Conn | None = None
 
     def process_event(self, event: Any) -> None:
-        if self.request is not None and isinstance(event, Frame) and self.simulator:
-            self.simulator._count_incoming(self)
+        """websockets' hook for each parsed event: count frames, then handle as usual."""
+        if self.request is not None and isinstance(event, Frame) and self.endpoint:
+            self.endpoint.count_incoming(self)
         super().process_event(event)
 
     def freeze(self) -> None:
@@ -106,28 +108,61 @@ class _SimConnection(ServerConnection):
             self.start_keepalive()
 
 
+class Subscribable(Protocol):
+    """What a connection needs of a symbol's feed: the set of connections it publishes to, and
+    the event that wakes a feed which pauses while nobody subscribes."""
+
+    subscribers: set[Conn]
+    has_subscriber: asyncio.Event
+
+
 class StreamEndpoint:
-    """The WebSocket connections of a :class:`~tradelab.simulator.server.Simulator` (a mixin:
-    the simulator sets the attributes declared here)."""
+    """The WebSocket connections of a :class:`~tradelab.simulator.server.Simulator`.
 
-    symbols: tuple[str, ...]
-    max_incoming_per_second: int | None
-    _faults: Faults
-    _rng: random.Random
-    _counts: Counter[str]
-    _feeds: dict[str, _Feed]
-    _conns: set[_Conn]
-    _conn_tasks: set[asyncio.Task[None]]
-    _next_cid: int
+    Args:
+        symbols: the simulated symbols (named in the warning about an unknown stream).
+        feeds: each symbol's feed; read when a client subscribes (filled and emptied by the
+            simulator as it starts and stops).
+        faults: returns the faults in force (they can be switched at runtime).
+        rng: the simulator's random source (drops are drawn from it).
+        counts: the simulator's counters (``connections_opened``, ``closed_<reason>`` ...).
+        max_incoming_per_second: incoming frames per connection per second before the
+            connection is closed (None: no limit).
 
-    def _create_connection(self, protocol: Any, server: Any, **kwargs: Any) -> _SimConnection:
-        kwargs["ping_interval"] = self._faults.ping_interval
-        kwargs["ping_timeout"] = self._faults.ping_timeout
-        conn = _SimConnection(protocol, server, **kwargs)
-        conn.simulator = self
+    :attr:`conns` are the open connections, :attr:`tasks` the close handshakes under way.
+    """
+
+    def __init__(
+        self,
+        *,
+        symbols: tuple[str, ...],
+        feeds: Mapping[str, Subscribable],
+        faults: Callable[[], Faults],
+        rng: random.Random,
+        counts: Counter[str],
+        max_incoming_per_second: int | None,
+    ) -> None:
+        self.symbols = symbols
+        self.max_incoming_per_second = max_incoming_per_second
+        self._feeds = feeds
+        self._faults = faults
+        self._rng = rng
+        self._counts = counts
+        self.conns: set[Conn] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._next_cid = 0
+
+    def create_connection(self, protocol: Any, server: Any, **kwargs: Any) -> SimConnection:
+        """``serve(create_connection=...)``: a :class:`SimConnection` with the faults' pings."""
+        faults = self._faults()
+        kwargs["ping_interval"] = faults.ping_interval
+        kwargs["ping_timeout"] = faults.ping_timeout
+        conn = SimConnection(protocol, server, **kwargs)
+        conn.endpoint = self
         return conn
 
-    def _count_incoming(self, ws: _SimConnection) -> None:
+    def count_incoming(self, ws: SimConnection) -> None:
+        """Count one incoming frame; close the connection past the per-second limit."""
         limit = self.max_incoming_per_second
         c = ws.conn
         if limit is None or c is None or c.close_reason is not None:
@@ -143,9 +178,9 @@ class StreamEndpoint:
                 limit,
                 extra={"connection": c.cid, "limit": limit},
             )
-            self._disconnect(c, "rate_limit", 1008, "Too many messages")
+            self.disconnect(c, "rate_limit", 1008, "Too many messages")
 
-    def _disconnect(self, c: _Conn, reason: str, code: int | None, text: str = "") -> None:
+    def disconnect(self, c: Conn, reason: str, code: int | None, text: str = "") -> None:
         """Close (``code``) or abort (``code=None``) a connection, counting the reason."""
         if c.close_reason is not None:
             return
@@ -158,19 +193,20 @@ class StreamEndpoint:
             c.ws.transport.abort()
         else:
             task = asyncio.get_running_loop().create_task(c.ws.close(code, text))
-            self._conn_tasks.add(task)
-            task.add_done_callback(self._conn_tasks.discard)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
-    async def _handle_ws(self, ws: ServerConnection) -> None:
-        assert isinstance(ws, _SimConnection) and ws.target is not None
+    async def handle(self, ws: ServerConnection) -> None:
+        """``serve()``'s handler: one client from its handshake until it is closed."""
+        assert isinstance(ws, SimConnection) and ws.target is not None
         self._next_cid += 1
         target = ws.target
-        c = _Conn(ws, self._next_cid, target.combined, target.micro, [], time.monotonic())
+        c = Conn(ws, self._next_cid, target.combined, target.micro, [], time.monotonic())
         ws.conn = c
-        faults = self._faults
+        faults = self._faults()
         if faults.stall_every:
             c.next_stall_at = c.opened + faults.stall_every
-        self._conns.add(c)
+        self.conns.add(c)
         self._counts["connections_opened"] += 1
         for s in target.streams:
             self._subscribe(c, s)
@@ -193,7 +229,7 @@ class StreamEndpoint:
             await asyncio.gather(sender, watcher, return_exceptions=True)
             for s in list(c.streams):
                 self._unsubscribe(c, s)
-            self._conns.discard(c)
+            self.conns.discard(c)
             reason = c.close_reason
             if reason is None:
                 sent = ws.protocol.close_sent
@@ -210,7 +246,7 @@ class StreamEndpoint:
                 extra={"connection": c.cid, "reason": reason, "frames": c.frames_sent},
             )
 
-    def _subscribe(self, c: _Conn, stream: str) -> None:
+    def _subscribe(self, c: Conn, stream: str) -> None:
         if stream in c.streams:
             return
         c.streams.append(stream)
@@ -227,14 +263,14 @@ class StreamEndpoint:
         feed.subscribers.add(c)
         feed.has_subscriber.set()
 
-    def _unsubscribe(self, c: _Conn, stream: str) -> None:
+    def _unsubscribe(self, c: Conn, stream: str) -> None:
         if stream in c.streams:
             c.streams.remove(stream)
         feed = self._feeds.get(stream.split("@", 1)[0].upper())
         if feed is not None:
             feed.subscribers.discard(c)
 
-    async def _control(self, c: _Conn, message: str | bytes) -> None:
+    async def _control(self, c: Conn, message: str | bytes) -> None:
         try:
             req = proto.parse_control(message)
         except proto.ApiError as err:
@@ -266,7 +302,7 @@ class StreamEndpoint:
         with contextlib.suppress(ConnectionClosed):
             await c.ws.send(_compact(reply))
 
-    async def _sender(self, c: _Conn) -> None:
+    async def _sender(self, c: Conn) -> None:
         ws = c.ws
         with contextlib.suppress(ConnectionClosed):
             while True:
@@ -291,7 +327,7 @@ class StreamEndpoint:
                     self._counts["frames_sent"] += len(part)
 
     @staticmethod
-    def _next_wake(c: _Conn, f: Faults, now: float) -> float:
+    def _next_wake(c: Conn, f: Faults, now: float) -> float:
         """Seconds until the next connection-fault deadline (bounded to 2 ms .. 0.25 s)."""
         deadlines = [now + _IDLE_TICK]
         if f.drop_every is not None:
@@ -310,33 +346,33 @@ class StreamEndpoint:
             deadlines.append(now + _WATCH_TICK)
         return min(max(min(deadlines) - now, 0.002), _IDLE_TICK)
 
-    async def _watch(self, c: _Conn) -> None:
+    async def _watch(self, c: Conn) -> None:
         """Apply the connection faults, waking at the next deadline (at least every 0.25 s,
         so faults switched at runtime take effect promptly)."""
         last = time.monotonic()
         while c.close_reason is None:
-            await asyncio.sleep(self._next_wake(c, self._faults, time.monotonic()))
-            f = self._faults
+            await asyncio.sleep(self._next_wake(c, self._faults(), time.monotonic()))
+            f = self._faults()
             now = time.monotonic()
             age = now - c.opened
             elapsed, last = now - last, now
             if f.drop_every is not None and age >= f.drop_every:
                 self._counts["drops"] += 1
-                self._disconnect(c, "drop", None)
+                self.disconnect(c, "drop", None)
                 return
             if f.drop_probability and self._rng.random() < 1 - (1 - f.drop_probability) ** (
                 elapsed
             ):
                 self._counts["drops"] += 1
-                self._disconnect(c, "drop", None)
+                self.disconnect(c, "drop", None)
                 return
             if f.lifetime is not None and age >= f.lifetime:
-                self._disconnect(c, "lifetime", 1000, "connection lifetime reached")
+                self.disconnect(c, "lifetime", 1000, "connection lifetime reached")
                 return
             if f.shutdown_after is not None and not c.shutdown_sent and age >= f.shutdown_after:
                 c.shutdown_sent = True
                 self._counts["shutdown_events"] += 1
-                frame = proto.shutdown_frame(_now_ms(), style=f.shutdown_style, combined=c.combined)
+                frame = proto.shutdown_frame(now_ms(), style=f.shutdown_style, combined=c.combined)
                 with contextlib.suppress(ConnectionClosed):
                     await c.ws.send(frame)
                 log.info(
@@ -345,7 +381,7 @@ class StreamEndpoint:
                     extra={"connection": c.cid},
                 )
             if c.shutdown_sent and age >= (f.shutdown_after or 0) + f.shutdown_grace:
-                self._disconnect(c, "shutdown", 1001, "server shutdown")
+                self.disconnect(c, "shutdown", 1001, "server shutdown")
                 return
             if c.stalled_until and now >= c.stalled_until:
                 c.stalled_until = 0.0

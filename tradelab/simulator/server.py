@@ -8,27 +8,28 @@ connection, which every HTTP client handles).
 Per symbol a feed task pulls trades from its source, maps source time onto the wall clock,
 applies the stream faults (skipped ids, malformed frames), records what it made available in
 a :class:`~tradelab.simulator.history.TradeHistory` (served by REST, exposed by
-:meth:`Simulator.published`) and queues the frames for each subscribed connection. Each
-connection has a sender task and a watcher that applies the connection faults (drops, stalls,
-lifetime, ``serverShutdown``); keepalive pings are websockets' own. The connections are handled
-by :class:`~tradelab.simulator.connections.StreamEndpoint`, which :class:`Simulator` mixes in;
-this module holds the simulator itself: settings, lifecycle (also in a background thread), the
-feeds that publish trades, and the dispatch of HTTP requests to the REST endpoints.
+:meth:`Simulator.published`) and queues the frames for each subscribed connection
+(:mod:`tradelab.simulator.feeds`). Each connection has a sender task and a watcher that applies
+the connection faults (drops, stalls, lifetime, ``serverShutdown``); keepalive pings are
+websockets' own (:mod:`tradelab.simulator.connections`). :class:`Simulator` is assembled from
+those parts — a :class:`~tradelab.simulator.connections.StreamEndpoint`, a
+:class:`~tradelab.simulator.feeds.FeedRunner` and a
+:class:`~tradelab.simulator.restapi.RestApi` — which share its counters, random source and
+faults; this module holds its settings, lifecycle (also in a background thread) and the
+dispatch of HTTP requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import http
 import math
 import random
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,17 +43,16 @@ from tradelab.config import parse_symbols
 from tradelab.exceptions import CollectorStateError, ConfigurationError, InvalidParameterError
 from tradelab.logs import get_logger
 from tradelab.simulator import protocol as proto
-from tradelab.simulator.connections import StreamEndpoint, _Conn, _now_ms, _SimConnection
+from tradelab.simulator.connections import SimConnection, StreamEndpoint, now_ms
 from tradelab.simulator.faults import Faults
+from tradelab.simulator.feeds import Feed, FeedRunner
 from tradelab.simulator.history import RangeSet, TradeHistory
 from tradelab.simulator.restapi import RestApi
 from tradelab.simulator.sources import (
     ReplaySource,
     SyntheticSource,
-    Trade,
     TradeSource,
     infer_tick,
-    live_time,
     load_recordings,
 )
 
@@ -60,27 +60,8 @@ __all__ = ["Simulator"]
 
 log = get_logger("tradelab.simulator")
 
-_BATCH_MAX = 5_000  # trades published per feed step at most
-_FAST_CHUNK = 500  # trades per step when running as fast as possible
 
-
-@dataclass
-class _Feed:
-    symbol: str
-    source: TradeSource
-    history: TradeHistory
-    subscribers: set[_Conn] = field(default_factory=set)
-    produced: int = 0
-    exhausted: bool = False
-    pending: deque[Trade] = field(default_factory=deque)
-    src0: float | None = None
-    wall0: float = 0.0
-    skip_left: int = 0
-    skip_hole: bool = False
-    has_subscriber: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class Simulator(StreamEndpoint):
+class Simulator:
     """A local Binance: aggTrade streams and REST history for ``symbols``, with faults.
 
     Args:
@@ -196,14 +177,19 @@ class Simulator(StreamEndpoint):
         self._faults = faults or Faults()
         self._rng = random.Random(seed)
         self._histories = {s: TradeHistory(s, limit=history_limit) for s in self.symbols}
-        self._feeds: dict[str, _Feed] = {}
-        self._conns: set[_Conn] = set()
+        self._feeds: dict[str, Feed] = {}
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._conn_tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._next_cid = 0
         self._counts: Counter[str] = Counter()
+        self._endpoint = StreamEndpoint(
+            symbols=self.symbols,
+            feeds=self._feeds,
+            faults=lambda: self._faults,
+            rng=self._rng,
+            counts=self._counts,
+            max_incoming_per_second=max_incoming_per_second,
+        )
         self._rest = RestApi(
             self._histories,
             faults=self._faults,
@@ -287,7 +273,7 @@ class Simulator(StreamEndpoint):
         ``published`` = {symbol: ids published}.
         """
         out: dict[str, Any] = dict(sorted(dict(self._counts).items()))
-        out["connections_open"] = len(self._conns)
+        out["connections_open"] = len(self._endpoint.conns)
         out["published"] = {s: len(h.published) for s, h in self._histories.items()}
         return out
 
@@ -316,11 +302,11 @@ class Simulator(StreamEndpoint):
         sources = self._build_sources()
         try:
             self._server = await serve(
-                self._handle_ws,
+                self._endpoint.handle,
                 self.host,
                 self.requested_port,
                 process_request=self._process_request,
-                create_connection=self._create_connection,  # type: ignore[arg-type]
+                create_connection=self._endpoint.create_connection,  # type: ignore[arg-type]
                 compression=None,
                 max_size=2**16,
                 close_timeout=2,
@@ -331,11 +317,20 @@ class Simulator(StreamEndpoint):
                 f"{exc.strerror or exc} (choose another --port, or 0 for any free port)"
             ) from None
         self.port = self._server.sockets[0].getsockname()[1]
+        runner = FeedRunner(
+            endpoint=self._endpoint,
+            faults=lambda: self._faults,
+            rng=self._rng,
+            counts=self._counts,
+            speed=self.speed,
+            max_trades=self.max_trades,
+            send_queue_limit=self.send_queue_limit,
+        )
         wall0 = time.time() * 1000.0
         for sym, src in sources.items():
-            feed = _Feed(sym, src, self._histories[sym], wall0=wall0)
+            feed = Feed(sym, src, self._histories[sym], wall0=wall0)
             self._feeds[sym] = feed
-            self._tasks.append(asyncio.create_task(self._run_feed(feed), name=f"sim-feed-{sym}"))
+            self._tasks.append(asyncio.create_task(runner.run(feed), name=f"sim-feed-{sym}"))
         log.info(
             "Simulator serving %s on %s (REST %s), source %s, speed %s",
             ",".join(self.symbols),
@@ -359,7 +354,7 @@ class Simulator(StreamEndpoint):
             return
         for t in self._tasks:
             t.cancel()
-        for c in list(self._conns):
+        for c in list(self._endpoint.conns):
             if c.stalled_until:
                 c.stalled_until = 0.0
                 c.ws.thaw()
@@ -367,9 +362,9 @@ class Simulator(StreamEndpoint):
                 c.close_reason = "server_stop"
         server.close(close_connections=True)
         await server.wait_closed()
-        for t in [*self._tasks, *self._conn_tasks]:
+        for t in [*self._tasks, *self._endpoint.tasks]:
             t.cancel()
-        await asyncio.gather(*self._tasks, *self._conn_tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._endpoint.tasks, return_exceptions=True)
         self._tasks.clear()
         self._feeds.clear()
         log.info("Simulator stopped", extra={"stats": self.stats()})
@@ -410,7 +405,7 @@ class Simulator(StreamEndpoint):
 
     def _build_sources(self) -> dict[str, TradeSource]:
         if self.source == "synthetic":
-            start = _now_ms()
+            start = now_ms()
             return {
                 s: SyntheticSource(
                     s,
@@ -437,154 +432,6 @@ class Simulator(StreamEndpoint):
             for i, s in enumerate(self.symbols)
         }
 
-    # --- publishing ---------------------------------------------------------------------------
-
-    async def _run_feed(self, feed: _Feed) -> None:
-        try:
-            while True:
-                if self.max_trades is not None and feed.produced >= self.max_trades:
-                    break
-                if not feed.pending:
-                    chunk = (
-                        await asyncio.to_thread(feed.source.next_chunk)
-                        if isinstance(feed.source, SyntheticSource)
-                        else feed.source.next_chunk()
-                    )
-                    if not chunk:
-                        break
-                    if feed.src0 is None:
-                        feed.src0 = chunk[0][5]
-                    feed.pending.extend(chunk)
-                if self.speed == math.inf:
-                    await self._step_fast(feed)
-                else:
-                    await self._step_paced(feed)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(
-                "Simulator feed for %s failed", feed.symbol, extra={"symbol": feed.symbol}
-            )
-            raise
-        feed.exhausted = True
-        log.info(
-            "Simulator source for %s exhausted after %d trades",
-            feed.symbol,
-            feed.produced,
-            extra={"symbol": feed.symbol, "trades": feed.produced},
-        )
-
-    def _take(self, feed: _Feed, n: int) -> list[Trade]:
-        if self.max_trades is not None:
-            n = min(n, self.max_trades - feed.produced)
-        out: list[Trade] = []
-        pending = feed.pending
-        while pending and len(out) < n:
-            out.append(pending.popleft())
-        return out
-
-    async def _step_paced(self, feed: _Feed) -> None:
-        assert feed.src0 is not None
-        now = time.time() * 1000.0
-        due_src = feed.src0 + (now - feed.wall0) * self.speed
-        pending = feed.pending
-        if pending[0][5] > due_src:
-            wait = live_time(pending[0][5], feed.src0, feed.wall0, self.speed) - now
-            await asyncio.sleep(min(max(wait / 1000.0, 0.001), 0.25))
-            return
-        batch: list[Trade] = []
-        limit = (
-            _BATCH_MAX
-            if self.max_trades is None
-            else min(_BATCH_MAX, self.max_trades - feed.produced)
-        )
-        while pending and pending[0][5] <= due_src and len(batch) < limit:
-            a, p, q, f, la, t, m = pending.popleft()
-            live = int(live_time(t, feed.src0, feed.wall0, self.speed))
-            batch.append((a, p, q, f, la, live, m))
-        self._publish(feed, batch, int(now))
-        await asyncio.sleep(0)
-
-    async def _step_fast(self, feed: _Feed) -> None:
-        if self.max_trades is None and not feed.subscribers:
-            feed.has_subscriber.clear()
-            await feed.has_subscriber.wait()
-        now = _now_ms()
-        batch = [
-            (a, p, q, f, la, now, m) for a, p, q, f, la, _t, m in self._take(feed, _FAST_CHUNK)
-        ]
-        self._publish(feed, batch, now)
-        # Back-pressure: wait until every subscriber has sent most of its queue.
-        for c in list(feed.subscribers):
-            while len(c.queue) > 4 * _FAST_CHUNK and c in self._conns:
-                c.drained.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(c.drained.wait(), 0.05)
-        await asyncio.sleep(0)
-
-    def _publish(self, feed: _Feed, batch: list[Trade], now: int) -> None:
-        """Apply the stream faults to ``batch``, record it, and queue frames to subscribers."""
-        if not batch:
-            return
-        faults = self._faults
-        rng = self._rng
-        sym = feed.symbol
-        kept: list[Trade] = []
-        items: list[tuple[str, Trade]] = []  # ("t" | malformed kind, trade)
-        for t in batch:
-            if feed.skip_left == 0 and faults.skip_rate and rng.random() < faults.skip_rate:
-                feed.skip_left = faults.skip_length
-                feed.skip_hole = rng.random() < faults.skip_unrepairable
-                self._counts["gaps_injected"] += 1
-                if feed.skip_hole:
-                    self._counts["gaps_unrepairable"] += 1
-            if feed.skip_left:
-                feed.skip_left -= 1
-                if feed.skip_hole:
-                    self._counts["skipped_ids_unrepairable"] += 1
-                    continue
-                self._counts["skipped_ids_repairable"] += 1
-                kept.append(t)
-                continue
-            kept.append(t)
-            if faults.malformed_rate and rng.random() < faults.malformed_rate:
-                kind = rng.choice(faults.malformed_kinds)
-                items.append((kind, t))
-                self._counts["malformed_frames"] += 1
-                self._counts[f"malformed_{kind}"] += 1
-            items.append(("t", t))
-        feed.produced += len(batch)
-        feed.history.append(kept)
-        self._counts["trades_published"] += len(kept)
-        if not feed.subscribers or not items:
-            return
-        rendered: dict[tuple[bool, bool], list[str]] = {}
-        for c in list(feed.subscribers):
-            key = (c.combined, c.micro)
-            frames = rendered.get(key)
-            if frames is None:
-                frames = rendered[key] = self._render(sym, items, now, *key)
-            if c.stalled_until:
-                self._counts["frames_dropped_stalled"] += len(frames)
-            elif not c.enqueue(frames, self.send_queue_limit):
-                self._disconnect(c, "slow_consumer", 1008, "client too slow to read the stream")
-
-    def _render(
-        self, sym: str, items: list[tuple[str, Trade]], now: int, combined: bool, micro: bool
-    ) -> list[str]:
-        stream = proto.stream_name(sym)
-        out = []
-        for kind, t in items:
-            if kind == "t":
-                payload, cut = proto.format_payload(sym, t, now, micro=micro), False
-            else:
-                payload, cut = proto.malformed_payload(kind, sym, t, now, self._rng)
-            frame = proto.wrap_combined(stream, payload) if combined else payload
-            if cut:
-                frame = frame[: max(1, len(frame) // 2)]
-            out.append(frame)
-        return out
-
     # --- REST ---------------------------------------------------------------------------------
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -595,7 +442,7 @@ class Simulator(StreamEndpoint):
             target = proto.parse_stream_path(request.path)
         except proto.ApiError as err:
             return self._json_response(err.status, err.body())
-        assert isinstance(ws, _SimConnection)
+        assert isinstance(ws, SimConnection)
         ws.target = target
         return None  # proceed with the WebSocket handshake
 
