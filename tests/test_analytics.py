@@ -14,9 +14,7 @@ import polars as pl
 import pytest
 
 from tradelab import recordings
-from tradelab.analytics.profile import (
-    AUTO_MAX_ROWS,
-    MAX_ROWS,
+from tradelab.analytics import (
     Vacuum,
     VolumeProfile,
     auto_row_size,
@@ -25,6 +23,8 @@ from tradelab.analytics.profile import (
     vacuums_frame,
     volume_profile,
 )
+from tradelab.analytics.profile import MAX_ROWS
+from tradelab.analytics.rows import AUTO_MAX_ROWS
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 
 # --- an independent brute force, written plainly ---

@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradelab.analytics.profile import liquidity_vacuums, volume_profile
+from tradelab.analytics import liquidity_vacuums, volume_profile
 
 TICKS = [0.01, 0.1, 0.5, 1.0, 0.00001, 0.25]
 

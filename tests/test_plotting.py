@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from tradelab import plotting, recordings
-from tradelab.analytics.profile import liquidity_vacuums, volume_profile
+from tradelab.analytics import liquidity_vacuums, volume_profile
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 
 T0 = dt.datetime(2024, 8, 8, 23, 0, tzinfo=dt.UTC)

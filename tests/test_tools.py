@@ -10,7 +10,7 @@ import pytest
 
 import tradelab
 from tradelab.analytics import api as tools
-from tradelab.analytics.profile import liquidity_vacuums, volume_profile
+from tradelab.analytics import liquidity_vacuums, volume_profile
 from tradelab.exceptions import (
     InsufficientTradesError,
     InvalidParameterError,

@@ -14,6 +14,8 @@ From Python::
     import tradelab
     df = tradelab.trades("BTCUSDT", hours=24)          # Polars frame, the TradeBuffer
     vp = tradelab.get_volume_profile("BTCUSDT", 24)    # POC / VAH / VAL
+    report = tradelab.vacuum_report("BTCUSDT", 4)      # thin zones, with their profile
+    tradelab.where_collection_runs()                   # this process, another, or none
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "start": "tradelab.jupyter",
     "stop": "tradelab.jupyter",
     "status": "tradelab.jupyter",
+    "where_collection_runs": "tradelab.collection",
     # analytics
     "VolumeProfile": "tradelab.analytics",
     "Vacuum": "tradelab.analytics",
@@ -42,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "liquidity_vacuums": "tradelab.analytics",
     "get_volume_profile": "tradelab.analytics",
     "get_liquidity_vacuums": "tradelab.analytics",
+    "VacuumReport": "tradelab.analytics",
+    "vacuum_report": "tradelab.analytics",
     # configuration and logging
     "Settings": "tradelab.config",
     "configure_logging": "tradelab.logs",

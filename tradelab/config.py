@@ -31,6 +31,7 @@ __all__ = [
     "MIN_WINDOW_HOURS",
     "SYMBOL_PATTERN",
     "Settings",
+    "environment_urls",
     "parse_symbols",
     "resolve_data_dir",
     "validate_hours",
@@ -130,6 +131,16 @@ def resolve_data_dir(path: str | os.PathLike[str] | None = None) -> Path:
     return p
 
 
+def environment_urls() -> tuple[str | None, str | None]:
+    """The stream and REST base URLs the environment sets (``TRADELAB_WS_URL``,
+    ``TRADELAB_REST_URL``), each ``None`` when unset or empty; not validated here
+    (:meth:`Settings.resolve` does, after an explicit argument had its chance)."""
+    return (
+        os.environ.get("TRADELAB_WS_URL") or None,
+        os.environ.get("TRADELAB_REST_URL") or None,
+    )
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -171,17 +182,18 @@ class Settings:
         )
         if retention <= 0:
             raise ConfigurationError(f"retention_days must be > 0, got {retention!r}")
+        env_ws, env_rest = environment_urls()
         return cls(
             data_dir=resolve_data_dir(data_dir),
             symbols=parse_symbols(symbols),
             retention_days=float(retention),
             ws_url=validate_url(
-                ws_url or os.environ.get("TRADELAB_WS_URL") or DEFAULT_WS_URL,
+                ws_url or env_ws or DEFAULT_WS_URL,
                 schemes=("ws", "wss"),
                 name="WebSocket URL",
             ),
             rest_url=validate_url(
-                rest_url or os.environ.get("TRADELAB_REST_URL") or DEFAULT_REST_URL,
+                rest_url or env_rest or DEFAULT_REST_URL,
                 schemes=("http", "https"),
                 name="REST URL",
             ),

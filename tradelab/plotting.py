@@ -21,14 +21,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import polars as pl
 
-from tradelab.analytics.profile import (
-    Vacuum,
-    VolumeProfile,
-    _decimals,
-    _fmt_price,
-    liquidity_vacuums,
-)
+from tradelab.analytics import Vacuum, VolumeProfile, liquidity_vacuums
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
+from tradelab.formatting import decimals_needed, fixed_price, price_text, split_symbol, window_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -52,16 +47,6 @@ VALUE_AREA_COLOR = "#5c6bc0"
 VACUUM_COLOR = "#616161"
 PRICE_COLOR = "#37474f"
 _OUTSIDE_ALPHA = 0.35
-_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
-
-
-def _split_symbol(symbol: str | None) -> tuple[str, str]:
-    """("BTC", "USDT") for "BTCUSDT"; generic names when the symbol is unknown."""
-    if symbol:
-        for quote in _QUOTES:
-            if symbol.endswith(quote) and len(symbol) > len(quote):
-                return symbol[: -len(quote)], quote
-    return "base asset", "quote"
 
 
 def _profile_figure_class() -> type:
@@ -111,33 +96,19 @@ def _price_formatter() -> Any:
             steps = np.diff(np.sort(np.asarray(locs, dtype=float)))
             steps = steps[steps > 0]
             step = float(steps.min()) if steps.size else 1.0
-            self.decimals = min(_decimals(float(f"{step:.10g}")), 8)
+            self.decimals = min(decimals_needed(float(f"{step:.10g}")), 8)
 
         def __call__(self, x: float, pos: int | None = None) -> str:
-            return f"{x:,.{self.decimals}f}"
+            return fixed_price(x, self.decimals)
 
     return PriceFormatter()
-
-
-def _window_text(profile: VolumeProfile) -> str:
-    if profile.start is None or profile.end is None:
-        return "window unknown"
-    span = profile.end - profile.start
-    hours = span.total_seconds() / 3600
-    length = (
-        f"{hours:g} h"
-        if hours >= 1 and abs(hours - round(hours)) < 1e-9
-        else (f"{span.total_seconds() / 60:.0f} min" if hours < 1 else f"{hours:.1f} h")
-    )
-    fmt = "%Y-%m-%d %H:%M"
-    end_fmt = "%H:%M" if profile.start.date() == profile.end.date() else fmt
-    return f"{profile.start.strftime(fmt)} → {profile.end.strftime(end_fmt)} UTC ({length})"
 
 
 def _title(profile: VolumeProfile) -> str:
     name = profile.symbol or "Volume profile"
     n = profile.trade_count
-    return f"{name} · {_window_text(profile)} · {n:,} trade{'' if n == 1 else 's'}"
+    window = window_text(profile.start, profile.end, seconds=False, length=True)
+    return f"{name} · {window} · {n:,} trade{'' if n == 1 else 's'}"
 
 
 def _resolve_vacuums(
@@ -235,7 +206,7 @@ def _draw_level_labels(ax: Axes, profile: VolumeProfile) -> None:
         ax.text(
             1.01,
             y_text,
-            f"{name} {_fmt_price(y, d)}",
+            f"{name} {price_text(y, d)}",
             transform=trans,
             ha="left",
             va="center",
@@ -278,10 +249,12 @@ def _view(profile: VolumeProfile) -> tuple[float, float, str | None]:
     d = profile.price_decimals
     parts = []
     if above:
-        parts.append(f"{above:,} trade{'s' if above > 1 else ''} up to {profile.price_max:,.{d}f}")
+        parts.append(
+            f"{above:,} trade{'s' if above > 1 else ''} up to {fixed_price(profile.price_max, d)}"
+        )
     if below:
         parts.append(
-            f"{below:,} trade{'s' if below > 1 else ''} down to {profile.price_min:,.{d}f}"
+            f"{below:,} trade{'s' if below > 1 else ''} down to {fixed_price(profile.price_min, d)}"
         )
     note = ("outside the view: " + "; ".join(parts)) if parts else None
     return view_lo, view_hi, note
@@ -320,7 +293,7 @@ def plot_profile(
         trades: the profile's trades (``time`` and ``price``) to add the price-over-time panel
             on the left, sharing the price axis.
         vacuums: the vacuums to hatch; ``None`` computes them with the default rule
-            (:func:`~tradelab.analytics.profile.liquidity_vacuums`), ``False`` draws none.
+            (:func:`~tradelab.analytics.liquidity_vacuums`), ``False`` draws none.
         title: replaces the default title (symbol, window, trade count).
         legend: draw the legend.
 
@@ -349,7 +322,7 @@ def plot_profile(
         ax.set_position((pos.x0 + left_w, pos.y0, pos.width - left_w, pos.height))
         ax.sharey(price_ax)
 
-    base, quote = _split_symbol(profile.symbol)
+    base, quote = split_symbol(profile.symbol)
     d = profile.price_decimals
     _draw_vacuums(ax, zones)
     _draw_levels(ax, profile)
@@ -360,7 +333,7 @@ def plot_profile(
     ax.set_ylim(lo - pad, hi + pad)
     top = float(cast(float, profile.rows["volume"].max()))  # a profile has at least one row
     ax.set_xlim(0, top * 1.08)
-    ax.set_xlabel(f"Volume ({base}) per {profile.row_size:,.{d}f} {quote} row")
+    ax.set_xlabel(f"Volume ({base}) per {fixed_price(profile.row_size, d)} {quote} row")
     ax.yaxis.set_major_formatter(_price_formatter())
     ax.grid(axis="x", color="#e0e0e0", linewidth=0.6)
     ax.set_axisbelow(True)
@@ -491,7 +464,7 @@ def plot_price(
                 f"trades from {when[0]:%H:%M:%S} UTC", fontsize=8.5, loc="left", color="#666666"
             )
         ax.set_xlim(left, right)  # type: ignore[arg-type]  # datetimes: matplotlib's date units
-        _, quote = _split_symbol(profile.symbol)
+        _, quote = split_symbol(profile.symbol)
         ax.set_ylabel(f"Price ({quote})")
     ax.grid(color="#e0e0e0", linewidth=0.6)
     ax.set_axisbelow(True)

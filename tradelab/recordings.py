@@ -11,6 +11,9 @@ Formats handled:
   each becomes one row with ``agg_id = first_id = last_id = t``.
 - ``*-aggTrades-*.csv``: Binance's public export, no header, timestamps in µs (since 2025) or ms;
   converted to ms.
+
+:func:`recording_format` tells these apart by file name, and :func:`load_file` loads any of them
+(``tradelab import`` and :func:`load` both go through it).
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ import gzip
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
-from tradelab.exceptions import InvalidTradesError
+from tradelab.config import validate_symbol
+from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 from tradelab.schema import TRADE_SCHEMA, to_trade_frame
 
 __all__ = [
     "RECORDINGS",
     "load",
     "load_aggtrade_tsv",
+    "load_file",
     "load_raw_trades",
     "load_vision_csv",
+    "recording_format",
     "shared_data_dir",
     "synthetic_trades",
 ]
@@ -162,6 +169,44 @@ def load_vision_csv(
     return {symbol: to_trade_frame(frame).sort("agg_id")}
 
 
+def recording_format(name: str) -> Literal["aggtrade", "trades", "csv"] | None:
+    """The format of a recording, from its file name: ``"aggtrade"`` (``*aggTrade.tsv[.gz]``),
+    ``"trades"`` (``*.trades.txt[.gz]``), ``"csv"`` (a Binance export ``*.csv``), else None."""
+    if name.endswith(("aggTrade.tsv.gz", "aggTrade.tsv")):
+        return "aggtrade"
+    if name.endswith((".trades.txt.gz", ".trades.txt")):
+        return "trades"
+    if name.endswith(".csv"):
+        return "csv"
+    return None
+
+
+def load_file(
+    path: str | os.PathLike[str], *, symbol: str | None = None
+) -> dict[str, pl.DataFrame]:
+    """Load a recording or a Binance aggTrades export, its format told by its name
+    (:func:`recording_format`), into one frame per symbol.
+
+    ``symbol``: for a CSV export, its symbol (default: the file name up to the first ``-``,
+    e.g. ``BTCUSDT-aggTrades-2026-01-01.csv``); for a recording, keep only that symbol.
+    Raises :class:`~tradelab.exceptions.InvalidParameterError` for a name of no known format.
+    """
+    p = Path(path)
+    kind = recording_format(p.name)
+    if kind is None:
+        raise InvalidParameterError(
+            f"cannot tell the format of {p.name!r}: expected *.aggTrade.tsv[.gz], "
+            "*.trades.txt[.gz] or a Binance aggTrades export *.csv"
+        )
+    if kind == "csv":
+        return load_vision_csv(p, symbol=validate_symbol(symbol or p.name.split("-", 1)[0]))
+    frames = load_aggtrade_tsv(p) if kind == "aggtrade" else load_raw_trades(p)
+    if symbol:
+        want = validate_symbol(symbol)
+        frames = {s: f for s, f in frames.items() if s == want}
+    return frames
+
+
 def load(name: str) -> dict[str, pl.DataFrame]:
     """Load a shared recording by file name (see :data:`RECORDINGS`) into per-symbol frames."""
     base = shared_data_dir()
@@ -169,14 +214,9 @@ def load(name: str) -> dict[str, pl.DataFrame]:
         raise FileNotFoundError(
             "the shared recordings (../shared/data/binance) are not present on this machine"
         )
-    path = base / name
-    if name.endswith("aggTrade.tsv.gz"):
-        return load_aggtrade_tsv(path)
-    if name.endswith(".trades.txt.gz"):
-        return load_raw_trades(path)
-    if name.endswith(".csv"):
-        return load_vision_csv(path, symbol=name.split("-", 1)[0])
-    raise ValueError(f"unknown recording {name!r}; known: {', '.join(RECORDINGS)}")
+    if recording_format(name) is None:
+        raise ValueError(f"unknown recording {name!r}; known: {', '.join(RECORDINGS)}")
+    return load_file(base / name)
 
 
 def synthetic_trades(

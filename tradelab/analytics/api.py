@@ -5,6 +5,12 @@ analyst calls in a notebook::
 
     vp = tradelab.get_volume_profile("BTCUSDT", 24)     # last 24 h, ending now
     zones = tradelab.get_liquidity_vacuums("BTCUSDT", 4)
+    report = tradelab.vacuum_report("BTCUSDT", 4)       # the vacuums with their profile
+
+Each validates every argument once, in a fixed order (symbol, window, then the analysis
+parameters), and only then opens the store — ``store=`` an open one, ``data=`` a directory
+(:func:`tradelab.open_store`), neither the configured default — so a front-end passes the raw
+values it parsed and shows the :class:`~tradelab.exceptions.TradelabError` as one line.
 
 Below :data:`MIN_TRADES` trades in the window they raise
 :class:`~tradelab.exceptions.InsufficientTradesError` saying how many trades there are, how many
@@ -20,35 +26,32 @@ symbols fall back to the resolution visible in the prices.
 from __future__ import annotations
 
 import math
-import sys
+import os
 import time
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
+from typing import Any, cast
 
-from tradelab.analytics.profile import (
-    Vacuum,
-    VolumeProfile,
-    check_profile_args,
-    check_vacuum_args,
-    liquidity_vacuums,
-    volume_profile,
-)
-from tradelab.collector.status_doc import read_collector_status
+from tradelab.analytics.checks import check_profile_args
+from tradelab.analytics.profile import VolumeProfile, liquidity_vacuums, volume_profile
+from tradelab.analytics.vacuums import Vacuum, check_vacuum_args
+from tradelab.collection import where_collection_runs
 from tradelab.config import validate_hours, validate_symbol
-from tradelab.exceptions import InsufficientTradesError, InvalidParameterError, TradelabError
+from tradelab.exceptions import InsufficientTradesError, InvalidParameterError
+from tradelab.formatting import hours_text, rate_text, wait_text
 from tradelab.logs import get_logger
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tradelab.store.tradestore import TradeStore
+from tradelab.store import TradeStore, open_store
 
 __all__ = [
     "EXCHANGE_TICK_SIZES",
     "MIN_TRADES",
+    "VacuumReport",
     "collection_state",
     "get_liquidity_vacuums",
     "get_volume_profile",
     "insufficient_message",
     "set_tick_size",
     "tick_size_for",
+    "vacuum_report",
 ]
 
 log = get_logger(__name__)
@@ -90,77 +93,46 @@ def _tick(value: object) -> float:
     return float(value)
 
 
-def _resolve_store(store: Any) -> TradeStore:
-    from tradelab.store.tradestore import TradeStore
-
+def _resolve_store(store: Any, data: str | os.PathLike[str] | None) -> TradeStore:
+    """The store to read, opened only now that every argument is valid."""
     if store is None:
-        from tradelab.store.registry import open_store
-
-        return open_store()
+        return open_store(data)
     if not isinstance(store, TradeStore):
         raise InvalidParameterError(
             f"store must be a tradelab.TradeStore (or None for the default store), got "
             f"{type(store).__name__}"
         )
+    if data is not None:
+        raise InvalidParameterError("give either store (an open TradeStore) or data, not both")
     return store
 
 
 # --- is anything collecting? ---------------------------------------------------------------------
 
 
-def _same_path(a: Any, b: Any) -> bool:
-    from pathlib import Path
-
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except (OSError, TypeError):
-        return False
-
-
 def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> dict[str, Any]:
     """Whether a collector fills ``store`` with ``symbol`` and at what rate.
 
-    Looks first for a collector in this process (a running :mod:`tradelab.jupyter.session`), then at
-    the status document every collector writes into the store (``collector_status``): running
-    when it says so and was updated less than 30 s ago
-    (:func:`tradelab.collector.status_doc.read_collector_status`).
+    The facts of :func:`tradelab.collection.where_collection_runs` (this process's collector,
+    else the status document every collector writes into the store, running only when it says
+    so and was updated less than 30 s ago), reduced to what :func:`insufficient_message` needs.
 
     Returns ``{"running": bool, "where": "this process" | "another process" | None,
     "collects_symbol": bool, "rate_per_min": float | None, "stale_s": float | None}``.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    doc: dict[str, Any] | None = None
-    where: str | None = None
+    doc = where_collection_runs(store=store, now_ms=now_ms).document
     stale_s: float | None = None
-    session = sys.modules.get("tradelab.jupyter.session")  # imported only if someone started one
-    if session is not None:
-        try:
-            info = session.current()
-            if info is not None and _same_path(info.data_dir, store.path):
-                doc = dict(session.status(info.data_dir))
-                where = "this process"
-        except TradelabError as exc:  # pragma: no cover - status never raises by contract
-            log.debug("No in-process collector status: %s", exc)
-    if doc is None:
-        try:
-            doc = read_collector_status(store, now_ms=now_ms)
-        except TradelabError as exc:
-            log.debug("No collector status in the store: %s", exc)
-            doc = None
-        if doc is not None:
-            import os
-
-            where = "this process" if doc.get("pid") == os.getpid() else "another process"
-            claimed = doc.get("reported_running", doc.get("running"))
-            if doc.get("stale") and claimed:  # said "running" but stopped writing: it died
-                updated = doc.get("updated_at")
-                stale_s = (now_ms - updated) / 1000 if isinstance(updated, int | float) else None
+    claimed = (doc or {}).get("reported_running", (doc or {}).get("running"))
+    if doc is not None and doc.get("stale") and claimed:  # said "running", stopped writing: died
+        updated = doc.get("updated_at")
+        stale_s = (now_ms - updated) / 1000 if isinstance(updated, int | float) else None
     running = bool(doc and doc.get("running") and not doc.get("stale"))
     per = ((doc or {}).get("symbols") or {}).get(symbol) or {}
     rate = per.get("rate_per_min")
     return {
         "running": running,
-        "where": where if running else None,
+        "where": (doc or {}).get("source") if running else None,
         "collects_symbol": running and bool(per),
         "rate_per_min": float(rate) if isinstance(rate, int | float) and rate > 0 else None,
         "stale_s": stale_s,
@@ -168,18 +140,6 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
 
 
 # --- the error message -----------------------------------------------------------------------
-
-
-def _hours_text(hours: float) -> str:
-    return f"{hours:g} h"
-
-
-def _duration_text(minutes: float) -> str:
-    if minutes < 1:
-        return "under a minute"
-    if minutes < 90:
-        return f"{max(1, round(minutes))} min"
-    return f"{minutes / 60:.1f} h"
 
 
 def insufficient_message(
@@ -197,7 +157,7 @@ def insufficient_message(
     in the window's trades. If even a full window at that rate cannot reach ``needed``, it says
     which window would.
     """
-    head = f"{symbol}: {found:,} of the {needed:,} trades needed in the last {_hours_text(hours)}"
+    head = f"{symbol}: {found:,} of the {needed:,} trades needed in the last {hours_text(hours)}"
     start_hint = (
         f"`%tradelab start {symbol}` in a notebook or `tradelab collect --symbols {symbol}` "
         "in a terminal"
@@ -207,7 +167,7 @@ def insufficient_message(
         if stale is not None:
             return (
                 f"{head}; no collector is running (the last collector status is "
-                f"{_duration_text(stale / 60)} old: it stopped or died) — start collection "
+                f"{wait_text(stale / 60)} old: it stopped or died) — start collection "
                 f"with {start_hint}"
             )
         return f"{head}; no collector is running — start collection with {start_hint}"
@@ -223,27 +183,62 @@ def insufficient_message(
             f"{head}; collection is running ({where}) but no {symbol} trades have arrived "
             "yet, so no wait can be estimated"
         )
-    rate_text = f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
-    running = f"collection is running at ~{rate_text} trades/min ({where})"
+    running = f"collection is running at ~{rate_text(rate)} trades/min ({where})"
     if rate * hours * 60 < needed:
         longer = math.ceil(needed / (rate * 60))
         if longer <= 168:
             return (
-                f"{head}; {running}: at that rate {_hours_text(hours)} never holds {needed:,} "
+                f"{head}; {running}: at that rate {hours_text(hours)} never holds {needed:,} "
                 f"trades — ask for at least {longer} h"
             )
         return f"{head}; {running}: at that rate no window up to 168 h holds {needed:,} trades"
-    wait = _duration_text((needed - found) / rate)
+    wait = wait_text((needed - found) / rate)
     return f"{head}; {running}, ready in {wait if wait.startswith('under') else '~' + wait}"
 
 
 # --- the tools ---------------------------------------------------------------------------------
 
 
-def _window_trades(symbol: str, duration_hours: float, store: Any) -> tuple[Any, str, int, int]:
-    sym = validate_symbol(symbol)
-    hours = validate_hours(duration_hours, name="duration_hours")
-    st = _resolve_store(store)
+@dataclass(frozen=True)
+class VacuumReport:
+    """The liquidity vacuums of a window together with the profile they were found in.
+
+    ``profile`` is the window's :class:`~tradelab.analytics.VolumeProfile` (its ``symbol``,
+    ``start`` and ``end`` name the window); ``vacuums`` its :class:`~tradelab.analytics.Vacuum`
+    zones, sorted by price, found with ``threshold`` and ``min_rows``.
+    """
+
+    profile: VolumeProfile
+    vacuums: list[Vacuum]
+    threshold: float = 0.20
+    min_rows: int = 1
+
+    @property
+    def symbol(self) -> str | None:
+        """The symbol of the window."""
+        return self.profile.symbol
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready values: the window, the profile's key figures that
+        locate the zones (trade count, row size, POC) and the zones."""
+        p = self.profile
+        return {
+            "symbol": p.symbol,
+            "start": p.start.isoformat() if p.start else None,
+            "end": p.end.isoformat() if p.end else None,
+            "trade_count": p.trade_count,
+            "row_size": p.row_size,
+            "poc": p.poc,
+            "vacuums": [v.to_dict() for v in self.vacuums],
+        }
+
+
+def _window_trades(
+    sym: str, hours: float, store: Any, data: str | os.PathLike[str] | None
+) -> tuple[Any, int, int]:
+    """The trades of ``[now - hours, now)`` (arguments already valid); too few raise
+    :class:`InsufficientTradesError` explaining why."""
+    st = _resolve_store(store, data)
     end_ms = int(time.time() * 1000) + 1  # the window [end - hours, end) includes "now"
     start_ms = end_ms - round(hours * 3_600_000)
     trades = st.trades(sym, start_ms, end_ms)
@@ -261,41 +256,33 @@ def _window_trades(symbol: str, duration_hours: float, store: Any) -> tuple[Any,
             found=trades.height,
             needed=MIN_TRADES,
         )
-    return trades, sym, start_ms, end_ms
+    return trades, start_ms, end_ms
 
 
-def get_volume_profile(
+def _profile(
     symbol: str,
-    duration_hours: float = 24,
-    tick_size: float | None = None,
+    duration_hours: float,
+    tick_size: float | None,
+    store: Any,
+    data: str | os.PathLike[str] | None,
     *,
-    store: TradeStore | None = None,
     row_size: float | None = None,
     value_area: float = 0.70,
     method: str = "cbot",
+    vacuum_args: tuple[float, int] | None = None,
 ) -> VolumeProfile:
-    """The volume profile of ``symbol`` over the last ``duration_hours`` hours (1–168).
-
-    Reads ``[now - duration_hours, now)`` from ``store`` (default: the process-wide store of the
-    configured data directory, :func:`tradelab.open_store`) and computes
-    :func:`tradelab.volume_profile` on ``tick_size`` (default: the exchange tick of the symbol,
-    :data:`EXCHANGE_TICK_SIZES`, else inferred from the prices) with the automatic row size
-    unless ``row_size`` is given; ``value_area`` and ``method`` as there. The profile's
-    ``start``/``end`` are the window.
-
-    Raises :class:`InsufficientTradesError` below :data:`MIN_TRADES` trades (the message says
-    how many there are, whether anything collects and how long to wait), and the input errors
-    of the symbol, window, tick size and profile parameters — all checked before the store is
-    read.
-    """
-    tick = None if tick_size is None else _tick(tick_size)
+    """Validate everything (symbol, window, tick size, profile and vacuum parameters), then
+    open the store, read the window and compute its profile."""
     sym = validate_symbol(symbol)
-    validate_hours(duration_hours, name="duration_hours")
+    hours = validate_hours(duration_hours, name="duration_hours")
+    tick = None if tick_size is None else _tick(tick_size)
     if tick is None:
         tick = EXCHANGE_TICK_SIZES.get(sym)
     # A typo in the parameters fails fast, not after a 168-hour read.
     check_profile_args(tick_size=tick, row_size=row_size, value_area=value_area, method=method)
-    trades, sym, start_ms, end_ms = _window_trades(sym, duration_hours, store)
+    if vacuum_args is not None:
+        check_vacuum_args(*vacuum_args)
+    trades, start_ms, end_ms = _window_trades(sym, hours, store, data)
     return volume_profile(
         trades,
         tick_size=tick,
@@ -308,20 +295,75 @@ def get_volume_profile(
     )
 
 
+def get_volume_profile(
+    symbol: str,
+    duration_hours: float = 24,
+    tick_size: float | None = None,
+    *,
+    store: TradeStore | None = None,
+    data: str | os.PathLike[str] | None = None,
+    row_size: float | None = None,
+    value_area: float = 0.70,
+    method: str = "cbot",
+) -> VolumeProfile:
+    """The volume profile of ``symbol`` over the last ``duration_hours`` hours (1–168).
+
+    Reads ``[now - duration_hours, now)`` from ``store`` (an open store), else from the store
+    at ``data``, else from the process-wide store of the configured data directory
+    (:func:`tradelab.open_store`), and computes :func:`tradelab.volume_profile` on
+    ``tick_size`` (default: the exchange tick of the symbol, :data:`EXCHANGE_TICK_SIZES`, else
+    inferred from the prices) with the automatic row size unless ``row_size`` is given;
+    ``value_area`` and ``method`` as there. The profile's ``start``/``end`` are the window.
+
+    Raises :class:`InsufficientTradesError` below :data:`MIN_TRADES` trades (the message says
+    how many there are, whether anything collects and how long to wait), and the input errors
+    of the symbol, window, tick size and profile parameters — all checked, in that order,
+    before the store is opened.
+    """
+    return _profile(
+        symbol,
+        duration_hours,
+        tick_size,
+        store,
+        data,
+        row_size=row_size,
+        value_area=value_area,
+        method=method,
+    )
+
+
+def vacuum_report(
+    symbol: str,
+    duration_hours: float = 24,
+    *,
+    store: TradeStore | None = None,
+    data: str | os.PathLike[str] | None = None,
+    threshold: float = 0.20,
+    min_rows: int = 1,
+) -> VacuumReport:
+    """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours, with their profile.
+
+    The profile of :func:`get_volume_profile` (same window, store, row size and errors) run
+    through :func:`tradelab.liquidity_vacuums` (rows below ``threshold`` × the median row
+    volume, runs of at least ``min_rows`` rows); ``threshold`` and ``min_rows`` are checked
+    with the other arguments, before the store is opened.
+    """
+    profile = _profile(symbol, duration_hours, None, store, data, vacuum_args=(threshold, min_rows))
+    vacuums = liquidity_vacuums(profile, threshold=threshold, min_rows=min_rows)
+    return VacuumReport(profile, vacuums, float(threshold), int(min_rows))
+
+
 def get_liquidity_vacuums(
     symbol: str,
     duration_hours: float = 24,
     *,
     store: TradeStore | None = None,
+    data: str | os.PathLike[str] | None = None,
     threshold: float = 0.20,
     min_rows: int = 1,
 ) -> list[Vacuum]:
-    """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours, sorted by price.
-
-    The profile of :func:`get_volume_profile` (same window, row size and errors) run through
-    :func:`tradelab.liquidity_vacuums` (rows below ``threshold`` × the median row volume, runs
-    of at least ``min_rows`` rows).
-    """
-    check_vacuum_args(threshold, min_rows)  # before the read
-    profile = get_volume_profile(symbol, duration_hours, store=store)
-    return liquidity_vacuums(profile, threshold=threshold, min_rows=min_rows)
+    """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours, sorted by price:
+    the ``vacuums`` of :func:`vacuum_report`."""
+    return vacuum_report(
+        symbol, duration_hours, store=store, data=data, threshold=threshold, min_rows=min_rows
+    ).vacuums

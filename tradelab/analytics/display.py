@@ -2,60 +2,95 @@
 
 Pure string building, no computation: the one-line ``repr``, the HTML summary Jupyter shows
 (:func:`profile_html`: key figures beside :func:`profile_svg`, a small inline SVG histogram with
-sell/buy stacked, the value area shaded and the POC in red), and the price/quantity formatting
-the CLI and the plots share (:func:`_fmt_price`, :func:`_fmt_qty`). ``VolumeProfile.__repr__``,
-``_repr_html_`` and ``_svg`` delegate here, so the result type stays a plain data class.
+sell/buy stacked, the value area shaded and the POC in red). Prices and quantities are written
+by :mod:`tradelab.formatting`. ``VolumeProfile.__repr__``, ``_repr_html_`` and ``_svg`` delegate
+here, so the result type stays a plain data class; the functions take any object with a
+profile's attributes (:class:`ProfileView`), so this module does not depend on the profile's.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import html
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from tradelab.analytics.rows import _decimals
+import polars as pl
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tradelab.analytics.profile import VolumeProfile
+from tradelab.formatting import price_text, qty_text
+from tradelab.formatting import window_text as format_window
 
-__all__ = ["profile_html", "profile_repr", "profile_svg", "window_text"]
-
-
-def _fmt_price(x: float, decimals: int) -> str:
-    """Price with thousands separators and at least ``decimals`` decimals (more if needed)."""
-    return f"{x:,.{max(decimals, min(_decimals(x), 8))}f}"
+__all__ = ["ProfileView", "profile_html", "profile_repr", "profile_svg", "window_text"]
 
 
-def _fmt_qty(x: float) -> str:
-    """Quantity: 2 decimals from 1,000, 4 from 1, else up to 8 without trailing zeros."""
-    if x >= 1000:
-        return f"{x:,.2f}"
-    if x >= 1:
-        return f"{x:,.4f}"
-    return f"{x:.8f}".rstrip("0").rstrip(".") or "0"
+class ProfileView(Protocol):
+    """What the presentation reads of a :class:`~tradelab.analytics.VolumeProfile`."""
+
+    @property
+    def rows(self) -> pl.DataFrame: ...
+    @property
+    def symbol(self) -> str | None: ...
+    @property
+    def start(self) -> dt.datetime | None: ...
+    @property
+    def end(self) -> dt.datetime | None: ...
+    @property
+    def trade_count(self) -> int: ...
+    @property
+    def total_volume(self) -> float: ...
+    @property
+    def buy_volume(self) -> float: ...
+    @property
+    def sell_volume(self) -> float: ...
+    @property
+    def delta(self) -> float: ...
+    @property
+    def poc(self) -> float: ...
+    @property
+    def vah(self) -> float: ...
+    @property
+    def val(self) -> float: ...
+    @property
+    def value_area(self) -> float: ...
+    @property
+    def value_area_volume_pct(self) -> float: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def price_min(self) -> float: ...
+    @property
+    def price_max(self) -> float: ...
+    @property
+    def row_size(self) -> float: ...
+    @property
+    def row_count(self) -> int: ...
+    @property
+    def price_decimals(self) -> int: ...
+    @property
+    def poc_index(self) -> int: ...
+    @property
+    def va_low_index(self) -> int: ...
+    @property
+    def va_high_index(self) -> int: ...
 
 
-def window_text(profile: VolumeProfile) -> str:
+def window_text(profile: ProfileView) -> str:
     """The profile's window as text, e.g. ``2024-05-01 10:00:00 → 11:00:00 UTC``."""
-    if profile.start is None or profile.end is None:
-        return "window unknown"
-    fmt = "%Y-%m-%d %H:%M:%S"
-    end_fmt = "%H:%M:%S" if profile.start.date() == profile.end.date() else fmt
-    return f"{profile.start.strftime(fmt)} → {profile.end.strftime(end_fmt)} UTC"
+    return format_window(profile.start, profile.end)
 
 
-def profile_repr(profile: VolumeProfile) -> str:
+def profile_repr(profile: ProfileView) -> str:
     """One line: symbol, window, trades, volume, POC, value area and rows."""
     d = profile.price_decimals
     return (
         f"<VolumeProfile {profile.symbol or '(symbol unknown)'} {window_text(profile)}: "
-        f"{profile.trade_count:,} trades, volume {_fmt_qty(profile.total_volume)}; "
-        f"POC {_fmt_price(profile.poc, d)}, VA {_fmt_price(profile.val, d)}–"
-        f"{_fmt_price(profile.vah, d)} ({profile.value_area_volume_pct:.1f}%, {profile.method}); "
-        f"{profile.row_count} rows of {_fmt_price(profile.row_size, d)}>"
+        f"{profile.trade_count:,} trades, volume {qty_text(profile.total_volume)}; "
+        f"POC {price_text(profile.poc, d)}, VA {price_text(profile.val, d)}–"
+        f"{price_text(profile.vah, d)} ({profile.value_area_volume_pct:.1f}%, {profile.method}); "
+        f"{profile.row_count} rows of {price_text(profile.row_size, d)}>"
     )
 
 
-def profile_html(profile: VolumeProfile) -> str:
+def profile_html(profile: ProfileView) -> str:
     """The notebook view: a table of key figures beside :func:`profile_svg`."""
     d = profile.price_decimals
     esc = html.escape
@@ -64,21 +99,21 @@ def profile_html(profile: VolumeProfile) -> str:
         ("Trades", f"{profile.trade_count:,}"),
         (
             "Volume",
-            f"{_fmt_qty(profile.total_volume)} (buy {_fmt_qty(profile.buy_volume)}, "
-            f"sell {_fmt_qty(profile.sell_volume)}, delta {profile.delta:+,.4f})",
+            f"{qty_text(profile.total_volume)} (buy {qty_text(profile.buy_volume)}, "
+            f"sell {qty_text(profile.sell_volume)}, delta {profile.delta:+,.4f})",
         ),
-        ("POC", _fmt_price(profile.poc, d)),
+        ("POC", price_text(profile.poc, d)),
         (
             "Value area",
-            f"{_fmt_price(profile.val, d)} – {_fmt_price(profile.vah, d)} "
+            f"{price_text(profile.val, d)} – {price_text(profile.vah, d)} "
             f"({profile.value_area_volume_pct:.2f}% of volume; target "
             f"{profile.value_area:.0%}, {profile.method})",
         ),
         (
             "Traded range",
-            f"{_fmt_price(profile.price_min, d)} – {_fmt_price(profile.price_max, d)}",
+            f"{price_text(profile.price_min, d)} – {price_text(profile.price_max, d)}",
         ),
-        ("Rows", f"{profile.row_count} × {_fmt_price(profile.row_size, d)}"),
+        ("Rows", f"{profile.row_count} × {price_text(profile.row_size, d)}"),
     ]
     cells = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{esc(k)}</th>"
@@ -92,7 +127,7 @@ def profile_html(profile: VolumeProfile) -> str:
     )
 
 
-def profile_svg(profile: VolumeProfile, width: int = 220, max_height: int = 300) -> str:
+def profile_svg(profile: ProfileView, width: int = 220, max_height: int = 300) -> str:
     """A small inline SVG histogram (sell/buy stacked, value area shaded, POC red)."""
     n = profile.row_count
     if n == 0:

@@ -34,64 +34,60 @@ Row size: ``row_size`` in price (a whole number of ticks when ``tick_size`` is g
 the smallest "nice" size — 1, 2, 2.5, 5 × 10^k ticks, 2.5 only where it is a whole number of
 ticks — giving at most 150 rows (so 60–150 rows on any range wider than 150 ticks).
 
-The row-size choice lives in :mod:`tradelab.analytics.rows` and the text/notebook presentation of a
-profile in :mod:`tradelab.analytics.display`; the public names are re-exported here.
+The row-size choice lives in :mod:`tradelab.analytics.rows`, the input checks in
+:mod:`tradelab.analytics.checks`, the vacuum rule in :mod:`tradelab.analytics.vacuums` and the
+text/notebook presentation of a profile in :mod:`tradelab.analytics.display`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
 
-from tradelab.analytics.display import _fmt_price as _fmt_price
-from tradelab.analytics.display import _fmt_qty as _fmt_qty
+from tradelab.analytics.checks import (
+    bad_prices,
+    bad_quantities,
+    check_profile_args,
+    trade_columns,
+)
 from tradelab.analytics.display import profile_html, profile_repr, profile_svg, window_text
 from tradelab.analytics.rows import (
-    AUTO_MAX_ROWS,
-    MAX_DECIMALS,
-    _check_positive_number,
-    _decimals,
-    _row_bounds,
-    _rows_to_row_size,
-    _tick_multiple,
+    QTY_PRECISION,
     auto_row_size,
     infer_tick_size,
+    row_bounds,
+    rows_to_row_size,
 )
+from tradelab.analytics.vacuums import Vacuum, vacuums_in_rows
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
+from tradelab.formatting import decimals_needed
 from tradelab.schema import to_ms
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
 __all__ = [
-    "AUTO_MAX_ROWS",
     "MAX_ROWS",
-    "METHODS",
-    "QTY_PRECISION",
-    "Vacuum",
+    "PLOT_BACKEND",
     "VolumeProfile",
-    "auto_row_size",
-    "check_profile_args",
-    "check_vacuum_args",
-    "infer_tick_size",
     "liquidity_vacuums",
-    "vacuums_frame",
     "volume_profile",
 ]
 
-METHODS: tuple[str, ...] = ("cbot", "single")
 MAX_ROWS = 1_000_000
 """A profile never has more rows than this (a row size too small for the range is refused)."""
-QTY_PRECISION = MAX_DECIMALS
-"""Quantities are summed exactly in units of 10^-QTY_PRECISION (Binance sends 8 decimals)."""
+PLOT_BACKEND = "tradelab.plotting"
+"""The module :meth:`VolumeProfile.plot` draws with, loaded by name on first use (the way pandas
+loads its plotting backend): this pure module never imports matplotlib or the plotting code,
+which itself builds on the analytics."""
 
 _QTY_SCALE = 10.0**QTY_PRECISION
 _CHUNK = 65_536  # trades per vectorised step: temporaries stay in the CPU cache
@@ -236,9 +232,7 @@ class VolumeProfile:
 
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Any:
         """Draw the profile with matplotlib; see :func:`tradelab.plotting.plot_profile`."""
-        from tradelab.plotting import plot_profile
-
-        return plot_profile(self, ax=ax, **kwargs)
+        return importlib.import_module(PLOT_BACKEND).plot_profile(self, ax=ax, **kwargs)
 
     # notebook display (built in tradelab.analytics.display) ----------------------------------
 
@@ -254,99 +248,6 @@ class VolumeProfile:
     def _svg(self, width: int = 220, max_height: int = 300) -> str:
         """A small inline SVG histogram (sell/buy stacked, value area shaded, POC red)."""
         return profile_svg(self, width=width, max_height=max_height)
-
-
-@dataclass(frozen=True)
-class Vacuum:
-    """A liquidity vacuum: consecutive rows that traded far less than the median row.
-
-    ``price_low``/``price_high`` bound the zone ``[low, high)``; ``rows`` is its number of rows,
-    ``volume`` the volume traded inside it, ``median_row_volume`` the reference median,
-    ``deficit_pct = (1 - volume / rows / median_row_volume) * 100`` and ``impact`` "fast"
-    (deficit > 80%), "moderate" (> 50%) or "negligible".
-    """
-
-    price_low: float
-    price_high: float
-    rows: int
-    volume: float
-    median_row_volume: float
-    deficit_pct: float
-    impact: Literal["fast", "moderate", "negligible"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The vacuum as plain JSON-ready values."""
-        return {
-            "price_low": self.price_low,
-            "price_high": self.price_high,
-            "rows": self.rows,
-            "volume": self.volume,
-            "median_row_volume": self.median_row_volume,
-            "deficit_pct": self.deficit_pct,
-            "impact": self.impact,
-        }
-
-
-# --- validation of trades ---
-
-
-def _columns(trades: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, pl.DataFrame]:
-    if not isinstance(trades, pl.DataFrame):
-        raise InvalidTradesError(
-            "trades must be a Polars DataFrame with columns price, qty and buyer_is_maker "
-            f"(the trade schema), got {type(trades).__name__}"
-        )
-    missing = [c for c in ("price", "qty", "buyer_is_maker") if c not in trades.columns]
-    if missing:
-        raise InvalidTradesError(
-            f"trades frame lacks column(s) {', '.join(missing)}; a volume profile needs price, "
-            "qty and buyer_is_maker (time is used for the window when present)"
-        )
-    if trades.height == 0:
-        raise InvalidTradesError(
-            "no trades: a volume profile needs at least one trade (for a store window, "
-            "tradelab.get_volume_profile says how many are needed and how long to wait)"
-        )
-    for col in ("price", "qty"):
-        dtype = trades.schema[col]
-        if not dtype.is_numeric():
-            raise InvalidTradesError(f"column {col} has type {dtype}; expected Float64 numbers")
-    if trades.schema["buyer_is_maker"] != pl.Boolean:
-        raise InvalidTradesError(
-            f"column buyer_is_maker has type {trades.schema['buyer_is_maker']}; expected Boolean"
-        )
-    nulls = [c for c in ("price", "qty", "buyer_is_maker") if trades[c].null_count()]
-    if nulls:
-        raise InvalidTradesError(f"trades have missing (null) values in {', '.join(nulls)}")
-    price = trades["price"].cast(pl.Float64).to_numpy()
-    qty = trades["qty"].cast(pl.Float64).to_numpy()
-    maker = trades["buyer_is_maker"].to_numpy()
-    return price, qty, maker, trades
-
-
-def _bad_prices(price: np.ndarray) -> InvalidTradesError:
-    nan = int(np.isnan(price).sum())
-    inf = int(np.isinf(price).sum())
-    nonpos = int((price <= 0).sum())
-    parts = [
-        f"{n} {what}"
-        for n, what in ((nan, "NaN"), (inf, "infinite"), (nonpos, "zero or negative"))
-        if n
-    ]
-    return InvalidTradesError(
-        f"trades have invalid prices ({', '.join(parts)}); every price must be a finite "
-        "number > 0 — drop or repair those rows first"
-    )
-
-
-def _bad_qty(qty: np.ndarray) -> InvalidTradesError:
-    nan = int(np.isnan(qty).sum())
-    bad = int((~np.isfinite(qty) | (qty < 0)).sum())
-    big = int((qty >= 2.0**53 / _QTY_SCALE).sum())
-    return InvalidTradesError(
-        f"trades have invalid quantities ({bad} not a finite number >= 0, of which {nan} NaN; "
-        f"{big} too large): every qty must be a finite number from 0 to 9e7"
-    )
 
 
 # --- the computation ---
@@ -393,7 +294,7 @@ def _histogram(
         units += np.bincount(iv, weights=qv, minlength=width)
         counts += np.bincount(iv, minlength=width)
     if not (qmin >= 0 and qmax < 2.0**53 and math.isfinite(float(units.sum()))):
-        raise _bad_qty(qty)  # the sum catches NaN, which min/max comparisons skip
+        raise bad_quantities(qty)  # the sum catches NaN, which min/max comparisons skip
     sell = units[1::2]
     vol = units[0::2] + sell
     trades = counts[0::2] + counts[1::2]
@@ -429,70 +330,6 @@ def _value_area(vol: list[int], poc: int, target: int, method: str) -> tuple[int
             lo -= len(down)
             included += sum(down)
     return lo, hi, included
-
-
-def check_profile_args(
-    *,
-    row_size: float | None = None,
-    rows: int | None = None,
-    tick_size: float | None = None,
-    value_area: float = 0.70,
-    method: str = "cbot",
-) -> tuple[float | None, float | None, float]:
-    """Validate :func:`volume_profile`'s parameters without any data (front-ends call it
-    before a long read); returns ``(row_size, tick_size, value_area)`` as floats."""
-    if method not in METHODS:
-        raise InvalidParameterError(
-            f"method={method!r} is not a value-area method; allowed: 'cbot' (two rows at a "
-            "time, the classic rule) or 'single' (one row at a time)"
-        )
-    if (
-        isinstance(value_area, bool)
-        or not isinstance(value_area, int | float | np.integer | np.floating)
-        or not (0.0 < float(value_area) <= 1.0)
-    ):
-        raise InvalidParameterError(
-            f"value_area={value_area!r} is not allowed: give the share of volume as a number "
-            "with 0 < value_area <= 1 (e.g. 0.70 for 70%)"
-        )
-    value_area = float(value_area)
-    if row_size is not None and rows is not None:
-        raise InvalidParameterError("give either row_size (in price) or rows (a count), not both")
-    if rows is not None and (
-        isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1
-    ):
-        raise InvalidParameterError(f"rows={rows!r} is not allowed: give a whole number >= 1")
-    if row_size is not None:
-        row_size = _check_positive_number(row_size, "row_size", "a price step > 0")
-    tick = (
-        None
-        if tick_size is None
-        else _check_positive_number(tick_size, "tick_size", "the price increment, > 0")
-    )
-    if tick is not None and row_size is not None:
-        ratio = row_size / tick
-        if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-            below = _tick_multiple(max(1, math.floor(ratio)), tick)
-            above = _tick_multiple(math.floor(ratio) + 1, tick)
-            raise InvalidParameterError(
-                f"row_size={row_size!r} is not a whole number of ticks (tick_size={tick!r}); "
-                f"use a multiple of the tick such as {below!r} or {above!r}"
-            )
-
-    return row_size, tick, value_area
-
-
-def check_vacuum_args(threshold: float = 0.20, min_rows: int = 1) -> tuple[float, int]:
-    """Validate :func:`liquidity_vacuums`'s parameters; returns ``(threshold, min_rows)``."""
-    threshold = _check_positive_number(threshold, "threshold", "a share of the median, 0 < x <= 1")
-    if threshold > 1:
-        raise InvalidParameterError(
-            f"threshold={threshold!r} is not allowed: a share of the median row volume, "
-            "0 < threshold <= 1 (0.20 = below 20% of the median)"
-        )
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
-        raise InvalidParameterError(f"min_rows={min_rows!r} is not allowed: a whole number >= 1")
-    return threshold, int(min_rows)
 
 
 def volume_profile(
@@ -537,10 +374,10 @@ def volume_profile(
     row_size, tick, value_area = check_profile_args(
         row_size=row_size, rows=rows, tick_size=tick_size, value_area=value_area, method=method
     )
-    price, qty, maker, frame = _columns(trades)
+    price, qty, maker, frame = trade_columns(trades)
     pmin, pmax = float(price.min()), float(price.max())
     if not (math.isfinite(pmin) and math.isfinite(pmax) and pmin > 0):
-        raise _bad_prices(price)
+        raise bad_prices(price)
 
     if tick is None:
         tick = infer_tick_size(price)
@@ -548,9 +385,9 @@ def volume_profile(
         row_size = (
             auto_row_size(pmin, pmax, tick)
             if rows is None
-            else _rows_to_row_size(int(rows), pmin, pmax, tick)
+            else rows_to_row_size(int(rows), pmin, pmax, tick)
         )
-    inv, eps, first, nrows_f = _row_bounds(pmin, pmax, row_size)
+    inv, eps, first, nrows_f = row_bounds(pmin, pmax, row_size)
     if nrows_f > MAX_ROWS:
         raise InvalidParameterError(
             f"row_size={row_size!r} would need {int(nrows_f):,} rows for the traded range "
@@ -575,7 +412,7 @@ def volume_profile(
     target = math.ceil(Fraction(Decimal(repr(value_area))) * total)
     lo, hi, included = _value_area(vol_int, poc, target, method)
 
-    dec = _decimals(row_size)
+    dec = decimals_needed(row_size)
     lows = np.round((first + np.arange(nrows, dtype=np.float64)) * row_size, dec)
     highs = np.round((first + 1.0 + np.arange(nrows, dtype=np.float64)) * row_size, dec)
     volume = vol_u / _QTY_SCALE
@@ -601,7 +438,7 @@ def volume_profile(
         if isinstance(tcol.dtype, pl.Datetime):
             tcol = tcol.dt.epoch("ms")
         if tcol.dtype.is_integer() and tcol.null_count() == 0:
-            # Integers, no nulls, and _columns refused an empty frame: min/max are ints.
+            # Integers, no nulls, and trade_columns refused an empty frame: min/max are ints.
             t_start = t_start or _utc(cast(int, tcol.min()), "start")
             t_end = t_end or _utc(cast(int, tcol.max()), "end")
     if t_start is not None and t_end is not None and t_end < t_start:
@@ -632,19 +469,11 @@ def volume_profile(
         poc_index=poc,
         va_low_index=lo,
         va_high_index=hi,
-        _price_decimals=max(dec, min(_decimals(tick), 8)),
+        _price_decimals=max(dec, min(decimals_needed(tick), 8)),
     )
 
 
 # --- liquidity vacuums ---
-
-
-def _impact(deficit_pct: float) -> Literal["fast", "moderate", "negligible"]:
-    if deficit_pct > 80.0:
-        return "fast"
-    if deficit_pct > 50.0:
-        return "moderate"
-    return "negligible"
 
 
 def liquidity_vacuums(
@@ -668,54 +497,4 @@ def liquidity_vacuums(
             f"profile must be a VolumeProfile (from tradelab.volume_profile), got "
             f"{type(profile).__name__}"
         )
-    threshold, min_rows = check_vacuum_args(threshold, min_rows)
-    vol = profile.rows["volume"].to_numpy()
-    units = np.rint(vol * _QTY_SCALE)
-    traded = units[units > 0]
-    if traded.size == 0:  # pragma: no cover - a profile always has volume
-        return []
-    median_units = float(np.median(traded))
-    median = median_units / _QTY_SCALE
-    low = units < threshold * median_units
-    lows = profile.rows["price_low"].to_numpy()
-    highs = profile.rows["price_high"].to_numpy()
-    out: list[Vacuum] = []
-    # Runs of True in `low`, found with numpy edges (fast even for a million rows).
-    padded = np.concatenate(([False], low, [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    for a, b in zip(edges[0::2], edges[1::2], strict=True):
-        length = int(b - a)
-        if length < min_rows:
-            continue
-        zone_units = float(units[a:b].sum())
-        deficit = (1.0 - zone_units / length / median_units) * 100.0
-        out.append(
-            Vacuum(
-                price_low=float(lows[a]),
-                price_high=float(highs[b - 1]),
-                rows=length,
-                volume=zone_units / _QTY_SCALE,
-                median_row_volume=median,
-                deficit_pct=round(deficit, 6),
-                impact=_impact(deficit),
-            )
-        )
-    return out
-
-
-def vacuums_frame(vacuums: Sequence[Vacuum]) -> pl.DataFrame:
-    """The vacuums as a Polars frame (one row each, the :class:`Vacuum` fields as columns)."""
-    schema = {
-        "price_low": pl.Float64,
-        "price_high": pl.Float64,
-        "rows": pl.Int64,
-        "volume": pl.Float64,
-        "median_row_volume": pl.Float64,
-        "deficit_pct": pl.Float64,
-        "impact": pl.Utf8,
-    }
-    return (
-        pl.DataFrame([v.to_dict() for v in vacuums], schema=schema, orient="row")
-        if vacuums
-        else pl.DataFrame(schema=schema)
-    )
+    return vacuums_in_rows(profile.rows, threshold=threshold, min_rows=min_rows)

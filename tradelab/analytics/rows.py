@@ -10,7 +10,7 @@ module chooses that size and counts the rows it gives:
 - ``rows=N``: the smallest whole number of ticks giving at most N aligned rows.
 
 Row assignment itself (which row a price lands in, with a tolerance that absorbs binary
-floating-point noise) is :func:`_row_bounds`, shared with the histogram in
+floating-point noise) is :func:`row_bounds`, shared with the histogram in
 :mod:`tradelab.analytics.profile` so that counting rows here and filling them there always agree.
 """
 
@@ -23,35 +23,36 @@ import numpy as np
 import polars as pl
 
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
+from tradelab.formatting import decimals_needed
 
 __all__ = [
     "AUTO_MAX_ROWS",
     "MAX_DECIMALS",
+    "QTY_PRECISION",
     "auto_row_size",
+    "check_positive_number",
     "infer_tick_size",
+    "row_bounds",
+    "rows_to_row_size",
+    "tick_multiple",
 ]
 
 AUTO_MAX_ROWS = 150
 """The automatic row size is the smallest nice size giving at most this many rows."""
 MAX_DECIMALS = 8
 """Binance writes prices and quantities with at most this many decimals."""
+QTY_PRECISION = MAX_DECIMALS
+"""Quantities are summed exactly in units of 10^-QTY_PRECISION (Binance sends 8 decimals)."""
 
 _NICE_MANTISSAS = (1.0, 2.0, 2.5, 5.0)
 
 
-# --- small helpers (shared with tradelab.analytics.profile) ---
+# --- parameter checks (shared with the profile and vacuum checks) ---
 
 
-def _decimals(x: float, limit: int = 12) -> int:
-    """Number of decimals needed to write ``x`` (e.g. 0.25 -> 2, 10.0 -> 0), at most ``limit``."""
-    for d in range(limit + 1):
-        scaled = x * 10**d
-        if abs(scaled - round(scaled)) <= 1e-9 * max(1.0, abs(scaled)):
-            return d
-    return limit
-
-
-def _check_positive_number(value: object, name: str, allowed: str) -> float:
+def check_positive_number(value: object, name: str, allowed: str) -> float:
+    """``value`` as a float if it is a finite number > 0 (not a bool), else an
+    :class:`InvalidParameterError` naming ``name`` and what is ``allowed``."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise InvalidParameterError(f"{name} must be a number ({allowed}), got {value!r}")
     x = float(value)
@@ -82,7 +83,7 @@ def infer_tick_size(prices: np.ndarray | pl.Series | Sequence[float]) -> float:
     return float(f"1e-{MAX_DECIMALS}")
 
 
-def _row_bounds(pmin: float, pmax: float, row_size: float) -> tuple[float, float, float, float]:
+def row_bounds(pmin: float, pmax: float, row_size: float) -> tuple[float, float, float, float]:
     """(inverse row size, tolerance in rows, first row number, number of rows) for the range.
 
     A price p lands in row ``floor(p / row_size + eps)``: ``eps`` (a few ulps of the largest
@@ -97,7 +98,7 @@ def _row_bounds(pmin: float, pmax: float, row_size: float) -> tuple[float, float
 
 
 def _count_rows(pmin: float, pmax: float, row_size: float) -> int:
-    return int(_row_bounds(pmin, pmax, row_size)[3])
+    return int(row_bounds(pmin, pmax, row_size)[3])
 
 
 def _nice_candidates() -> list[int]:
@@ -117,9 +118,9 @@ def auto_row_size(price_min: float, price_max: float, tick_size: float) -> float
     """The automatic row size: the smallest nice multiple of the tick (1, 2, 2.5, 5 × 10^k
     ticks; 2.5 only when that is a whole number of ticks) giving at most
     :data:`AUTO_MAX_ROWS` aligned rows over ``[price_min, price_max]``."""
-    tick = _check_positive_number(tick_size, "tick_size", "a price increment > 0")
+    tick = check_positive_number(tick_size, "tick_size", "a price increment > 0")
     for ticks in _NICE_TICKS:
-        size = _tick_multiple(ticks, tick)
+        size = tick_multiple(ticks, tick)
         if _count_rows(price_min, price_max, size) <= AUTO_MAX_ROWS:
             return size
     raise InvalidParameterError(  # pragma: no cover - needs a range of 10^18 ticks
@@ -127,12 +128,12 @@ def auto_row_size(price_min: float, price_max: float, tick_size: float) -> float
     )
 
 
-def _tick_multiple(ticks: int, tick: float) -> float:
+def tick_multiple(ticks: int, tick: float) -> float:
     """``ticks × tick`` written with the tick's decimals (0.01 × 25 -> 0.25, not 0.25000000001)."""
-    return round(ticks * tick, _decimals(tick) + 1)
+    return round(ticks * tick, decimals_needed(tick) + 1)
 
 
-def _rows_to_row_size(rows: int, pmin: float, pmax: float, tick: float) -> float:
+def rows_to_row_size(rows: int, pmin: float, pmax: float, tick: float) -> float:
     """The smallest whole number of ticks (to within 0.1% beyond 1,000 ticks) giving at most
     ``rows`` aligned rows. Alignment can add a row to ``span / rows``; for rows >= 2 doubling the
     size always fits, so the search is bounded. rows=1 over a range that straddles a row edge
@@ -141,7 +142,7 @@ def _rows_to_row_size(rows: int, pmin: float, pmax: float, tick: float) -> float
     ticks = max(1, math.ceil(span_ticks / rows - 1e-9))
     step = max(1, ticks // 1000)
     for t in range(ticks, 2 * ticks + 1, step):
-        size = _tick_multiple(t, tick)
+        size = tick_multiple(t, tick)
         if _count_rows(pmin, pmax, size) <= rows:
             return size
-    return _tick_multiple(ticks, tick)
+    return tick_multiple(ticks, tick)

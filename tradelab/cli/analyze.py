@@ -6,9 +6,10 @@
     tradelab vacuums BTCUSDT --hours 4 [--data DIR] [--threshold 0.2] [--png out.png] [--json]
 
 Both read the store (safe while a collector writes) through the same functions a notebook calls,
-:func:`tradelab.get_volume_profile` and :func:`tradelab.get_liquidity_vacuums`, and print the
-key figures (or ``--json``, the full result). ``--png`` saves the chart: price over time beside
-the profile, POC, value area and vacuums marked.
+:func:`tradelab.get_volume_profile` and :func:`tradelab.vacuum_report`, which validate the
+arguments and open the store, and print the key figures (or ``--json``, the full result).
+``--png`` saves the chart: price over time beside the profile, POC, value area and vacuums
+marked.
 """
 
 from __future__ import annotations
@@ -20,9 +21,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tradelab.analytics.profile import METHODS, Vacuum, VolumeProfile, _fmt_price, check_vacuum_args
+from tradelab.analytics import (
+    METHODS,
+    Vacuum,
+    VacuumReport,
+    VolumeProfile,
+    get_volume_profile,
+    vacuum_report,
+)
 from tradelab.cli.args import add_data_dir
-from tradelab.exceptions import InvalidParameterError, TradelabError
+from tradelab.exceptions import InvalidParameterError
+from tradelab.formatting import fixed_price, hours_text, price_text, split_symbol, window_text
+from tradelab.store import open_store
 
 __all__ = ["cmd_profile", "cmd_vacuums", "format_profile", "format_vacuums", "register"]
 
@@ -125,25 +135,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_vacuums)
 
 
-def _store(data: str | None) -> Any:
-    from tradelab.store.registry import open_store
-
-    return open_store(data)
-
-
 # --- presentation ------------------------------------------------------------------------------
 
 
 def _unit(profile: VolumeProfile) -> tuple[str, str]:
-    from tradelab.plotting import _split_symbol
-
-    return _split_symbol(profile.symbol)
+    return split_symbol(profile.symbol)
 
 
 def _window(profile: VolumeProfile, hours: float) -> str:
     if profile.start is None or profile.end is None:
-        return f"last {hours:g} h"
-    return f"last {hours:g} h ({profile.start:%Y-%m-%d %H:%M} → {profile.end:%Y-%m-%d %H:%M} UTC)"
+        return f"last {hours_text(hours)}"
+    window = window_text(profile.start, profile.end, seconds=False, shorten=False)
+    return f"last {hours_text(hours)} ({window})"
 
 
 def format_profile(profile: VolumeProfile, hours: float) -> str:
@@ -152,7 +155,7 @@ def format_profile(profile: VolumeProfile, hours: float) -> str:
     base, quote = _unit(profile)
 
     def px(x: float) -> str:
-        return _fmt_price(x, d)
+        return price_text(x, d)
 
     lines = [
         f"{profile.symbol} volume profile, {_window(profile, hours)}: "
@@ -170,7 +173,7 @@ def format_profile(profile: VolumeProfile, hours: float) -> str:
 
 
 def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float) -> str:
-    """The vacuums as a text table."""
+    """The vacuums (of :attr:`VacuumReport.vacuums`) as a text table."""
     d = profile.price_decimals
     base, _quote = _unit(profile)
     head = (
@@ -184,8 +187,8 @@ def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float) 
     for v in vacuums:
         rows.append(
             (
-                f"{v.price_low:,.{d}f}",
-                f"{v.price_high:,.{d}f}",
+                fixed_price(v.price_low, d),
+                fixed_price(v.price_high, d),
                 str(v.rows),
                 f"{v.volume:,.5f}",
                 f"{v.deficit_pct:.1f}%",
@@ -193,7 +196,7 @@ def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float) 
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [head + f" (median row volume {median:,.5f} {base}, POC {_fmt_price(profile.poc, d)})"]
+    lines = [head + f" (median row volume {median:,.5f} {base}, POC {price_text(profile.poc, d)})"]
     for r in rows:
         cells = [
             c.rjust(w) if i < 5 else c.ljust(w)
@@ -203,14 +206,19 @@ def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float) 
     return "\n".join(lines)
 
 
-def _save_png(profile: VolumeProfile, store: Any, path: str, vacuums: Any = None) -> Path:
-    from tradelab.plotting import figure_png, plot_profile
+def _save_png(profile: VolumeProfile, data: str | None, path: str, vacuums: Any = None) -> Path:
+    from tradelab.plotting import figure_png, plot_profile  # matplotlib only for --png
 
     out = Path(path).expanduser()
     if out.parent and not out.parent.exists():
         raise InvalidParameterError(f"cannot save {out}: the folder {out.parent} does not exist")
-    trades = store.trades(profile.symbol, profile.start, profile.end)
-    fig = plot_profile(profile, trades=trades if trades.height else None, vacuums=vacuums)
+    # The store the profile was read from (open_store keeps one per path and process).
+    trades = None
+    if profile.start is not None and profile.end is not None:  # the API always sets both
+        trades = open_store(data).trades(str(profile.symbol), profile.start, profile.end)
+    fig = plot_profile(
+        profile, trades=trades if trades is not None and trades.height else None, vacuums=vacuums
+    )
     try:
         out.write_bytes(figure_png(fig, dpi=120))
     except OSError as exc:
@@ -223,14 +231,11 @@ def _save_png(profile: VolumeProfile, store: Any, path: str, vacuums: Any = None
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """``tradelab profile``."""
-    from tradelab.analytics.api import get_volume_profile
-
-    store = _store(args.data)
     profile = get_volume_profile(
         args.symbol,
         args.hours,
         args.tick_size,
-        store=store,
+        data=args.data,
         row_size=args.row_size,
         value_area=args.value_area,
         method=args.method,
@@ -241,37 +246,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
     else:
         print(format_profile(profile, args.hours))
     if args.png:
-        out = _save_png(profile, store, args.png)
+        out = _save_png(profile, args.data, args.png)
         print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def cmd_vacuums(args: argparse.Namespace) -> int:
     """``tradelab vacuums``."""
-    from tradelab.analytics.api import get_volume_profile
-    from tradelab.analytics.profile import liquidity_vacuums
-
-    check_vacuum_args(args.threshold, args.min_rows)  # before reading the store
-    store = _store(args.data)
-    profile = get_volume_profile(args.symbol, args.hours, store=store)
-    vacuums = liquidity_vacuums(profile, threshold=args.threshold, min_rows=args.min_rows)
+    report: VacuumReport = vacuum_report(
+        args.symbol, args.hours, data=args.data, threshold=args.threshold, min_rows=args.min_rows
+    )
     if args.json:
-        if profile.start is None or profile.end is None:  # get_volume_profile always sets both
-            raise TradelabError(f"the {profile.symbol} profile has no time window")
-        doc = {
-            "symbol": profile.symbol,
-            "start": profile.start.isoformat(),
-            "end": profile.end.isoformat(),
-            "trade_count": profile.trade_count,
-            "row_size": profile.row_size,
-            "poc": profile.poc,
-            "vacuums": [v.to_dict() for v in vacuums],
-        }
-        json.dump(doc, sys.stdout)
+        json.dump(report.to_dict(), sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(format_vacuums(profile, vacuums, args.hours))
+        print(format_vacuums(report.profile, report.vacuums, args.hours))
     if args.png:
-        out = _save_png(profile, store, args.png, vacuums=vacuums)
+        out = _save_png(report.profile, args.data, args.png, vacuums=report.vacuums)
         print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
     return 0

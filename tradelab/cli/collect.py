@@ -25,10 +25,11 @@ import signal
 import sys
 
 from tradelab.cli.args import add_data_dir
-from tradelab.collector.collector import Collector
-from tradelab.config import Settings
+from tradelab.collector import Collector, format_status, read_collector_status
+from tradelab.config import Settings, resolve_data_dir
 from tradelab.exceptions import InvalidParameterError
-from tradelab.logs import get_logger
+from tradelab.logs import configure_logging, get_logger
+from tradelab.store import close_stores, open_store
 
 __all__ = ["cmd_collect", "cmd_status", "register"]
 
@@ -121,8 +122,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_collect(args: argparse.Namespace) -> int:
     """Run a collector until signalled (or ``--duration``); exit 0 after a graceful stop."""
     if getattr(args, "log_format", None):
-        from tradelab.logs import configure_logging
-
         configure_logging(getattr(args, "log_level", "INFO"), args.log_format)
     settings = Settings.resolve(
         data_dir=args.data, symbols=args.symbols, ws_url=args.ws_url, rest_url=args.rest_url
@@ -137,8 +136,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(collector, args.duration))
     finally:
-        from tradelab.store.registry import close_stores
-
         close_stores()
 
 
@@ -175,10 +172,6 @@ async def _run(collector: Collector, duration: float | None) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the collector status of the store at ``--data``."""
-    from tradelab.collector.status_doc import format_status, read_collector_status
-    from tradelab.config import resolve_data_dir
-    from tradelab.store.registry import open_store
-
     path = resolve_data_dir(args.data)
     if not path.exists():
         raise InvalidParameterError(

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from tradelab.cli.args import add_data_dir
 from tradelab.config import resolve_data_dir, validate_symbol
-from tradelab.exceptions import ConfigurationError, InvalidParameterError
-from tradelab.store.tradestore import TradeStore
+from tradelab.exceptions import ConfigurationError
+from tradelab.formatting import utc_text
+from tradelab.recordings import load_file
+from tradelab.store import TradeStore, open_store
 
 __all__ = ["cmd_import", "cmd_retention", "cmd_stats", "register"]
 
@@ -73,13 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fmt_time(t: dt.datetime | None) -> str:
-    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return "-" if t is None else utc_text(t, millis=True)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print one line per symbol."""
-    from tradelab.store.registry import open_store
-
     wanted = validate_symbol(args.symbol) if args.symbol else None
     store = open_store(args.data)
     symbols = [wanted] if wanted else store.symbols()
@@ -113,27 +113,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Load a recording and print how many new trades each symbol got."""
-    from tradelab import recordings
-
     path = Path(args.file).expanduser()
     if not path.is_file():
         raise ConfigurationError(f"no such file: {path}")
-    name = path.name
-    if name.endswith((".aggTrade.tsv.gz", ".aggTrade.tsv")):
-        frames = recordings.load_aggtrade_tsv(path)
-    elif name.endswith((".trades.txt.gz", ".trades.txt")):
-        frames = recordings.load_raw_trades(path)
-    elif name.endswith(".csv"):
-        sym = args.symbol or name.split("-", 1)[0]
-        frames = recordings.load_vision_csv(path, symbol=validate_symbol(sym))
-    else:
-        raise InvalidParameterError(
-            f"cannot tell the format of {name!r}: expected *.aggTrade.tsv[.gz], "
-            "*.trades.txt[.gz] or a Binance aggTrades export *.csv"
-        )
-    if args.symbol and not name.endswith(".csv"):
-        want = validate_symbol(args.symbol)
-        frames = {s: f for s, f in frames.items() if s == want}
+    frames = load_file(path, symbol=args.symbol)
     with TradeStore(resolve_data_dir(args.data)) as store:
         for sym, frame in sorted(frames.items()):
             new = store.append(sym, frame)

@@ -19,13 +19,13 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from tradelab.analytics.api import get_liquidity_vacuums, get_volume_profile
-from tradelab.analytics.profile import VolumeProfile
-from tradelab.collector.collector import Collector
+from tradelab.analytics import VolumeProfile, vacuum_report
+from tradelab.collector import Collector
 from tradelab.exceptions import InsufficientTradesError, TradelabError
+from tradelab.formatting import fixed_price
 from tradelab.recordings import shared_data_dir
 from tradelab.simulator import Faults, Simulator
-from tradelab.store.tradestore import TradeStore
+from tradelab.store import TradeStore
 
 __all__ = ["cmd_demo", "main", "register", "run_demo"]
 
@@ -102,14 +102,14 @@ async def run_demo(
                 )
 
             for sym in symbols:
-                vp = get_volume_profile(sym, 1, store=store)
+                report = vacuum_report(sym, 1, store=store)
+                vp, vacuums = report.profile, report.vacuums
                 _print_profile(vp)
-                vacuums = get_liquidity_vacuums(sym, 1, store=store)
                 print(f"  liquidity vacuums: {len(vacuums)}")
                 for v in vacuums[:5]:
                     p = vp.price_decimals
                     print(
-                        f"    {v.price_low:,.{p}f}–{v.price_high:,.{p}f}: volume "
+                        f"    {fixed_price(v.price_low, p)}–{fixed_price(v.price_high, p)}: volume "
                         f"{v.deficit_pct:.0f}% under the median row -> {v.impact} moves"
                     )
                 if vp.start is None or vp.end is None:  # get_volume_profile always sets both

@@ -8,7 +8,7 @@
 
 Without ``--collect`` the server reads the store another process writes (a notebook kernel or
 ``tradelab collect``). The handler only parses arguments and calls
-:func:`tradelab.mcp_server.server.create_server` and ``run_stdio``/``run_http``.
+:func:`tradelab.mcp_server.create_server` and ``run_stdio``/``run_http``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_mcp(args: argparse.Namespace) -> int:
     """Handler of ``tradelab mcp``: build the server and serve until stdin closes or Ctrl-C."""
-    from tradelab.mcp_server.server import create_server, run_http, run_stdio
+    from tradelab.mcp_server import create_server, run_http, run_stdio  # the SDK only when serving
 
     if args.collect is None and (args.ws_url or args.rest_url):
         raise ConfigurationError(
@@ -70,7 +70,7 @@ def run_mcp(args: argparse.Namespace) -> int:
         )
     if args.transport == "stdio" and (args.host != "127.0.0.1" or args.port != 8000):
         raise ConfigurationError("--host and --port apply to --transport http only")
-    from tradelab.store.registry import close_stores
+    from tradelab.store import close_stores
 
     try:
         server = create_server(

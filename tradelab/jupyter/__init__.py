@@ -1,7 +1,8 @@
 """tradelab in a notebook: the collection session, the ``%tradelab`` magic, notebook helpers.
 
 :mod:`.session` runs one :class:`~tradelab.collector.Collector` inside this process, on the
-kernel's own event loop when there is one (``tradelab.start`` / ``stop`` / ``status``).
+kernel's own event loop when there is one (``tradelab.start`` / ``stop`` / ``status``; the
+:class:`Status` it returns is :mod:`tradelab.collection`'s).
 :mod:`.magic` is the ``%tradelab`` line magic, a thin dispatcher over the public API.
 :mod:`.notebook` has the helpers the documentation notebooks use (a simulator or the real
 exchange, temporary stores).
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tradelab.collection import Status
 from tradelab.jupyter.session import (
     SessionInfo,
-    Status,
     Stopping,
     astop,
     current,

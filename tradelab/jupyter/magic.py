@@ -11,9 +11,10 @@
 
 Each subcommand calls the function an analyst can call from Python (``tradelab.start``,
 ``tradelab.stop``, ``tradelab.status``, ``tradelab.get_volume_profile``,
-``tradelab.get_liquidity_vacuums``) and only adds argument parsing and presentation. Bad
-arguments and every :class:`~tradelab.exceptions.TradelabError` surface as one-line IPython
-``UsageError`` messages, never as tracebacks.
+``tradelab.vacuum_report``) with the values it parsed, and only adds presentation: the API
+validates them and opens the store. Bad arguments and every
+:class:`~tradelab.exceptions.TradelabError` surface as one-line IPython ``UsageError`` messages,
+never as tracebacks.
 
 ``%tradelab stop`` waits for the flush while the kernel's loop keeps running: the extension
 adds an input transformer that turns a cell line ``%tradelab stop`` into a top-level ``await``
@@ -41,6 +42,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from tradelab.exceptions import TradelabError
+from tradelab.formatting import fixed_price, hours_text, qty_text_short, utc_text
 from tradelab.jupyter import session
 
 __all__ = [
@@ -189,49 +191,18 @@ class TradelabMagics(Magics):
         _display(session.status(args.data))
 
     def _profile(self, args: argparse.Namespace) -> None:
-        _check_window(args)
-        store = _store_for(args.data)
-        from tradelab.analytics.api import get_volume_profile
+        from tradelab.analytics import get_volume_profile
 
-        profile = get_volume_profile(args.symbol, args.hours, store=store)
+        profile = get_volume_profile(args.symbol, args.hours, data=args.data)
         _show_figure(profile.plot())
         _display(KeyFigures.of_profile(profile, args.hours))
 
     def _vacuums(self, args: argparse.Namespace) -> None:
-        _check_window(args)
-        store = _store_for(args.data)
-        from tradelab.analytics.api import get_volume_profile
-        from tradelab.analytics.profile import liquidity_vacuums
+        from tradelab.analytics import vacuum_report
 
-        profile = get_volume_profile(args.symbol, args.hours, store=store)
-        vacuums = liquidity_vacuums(profile)
-        _show_figure(profile.plot(vacuums=vacuums))
-        _display(KeyFigures.of_vacuums(profile, vacuums, args.hours))
-
-
-def _check_window(args: argparse.Namespace) -> None:
-    """Validate symbol and hours before touching the store (clear message, fast)."""
-    from tradelab.config import validate_hours, validate_symbol
-
-    args.symbol = validate_symbol(args.symbol)
-    validate_hours(args.hours, name="--hours")
-
-
-def _store_for(data: str | None) -> Any:
-    """The store to read: ``--data``, else the running session's, else the default one."""
-    from tradelab.config import resolve_data_dir
-    from tradelab.store.registry import open_store
-
-    info = session.current()
-    path = info.data_dir if data is None and info is not None else resolve_data_dir(data)
-    if not path.is_dir():
-        raise UsageError(
-            f"no trade store at {path}: start collection with %tradelab start, or pass --data DIR"
-        )
-    store = open_store(path)
-    with contextlib.suppress(AttributeError):
-        store.refresh()
-    return store
+        report = vacuum_report(args.symbol, args.hours, data=args.data)
+        _show_figure(report.profile.plot(vacuums=report.vacuums))
+        _display(KeyFigures.of_vacuums(report, args.hours))
 
 
 def _stopped_line(summary: dict[str, Any] | None) -> str:
@@ -286,43 +257,49 @@ class KeyFigures:
 
     @classmethod
     def of_profile(cls, p: Any, hours: float) -> KeyFigures:
+        """The key figures of a :class:`~tradelab.analytics.VolumeProfile` of the last ``hours``."""
         d = _decimals(p)
         rows = [
-            ("POC", f"{p.poc:,.{d}f}"),
-            ("VAH", f"{p.vah:,.{d}f}"),
-            ("VAL", f"{p.val:,.{d}f}"),
+            ("POC", fixed_price(p.poc, d)),
+            ("VAH", fixed_price(p.vah, d)),
+            ("VAL", fixed_price(p.val, d)),
             ("value area", f"{p.value_area_volume_pct:.1f}% of the volume ({p.method})"),
             (
                 "volume",
-                f"{_qty(p.total_volume)} (buy {_qty(p.buy_volume)}, sell {_qty(p.sell_volume)})",
+                f"{qty_text_short(p.total_volume)} (buy {qty_text_short(p.buy_volume)}, "
+                f"sell {qty_text_short(p.sell_volume)})",
             ),
             ("trades", f"{int(p.trade_count):,}"),
-            ("rows", f"{p.row_count} of {p.row_size:,.{d}f}"),
-            ("window", f"{_ts(p.start)} → {_ts(p.end)} UTC"),
+            ("rows", f"{p.row_count} of {fixed_price(p.row_size, d)}"),
+            ("window", f"{utc_text(p.start)} → {utc_text(p.end)} UTC"),
         ]
-        return cls(f"{p.symbol or ''} volume profile, last {hours:g} h".strip(), rows)
+        return cls(f"{p.symbol or ''} volume profile, last {hours_text(hours)}".strip(), rows)
 
     @classmethod
-    def of_vacuums(cls, p: Any, vacuums: Any, hours: float) -> KeyFigures:
+    def of_vacuums(cls, report: Any, hours: float) -> KeyFigures:
+        """The key figures of a :class:`~tradelab.analytics.VacuumReport`, and its zones."""
+        p = report.profile
         d = _decimals(p)
         table = [
             {
-                "from": f"{v.price_low:,.{d}f}",
-                "to": f"{v.price_high:,.{d}f}",
+                "from": fixed_price(v.price_low, d),
+                "to": fixed_price(v.price_high, d),
                 "rows": str(v.rows),
-                "volume": _qty(v.volume),
+                "volume": qty_text_short(v.volume),
                 "deficit": f"{v.deficit_pct:.0f}%",
                 "impact": str(v.impact),
             }
-            for v in vacuums
+            for v in report.vacuums
         ]
         rows = [
             ("vacuums", f"{len(table)} (rows under 20% of the median row volume)"),
-            ("POC", f"{p.poc:,.{d}f}"),
-            ("value area", f"{p.val:,.{d}f} – {p.vah:,.{d}f}"),
+            ("POC", fixed_price(p.poc, d)),
+            ("value area", f"{fixed_price(p.val, d)} – {fixed_price(p.vah, d)}"),
             ("trades", f"{int(p.trade_count):,}"),
         ]
-        return cls(f"{p.symbol or ''} liquidity vacuums, last {hours:g} h".strip(), rows, table)
+        return cls(
+            f"{p.symbol or ''} liquidity vacuums, last {hours_text(hours)}".strip(), rows, table
+        )
 
     def to_text(self) -> str:
         width = max(len(k) for k, _ in self.rows)
@@ -364,20 +341,6 @@ class KeyFigures:
 
 def _decimals(p: Any) -> int:
     return int(getattr(p, "price_decimals", 2))
-
-
-def _qty(x: Any) -> str:
-    return f"{float(x):,.4f}".rstrip("0").rstrip(".")
-
-
-def _ts(t: Any) -> str:
-    import datetime as dt
-
-    if isinstance(t, int | float):
-        t = dt.datetime.fromtimestamp(t / 1000, dt.UTC)
-    if isinstance(t, dt.datetime):
-        return t.strftime("%Y-%m-%d %H:%M:%S")
-    return str(t)
 
 
 # --------------------------------------------------------------------------- stop awaiting

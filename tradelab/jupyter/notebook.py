@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from tradelab.config import environment_urls
 
 __all__ = ["Exchange", "agg_id_gaps", "exchange", "load_frames", "temp_data_dir"]
 
@@ -62,7 +63,7 @@ def exchange(
     ``simulator_kwargs`` go to :class:`~tradelab.simulator.Simulator` (``speed``,
     ``rate_per_s``, ``faults``, ``source``, ...). The simulator stops when the process exits.
     """
-    ws, rest = os.environ.get("TRADELAB_WS_URL"), os.environ.get("TRADELAB_REST_URL")
+    ws, rest = environment_urls()
     if ws and rest:
         return Exchange(ws, rest)
     from tradelab.simulator import Simulator

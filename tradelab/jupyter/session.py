@@ -45,16 +45,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tradelab.config import Settings, resolve_data_dir
-from tradelab.exceptions import CollectorStateError, InvalidParameterError, TradelabError
+from tradelab.collection import Status, where_collection_runs
+from tradelab.collector import Collector
+from tradelab.config import Settings, resolve_data_dir, validate_symbol
+from tradelab.exceptions import CollectorStateError, InvalidParameterError
 from tradelab.logs import get_logger
+from tradelab.store import open_store
 
 __all__ = [
     "SessionInfo",
-    "Status",
     "Stopping",
     "astop",
     "current",
+    "live_status",
     "start",
     "status",
     "stop",
@@ -172,9 +175,6 @@ def start(
         settings = Settings.resolve(
             data_dir=data, symbols=symbols, ws_url=ws_url, rest_url=rest_url
         )
-
-        from tradelab.collector.collector import Collector
-        from tradelab.store.registry import open_store
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.data_dir, write=True)
@@ -471,90 +471,34 @@ def _collector_status(collector: Any) -> dict[str, Any]:
     return {"symbols": dict(doc or {})}
 
 
-class Status(dict):
-    """The collector status document (a plain ``dict``, JSON-ready) that also displays well:
-    an HTML table in notebooks, a text table elsewhere.
+def live_status(data: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """The live status of the collector this process's session runs, if it collects into the
+    store at ``data`` (``None``: into any store); else ``None``.
 
-    Keys: ``running``, ``source`` ("this process", "another process", or "none"), ``stale``,
-    ``store_path``, ``ws_url``, ``pid``, ``started_at``, ``updated_at`` (unix ms) and
-    ``symbols`` — per symbol: ``connected``, ``trades_stored``, ``rate_per_min``,
-    ``last_trade_time``, ``last_agg_id``, ``gaps_detected``, ``gaps_backfilled``,
-    ``gaps_unrepairable``, ``uptime_ratio``, ``buffered``, ``last_error``.
+    :func:`tradelab.collection.where_collection_runs` asks this first, so that this process's
+    own collector is reported live rather than through the document it publishes.
     """
-
-    COLUMNS: tuple[tuple[str, str], ...] = (
-        ("symbol", "symbol"),
-        ("connected", "connected"),
-        ("trades_stored", "stored"),
-        ("rate_per_min", "trades/min"),
-        ("last_trade_time", "last trade (UTC)"),
-        ("last_agg_id", "last id"),
-        ("gaps_detected", "gaps"),
-        ("gaps_backfilled", "backfilled"),
-        ("gaps_unrepairable", "unrepairable"),
-        ("uptime_ratio", "uptime"),
-        ("buffered", "buffered"),
-        ("last_error", "last error"),
-    )
-
-    def headline(self) -> str:
-        """One line: who collects, where, and for how long."""
-        if self.get("source") == "none":
-            return (
-                f"No collector is running for {self.get('store_path')}. "
-                "Start one with %tradelab start or tradelab.start()."
-            )
-        if self.get("source") == "this process":
-            who = "this kernel" if _in_kernel() else f"this process (pid {os.getpid()})"
-        else:
-            who = f"pid {self.get('pid')}"
-        state = "running" if self.get("running") else "stopped"
-        if self.get("stale") and self.get("reported_running"):
-            state = "not updating (its last status is over 30 s old: it may have died)"
-        since = ""
-        if self.get("started_at"):
-            since = f", up {_duration((time.time() * 1000 - self['started_at']) / 1000)}"
-        error = f" — could not start: {self['start_error']}" if self.get("start_error") else ""
-        return f"Collector {state} in {who}{since}, store {self.get('store_path')}{error}"
-
-    def rows(self) -> list[list[str]]:
-        """Display rows: one per symbol, formatted."""
-        out = []
-        for sym, s in sorted((self.get("symbols") or {}).items()):
-            row = []
-            for key, _ in self.COLUMNS:
-                value = sym if key == "symbol" else s.get(key)
-                row.append(_fmt(key, value))
-            out.append(row)
-        return out
-
-    def to_text(self) -> str:
-        """A fixed-width text table (the magic's output outside notebooks)."""
-        lines = [self.headline()]
-        rows = self.rows()
-        if rows:
-            head = [title for _, title in self.COLUMNS]
-            widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
-            lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-            for r in rows:
-                lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-        return "\n".join(line.rstrip() for line in lines)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        head = "".join(f"<th>{html.escape(t)}</th>" for _, t in self.COLUMNS)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows()
-        )
-        table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        return f"<p>{html.escape(self.headline())}</p>" + (table if body else "")
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.to_text())
-
-    def __str__(self) -> str:
-        return self.to_text()
+    with _lock:
+        active = _active
+    if (
+        active is None
+        or active.stopped
+        or (data is not None and resolve_data_dir(data).resolve() != active.info.data_dir.resolve())
+    ):
+        return None
+    live = _collector_status(active.collector)
+    live.setdefault("running", active.start_error is None)
+    live.setdefault("pid", os.getpid())
+    live.setdefault("store_path", str(active.info.data_dir))
+    live.setdefault("ws_url", active.info.ws_url)
+    live.setdefault("rest_url", active.info.rest_url)
+    live.setdefault("started_at", int(active.info.started_at * 1000))
+    live["source"] = "this process"
+    live["stale"] = False
+    if active.start_error is not None:
+        live["running"] = False
+        live["start_error"] = str(active.start_error)
+    return live
 
 
 def status(data: str | os.PathLike[str] | None = None) -> Status:
@@ -562,51 +506,11 @@ def status(data: str | os.PathLike[str] | None = None) -> Status:
     collector of another process (another notebook, ``tradelab collect``) publishes in the
     store at ``data`` (default: ``$TRADELAB_DATA`` or ``~/.tradelab/data``).
 
-    Returns a :class:`Status` (a dict) with ``source`` saying which; never raises because
-    nothing runs — ``running`` is then False.
+    Returns a :class:`~tradelab.collection.Status` (a dict) with ``source`` saying which; never
+    raises because nothing runs — ``running`` is then False. This is
+    :func:`tradelab.collection.where_collection_runs` for a store directory.
     """
-    with _lock:
-        active = _active
-    if (
-        active is not None
-        and not active.stopped
-        and (data is None or resolve_data_dir(data).resolve() == active.info.data_dir.resolve())
-    ):
-        live = _collector_status(active.collector)
-        live.setdefault("running", active.start_error is None)
-        live.setdefault("pid", os.getpid())
-        live.setdefault("store_path", str(active.info.data_dir))
-        live.setdefault("ws_url", active.info.ws_url)
-        live.setdefault("rest_url", active.info.rest_url)
-        live.setdefault("started_at", int(active.info.started_at * 1000))
-        live["source"] = "this process"
-        live["stale"] = False
-        if active.start_error is not None:
-            live["running"] = False
-            live["start_error"] = str(active.start_error)
-        return Status(live)
-
-    path = resolve_data_dir(data)
-    doc: dict[str, Any] | None = None
-    if path.is_dir() and any(path.iterdir()):
-        from tradelab.collector.status_doc import read_collector_status
-        from tradelab.store.registry import open_store
-
-        try:
-            store = open_store(path)
-            with contextlib.suppress(AttributeError):
-                store.refresh()
-            doc = read_collector_status(store)
-        except TradelabError as exc:
-            log.debug("No readable status in %s: %s", path, exc)
-    if not doc:
-        return Status({"running": False, "source": "none", "store_path": str(path), "symbols": {}})
-    doc = dict(doc)
-    same_pid = doc.get("pid") == os.getpid()
-    doc["source"] = "this process" if same_pid else "another process"
-    if doc.get("stale"):
-        doc["running"] = False
-    return Status(doc)
+    return where_collection_runs(data)
 
 
 # --------------------------------------------------------------------------- waiting
@@ -624,9 +528,6 @@ async def wait_for_trades(
     ``symbol``; returns the count. ``await`` it in a notebook cell — ``time.sleep`` would stop
     the collector from reading. Raises :class:`CollectorStateError` after ``timeout`` seconds.
     """
-    from tradelab.config import validate_symbol
-    from tradelab.store.registry import open_store
-
     sym = validate_symbol(symbol)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InvalidParameterError(f"count must be a positive whole number, got {count!r}")
@@ -648,53 +549,3 @@ async def wait_for_trades(
                 "is collection running? (%tradelab status)"
             )
         await asyncio.sleep(poll)
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel (an IPython shell with a kernel attached)."""
-    import sys
-
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return getattr(shell, "kernel", None) is not None
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
-def _fmt(key: str, value: Any) -> str:
-    if value is None:
-        return "—"
-    if key == "connected":
-        return "yes" if value else "no"
-    if key == "rate_per_min":
-        return f"{float(value):,.1f}"
-    if key == "uptime_ratio":
-        return f"{float(value):.1%}"
-    if key == "last_trade_time":
-        import datetime as dt
-
-        if isinstance(value, int | float):
-            value = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
-        if isinstance(value, dt.datetime):
-            return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        return str(value)
-    if key in (
-        "trades_stored",
-        "gaps_detected",
-        "gaps_backfilled",
-        "gaps_unrepairable",
-        "buffered",
-    ):
-        return f"{int(value):,}"
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -6,7 +6,8 @@ pydantic output models (:class:`VolumeProfileResult`, :class:`LiquidityVacuums`,
 liquidity vacuums or the collector's status into those models (:func:`volume_profile_result`,
 :func:`liquidity_vacuums_result`, :func:`collection_status`), and the sentences written for a
 language model (:func:`vacuum_reading`, the ``summary`` fields). Profiles are bounded to
-:data:`MAX_ROWS` rows by :func:`merge_rows`; prices are printed by :func:`format_price`.
+:data:`MAX_ROWS` rows by :func:`merge_rows`; prices, times and durations are written by
+:mod:`tradelab.formatting` (:func:`format_price` is its ``price_text_for_step``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from tradelab.formatting import (
+    ago_text,
+    decimals_needed,
+    hours_text,
+    iso_utc,
+    price_text_for_step,
+    span_text,
+)
 
 __all__ = [
     "MAX_ROWS",
@@ -167,33 +177,8 @@ class CollectionStatus(BaseModel):
 # --- presentation: pure functions -------------------------------------------------------------
 
 
-def _decimals(step: float) -> int:
-    """Decimals needed to print multiples of ``step`` exactly (0..8)."""
-    for d in range(9):
-        scaled = step * 10**d
-        if abs(scaled - round(scaled)) < 1e-9 * max(1.0, abs(scaled)):
-            return d
-    return 8
-
-
-def format_price(price: float, step: float | None = None) -> str:
-    """``61790.0`` -> ``"61,790"``: thousands commas, as many decimals as ``step`` (the row size)
-    and the price itself need, so a row middle such as ``61653.75`` is never rounded."""
-    d = max(_decimals(step), _decimals(price)) if step else 2
-    return f"{price:,.{d}f}"
-
-
-def _iso(value: Any) -> str | None:
-    """A datetime or unix-ms value as ISO 8601 UTC; ``None`` stays ``None``."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC).isoformat(timespec="milliseconds")
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat(timespec="milliseconds")
-    return str(value)
+format_price = price_text_for_step
+"""``61790.0`` -> ``"61,790"``: :func:`tradelab.formatting.price_text_for_step`."""
 
 
 def _epoch_s(value: Any) -> float | None:
@@ -254,7 +239,7 @@ def merge_rows(
     # Clip the outer edges to the traded range actually covered by the full-resolution rows.
     merged[0]["price_low"] = rows[0]["price_low"]
     merged[-1]["price_high"] = rows[-1]["price_high"]
-    d = _decimals(row_size) + 2
+    d = decimals_needed(row_size, 8) + 2
     for m in merged:
         m["price_low"] = round(m["price_low"], d)
         m["price_high"] = round(m["price_high"], d)
@@ -262,7 +247,7 @@ def merge_rows(
 
 
 def _window(vp: Any, hours: float) -> Window:
-    return Window(start=_iso(vp.start) or "", end=_iso(vp.end) or "", hours=float(hours))
+    return Window(start=iso_utc(vp.start) or "", end=iso_utc(vp.end) or "", hours=float(hours))
 
 
 def volume_profile_result(
@@ -287,7 +272,7 @@ def volume_profile_result(
     total = float(vp.total_volume)
     pct = float(vp.value_area_volume_pct)
     summary = (
-        f"{symbol} over the last {hours:g} h: {int(vp.trade_count):,} trades, volume "
+        f"{symbol} over the last {hours_text(hours)}: {int(vp.trade_count):,} trades, volume "
         f"{total:,.4f} (buy {buy:,.4f} / sell {sell:,.4f}). Point of control "
         f"{format_price(vp.poc, step)}; value area {format_price(vp.val, step)}–"
         f"{format_price(vp.vah, step)} holds {pct:.1f}% of the volume."
@@ -357,15 +342,15 @@ def liquidity_vacuums_result(
     fast = sum(1 for z in zones if z.impact == "fast")
     if zones:
         summary = (
-            f"{symbol}, last {hours:g} h: {len(zones)} thin zone(s), {fast} where price is likely "
-            "to move fast. " + "; ".join(z.reading for z in zones[:10])
+            f"{symbol}, last {hours_text(hours)}: {len(zones)} thin zone(s), {fast} where price "
+            "is likely to move fast. " + "; ".join(z.reading for z in zones[:10])
         )
         if len(zones) > 10:
             summary += f"; and {len(zones) - 10} more (see vacuums)."
     else:
         summary = (
-            f"{symbol}, last {hours:g} h: no liquidity vacuums — every row traded at least 20% "
-            "of the median row volume."
+            f"{symbol}, last {hours_text(hours)}: no liquidity vacuums — every row traded at "
+            "least 20% of the median row volume."
         )
     return LiquidityVacuums(
         symbol=symbol,
@@ -404,7 +389,7 @@ def collection_status(
     ever wrote).
     """
     now = time.time() if now is None else now
-    checked_at = _iso(now * 1000) or ""
+    checked_at = iso_utc(now * 1000) or ""
     path = str(store_path)
     if store is None:
         return CollectionStatus(
@@ -433,8 +418,8 @@ def collection_status(
             reported_running=bool(status.get("reported_running", status.get("running"))),
             pid=status.get("pid"),
             host=status.get("host"),
-            started_at=_iso(status.get("started_at")),
-            updated_at=_iso(updated),
+            started_at=iso_utc(status.get("started_at")),
+            updated_at=iso_utc(updated),
             seconds_since_update=None if age is None else round(age, 1),
             ws_url=status.get("ws_url"),
             rest_url=status.get("rest_url"),
@@ -457,8 +442,8 @@ def collection_status(
         entry = SymbolStatus(
             symbol=name,
             trades_stored=int(_field(st, "trade_count") or 0),
-            first_trade_time=_iso(first),
-            last_trade_time=_iso(last),
+            first_trade_time=iso_utc(first),
+            last_trade_time=iso_utc(last),
             seconds_since_last_trade=since_last,
             history_hours=None
             if first_s is None or last_s is None
@@ -486,30 +471,14 @@ def collection_status(
     )
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"
-
-
 def _symbol_sentence(s: SymbolStatus) -> str:
     if s.trades_stored == 0:
         head = f"{s.symbol}: no trades stored yet"
     else:
-        span = (s.history_hours or 0.0) * 3600
-        if span < 90:
-            covering = f"{span:.0f} s"
-        else:
-            covering = f"{span / 60:.0f} min" if span < 5400 else f"{span / 3600:.1f} h"
+        covering = span_text((s.history_hours or 0.0) * 3600)
         head = (
             f"{s.symbol}: {s.trades_stored:,} trades covering {covering}, last trade "
-            f"{_ago(s.seconds_since_last_trade)}"
+            f"{ago_text(s.seconds_since_last_trade)}"
         )
     parts = [head]
     if s.collecting:
@@ -546,11 +515,11 @@ def _status_summary(collector: CollectorInfo | None, symbols: list[SymbolStatus]
     else:
         if collector.reported_running:
             why = (
-                f"it stopped reporting {_ago(collector.seconds_since_update)} while saying it "
+                f"it stopped reporting {ago_text(collector.seconds_since_update)} while saying it "
                 "was running (killed or hung)"
             )
         else:
-            why = f"it stopped cleanly {_ago(collector.seconds_since_update)}"
+            why = f"it stopped cleanly {ago_text(collector.seconds_since_update)}"
         head = (
             f"The collector (pid {collector.pid} on {collector.host}) is not running: {why}. "
             "Trades after the last stored trade are missing until collection restarts "
@@ -564,6 +533,6 @@ def _status_summary(collector: CollectorInfo | None, symbols: list[SymbolStatus]
 
 def profile_chart_png(vp: Any) -> bytes:
     """The profile drawn by :func:`tradelab.plotting.plot_profile` as PNG bytes (no pyplot)."""
-    from tradelab.plotting import figure_png, plot_profile
+    from tradelab.plotting import figure_png, plot_profile  # matplotlib only when a chart is asked
 
     return figure_png(plot_profile(vp))

@@ -2,8 +2,8 @@
 
 Built on the official ``mcp`` SDK 2.x (:class:`mcp.server.mcpserver.MCPServer`). Every tool is a
 thin typed wrapper over the same public function an analyst calls in a notebook
-(:func:`tradelab.get_volume_profile`, :func:`tradelab.get_liquidity_vacuums`,
-:func:`tradelab.collector.read_collector_status`); this module adds only argument schemas, a
+(:func:`tradelab.get_volume_profile`, :func:`tradelab.vacuum_report`,
+:func:`tradelab.where_collection_runs`); this module adds only argument schemas, a
 bounded JSON-ready presentation and a one-line reading written for a language model. The
 presentation (output models, row merging, readings) lives in :mod:`tradelab.mcp_server.presentation`
 and is re-exported here; this module holds the server, its tools and its transports.
@@ -51,8 +51,12 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, WithJsonSchema
 
 from tradelab import __version__
-from tradelab.config import MAX_WINDOW_HOURS, MIN_WINDOW_HOURS, resolve_data_dir
-from tradelab.exceptions import NoDataError, TradelabError
+from tradelab.analytics import get_volume_profile as profile_api
+from tradelab.analytics import vacuum_report
+from tradelab.collection import where_collection_runs
+from tradelab.collector import Collector
+from tradelab.config import MAX_WINDOW_HOURS, MIN_WINDOW_HOURS, Settings, resolve_data_dir
+from tradelab.exceptions import ConfigurationError, NoDataError, TradelabError
 from tradelab.logs import get_logger
 from tradelab.mcp_server.presentation import (
     MAX_ROWS,
@@ -71,6 +75,7 @@ from tradelab.mcp_server.presentation import (
     vacuum_reading,
     volume_profile_result,
 )
+from tradelab.store import open_store
 
 __all__ = [
     "DEFAULT_HTTP_PATH",
@@ -179,8 +184,6 @@ class ServerState:
         """
         with self._lock:
             if self.store is None:
-                from tradelab.store.registry import open_store
-
                 try:
                     self.store = open_store(self.data_dir)
                 except NoDataError:
@@ -189,12 +192,11 @@ class ServerState:
                     return None
             return self.store
 
-
-def _read_collector_status(store: Any) -> dict[str, Any] | None:
-    """:func:`tradelab.collector.status_doc.read_collector_status` (30 s freshness rule applied)."""
-    from tradelab.collector.status_doc import read_collector_status
-
-    return read_collector_status(store)
+    def source(self) -> dict[str, Any]:
+        """Where the API reads: ``{"store": ...}`` once a store is open here, else
+        ``{"data": directory}`` — the API validates the arguments, then opens it."""
+        with self._lock:
+            return {"store": self.store} if self.store is not None else {"data": self.data_dir}
 
 
 def _state(ctx: Context) -> ServerState:
@@ -235,8 +237,6 @@ def _tool(server: MCPServer, *, title: str, structured_output: bool | None = Non
 
 
 def _register_tools(server: MCPServer) -> None:
-    from tradelab import config
-
     @_tool(server, title="Volume profile (POC, value area)")
     def get_volume_profile(
         symbol: SymbolArg,
@@ -255,13 +255,8 @@ def _register_tools(server: MCPServer) -> None:
         """
         state = _state(ctx)
         try:
-            from tradelab.analytics.api import get_volume_profile as api
-
-            # Checked before the store is opened, so a bad argument is reported first.
-            sym = config.validate_symbol(symbol)
-            config.validate_hours(duration_hours, name="duration_hours")
-            vp = api(sym, duration_hours, tick_size, store=state.get_store())
-            result = volume_profile_result(vp, sym, duration_hours)
+            vp = profile_api(symbol, duration_hours, tick_size, **state.source())
+            result = volume_profile_result(vp, str(vp.symbol), duration_hours)
         except TradelabError as exc:
             raise _tool_error(exc) from exc
         return _result(result, result.summary + "\n" + result.note)
@@ -282,15 +277,9 @@ def _register_tools(server: MCPServer) -> None:
         """
         state = _state(ctx)
         try:
-            from tradelab.analytics.api import get_volume_profile as profile_api
-            from tradelab.analytics.profile import liquidity_vacuums
-
-            sym = config.validate_symbol(symbol)
-            config.validate_hours(duration_hours, name="duration_hours")
-            # What tradelab.get_liquidity_vacuums does, keeping the profile for its figures.
-            vp = profile_api(sym, duration_hours, store=state.get_store())
-            vacuums = liquidity_vacuums(vp)
-            result = liquidity_vacuums_result(vacuums, vp, sym, duration_hours)
+            report = vacuum_report(symbol, duration_hours, **state.source())
+            vp = report.profile
+            result = liquidity_vacuums_result(report.vacuums, vp, str(vp.symbol), duration_hours)
         except TradelabError as exc:
             raise _tool_error(exc) from exc
         return _result(result, result.summary)
@@ -306,17 +295,10 @@ def _register_tools(server: MCPServer) -> None:
         state = _state(ctx)
         try:
             store = state.get_store(required=False)
-            status = None
-            if state.collector is not None:
-                # Our own collector: its live status, fresher than the document it publishes.
-                status = dict(state.collector.status())
-                status["stale"] = not status.get("running")
-                status["reported_running"] = bool(status.get("running"))
-            elif store is not None:
-                status = _read_collector_status(store)
+            where = where_collection_runs(state.data_dir, store=store, collector=state.collector)
             result = collection_status(
                 store,
-                status,
+                where.document,
                 store_path=getattr(store, "path", None) or state.data_dir,
                 in_this_server=state.collector is not None,
             )
@@ -337,12 +319,8 @@ def _register_tools(server: MCPServer) -> None:
         """
         state = _state(ctx)
         try:
-            from tradelab.analytics.api import get_volume_profile as api
-
-            sym = config.validate_symbol(symbol)
-            config.validate_hours(duration_hours, name="duration_hours")
-            vp = api(sym, duration_hours, tick_size, store=state.get_store())
-            caption = volume_profile_result(vp, sym, duration_hours).summary
+            vp = profile_api(symbol, duration_hours, tick_size, **state.source())
+            caption = volume_profile_result(vp, str(vp.symbol), duration_hours).summary
             png = profile_chart_png(vp)
         except TradelabError as exc:
             raise _tool_error(exc) from exc
@@ -368,8 +346,6 @@ def create_server(
     process writes fails now with :class:`~tradelab.exceptions.StoreLockedError`.
     ``ws_url``/``rest_url`` point that collector elsewhere than Binance (e.g. the simulator).
     """
-    from tradelab.config import Settings
-
     settings: Settings | None = None
     if collect is not None:
         settings = Settings.resolve(
@@ -380,16 +356,10 @@ def create_server(
         )
         data_dir = settings.data_dir
         if store is None:
-            from tradelab.store.registry import open_store
-
             store = open_store(data_dir, write=True)
         elif getattr(store, "readonly", False):
-            from tradelab.exceptions import ConfigurationError
-
             raise ConfigurationError("collect= needs a writable store; this one is read-only")
     elif ws_url or rest_url:
-        from tradelab.exceptions import ConfigurationError
-
         raise ConfigurationError("ws_url and rest_url configure the collector: give collect= too")
     else:
         data_dir = Path(getattr(store, "path", None) or resolve_data_dir(data))
@@ -398,8 +368,6 @@ def create_server(
     async def lifespan(_server: MCPServer) -> AsyncIterator[ServerState]:
         state = ServerState(data_dir=data_dir, store=store)
         if settings is not None:
-            from tradelab.collector.collector import Collector
-
             state.collector = Collector(
                 settings.symbols, store=store, ws_url=settings.ws_url, rest_url=settings.rest_url
             )
@@ -456,8 +424,6 @@ def run_http(
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        from tradelab.exceptions import ConfigurationError
-
         raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(128)
     bound_port = sock.getsockname()[1]
