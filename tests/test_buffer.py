@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import polars as pl
 import pytest
@@ -15,15 +16,9 @@ from tradelab.exceptions import (
     NoDataError,
 )
 from tradelab.recordings import synthetic_trades
-from tradelab.store.registry import close_stores, open_store, trades
+from tradelab.store import TradeStore, open_store, trades
 
 T0 = 1_700_002_800_000
-
-
-@pytest.fixture(autouse=True)
-def _close_cached_stores():
-    yield
-    close_stores()
 
 
 def test_trades_gives_the_last_hours_before_end(tmp_path):
@@ -45,8 +40,6 @@ def test_trades_defaults_to_now_and_the_configured_store(tmp_path, monkeypatch):
     monkeypatch.setenv("TRADELAB_DATA", str(tmp_path / "env-db"))
     store = open_store(write=True)
     assert store.path == (tmp_path / "env-db").absolute()
-    import time
-
     now = int(time.time() * 1000)
     df = synthetic_trades("ETHUSDT", now - 1_800_000, 1_000, rate_per_s=1)
     store.append("ETHUSDT", df)
@@ -64,8 +57,6 @@ def test_open_store_reuses_this_processs_writer(tmp_path):
 
 
 def test_open_store_gives_a_shared_reader_when_this_process_does_not_write(tmp_path):
-    from tradelab.store.tradestore import TradeStore
-
     with TradeStore(tmp_path / "db") as w:
         w.append("BTCUSDT", synthetic_trades("BTCUSDT", T0, 100))
     r = open_store(tmp_path / "db")

@@ -8,11 +8,13 @@ import threading
 import numpy as np
 import polars as pl
 import pytest
+import rocksdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradelab import recordings
 from tradelab.exceptions import (
+    ConfigurationError,
     InvalidParameterError,
     InvalidSymbolError,
     InvalidTradesError,
@@ -23,18 +25,23 @@ from tradelab.exceptions import (
 )
 from tradelab.recordings import synthetic_trades
 from tradelab.schema import TRADE_SCHEMA
-from tradelab.store.tradestore import HOUR_MS, StoreStats, TradeStore
+from tradelab.store import StoreStats, TradeStore
+from tradelab.store.blocks import decode_block, frame_to_columns
+from tradelab.store.keys import HOUR_MS, SymbolState, block_key, empty_meta
+from tradelab.store.plan import (
+    BlockGone,
+    Plan,
+    appended_meta,
+    plan_append,
+    plan_retention,
+    plan_to_batch,
+    roll_up_ranges,
+)
+from tradelab.store.rollups import RollUpWorker
 
 T0 = 1_700_002_800_000  # 2023-11-14 23:00:00 UTC, an hour boundary
 assert T0 % HOUR_MS == 0
 FAR = 10**13
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = TradeStore(tmp_path / "db")
-    yield s
-    s.close()
 
 
 def _ms(frame: pl.DataFrame) -> np.ndarray:
@@ -274,8 +281,6 @@ def test_not_a_database_paths(tmp_path):
     with pytest.raises(NotADatabaseError, match="no tradelab store"):
         TradeStore(junk)
     # a RocksDB that is not a tradelab store (another application's keys)
-    import rocksdict
-
     other = tmp_path / "other"
     db = rocksdict.Rdict(str(other), rocksdict.Options(raw_mode=True))
     db[b"hello"] = b"world"
@@ -287,8 +292,6 @@ def test_not_a_database_paths(tmp_path):
 
 
 def test_bad_paths_and_settings(tmp_path):
-    from tradelab.exceptions import ConfigurationError
-
     with pytest.raises(ConfigurationError, match="directory path"):
         TradeStore(42)  # type: ignore[arg-type]
     for days in (0, -1, float("inf"), float("nan"), "7", True):
@@ -384,3 +387,83 @@ def test_any_order_of_overlapping_batches_stores_each_trade_once(tmp_path_factor
         store.roll_up()
         assert store.trades("BTCUSDT", 0, FAR).equals(expect)
         assert store.stats("BTCUSDT").trade_count == expect.height
+
+
+# --- the parts, without RocksDB: plans read through a dict, the roll-up worker on its own ---
+
+
+def _commit(stored: dict[bytes, bytes], st: SymbolState, plan: Plan, meta: dict, dropped=()):
+    """What TradeStore._commit does, with a dict for the database."""
+    index = plan_to_batch(rocksdict.WriteBatch(raw_mode=True), "BTCUSDT", st, plan, meta, dropped)
+    for key in [*plan.deletes, *dropped]:
+        stored.pop(block_key("BTCUSDT", key), None)
+    for key, (value, _header) in plan.puts.items():
+        stored[block_key("BTCUSDT", key)] = value
+    st.index, st.keys, st.meta = index, sorted(index), meta
+
+
+def _stored_ids(stored: dict[bytes, bytes]) -> np.ndarray:
+    return np.sort(np.concatenate([decode_block(v)[1]["agg_id"] for v in stored.values()]))
+
+
+def test_plans_read_blocks_only_through_the_reader_they_are_handed():
+    df = synthetic_trades("BTCUSDT", T0 - HOUR_MS, 5400, rate_per_s=1.0)  # T0 - 1 h .. T0 + 30 min
+    times = _ms(df)
+    assert times[2000] < T0 <= times[-1]
+    stored: dict[bytes, bytes] = {}
+    st = SymbolState(meta=empty_meta())
+    for part in (df[:1000], df[1000:2000], df[2000:]):  # three blocks in the closed hour
+        cols = frame_to_columns(part)
+        _commit(
+            stored, st, plan_append(stored.get, "BTCUSDT", st, cols), appended_meta(st.meta, cols)
+        )
+    assert st.meta["count"] == 5400 and st.meta["last_agg_id"] == int(df["agg_id"][-1])
+    assert len(st.keys_between(T0 - HOUR_MS, T0)) == 3 and len(st.keys_between(T0, FAR)) == 1
+    assert np.array_equal(_stored_ids(stored), df["agg_id"].to_numpy())
+
+    # the roll-up merges the closed hour only (one block per minute of the open hour already)
+    assert roll_up_ranges(st) == [(T0 - HOUR_MS, T0)]
+    plan = Plan(stored.get, "BTCUSDT", st)
+    plan.merge(st.keys_between(T0 - HOUR_MS, T0), None)
+    _commit(stored, st, plan, dict(st.meta))
+    assert st.keys_between(T0 - HOUR_MS, T0) == [T0 - HOUR_MS] and roll_up_ranges(st) == []
+    assert np.array_equal(_stored_ids(stored), df["agg_id"].to_numpy())
+
+    # retention: the closed hour goes whole, the open hour's block is rewritten from the cut
+    cut = T0 + 600_000
+    plan, whole, removed = plan_retention(stored.get, "BTCUSDT", st, cut)
+    assert whole == [T0 - HOUR_MS] and removed == int((times < cut).sum())
+    meta = dict(st.meta, count=st.meta["count"] - removed)
+    _commit(stored, st, plan, meta, dropped=whole)
+    assert np.array_equal(_stored_ids(stored), df["agg_id"].to_numpy()[times >= cut])
+    assert st.meta["count"] == int((times >= cut).sum())
+    assert st.meta["first_time"] == int(times[times >= cut][0])
+
+    # a block the index names but the reader no longer has: the plan says so
+    with pytest.raises(BlockGone):
+        Plan({}.get, "BTCUSDT", st).cols(st.keys[0])
+
+
+def test_roll_up_worker_gathers_requests_into_rounds_and_stops():
+    started, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def roll_up(symbol: str) -> None:
+        started.set()
+        assert release.wait(10)
+        seen.append(symbol)
+
+    worker = RollUpWorker(roll_up)
+    assert worker.wait_idle(0.01)  # nothing scheduled, no thread yet
+    worker.schedule("SOLUSDT")
+    assert started.wait(10)  # the first round runs...
+    for symbol in ("ETHUSDT", "BTCUSDT", "ETHUSDT"):  # ...so these wait for the next one
+        worker.schedule(symbol)
+    assert not worker.wait_idle(0.05)
+    release.set()
+    assert worker.wait_idle(10)
+    assert seen == ["SOLUSDT", "BTCUSDT", "ETHUSDT"]  # each symbol once per round, sorted
+    worker.stop()
+    worker.join()
+    worker.schedule("XRPUSDT")  # ignored once stopped
+    assert worker.wait_idle(0.01) and seen == ["SOLUSDT", "BTCUSDT", "ETHUSDT"]

@@ -13,7 +13,8 @@ import pytest
 
 from tradelab.exceptions import StorageError, StorageWriteError
 from tradelab.recordings import synthetic_trades
-from tradelab.store.tradestore import HOUR_MS, TradeStore
+from tradelab.store import TradeStore
+from tradelab.store.keys import HOUR_MS
 
 T0 = 1_700_002_800_000
 FAR = 10**13
@@ -87,7 +88,7 @@ FULL_DISK = """
     from pathlib import Path
     from tradelab.exceptions import StorageWriteError
     from tradelab.recordings import synthetic_trades
-    from tradelab.store.tradestore import TradeStore
+    from tradelab.store import TradeStore
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
     path = Path(sys.argv[1])

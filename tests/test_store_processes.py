@@ -14,7 +14,7 @@ import pytest
 
 from tradelab.exceptions import StorageWriteError, StoreLockedError
 from tradelab.recordings import synthetic_trades
-from tradelab.store.tradestore import OWNER_FILE, TradeStore
+from tradelab.store import OWNER_FILE, TradeStore
 
 T0 = 1_700_002_800_000
 FAR = 10**13
@@ -33,7 +33,7 @@ def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
 
 READER = """
     import json, sys, time
-    from tradelab.store.tradestore import TradeStore
+    from tradelab.store import TradeStore
     path, want = sys.argv[1], int(sys.argv[2])
     with TradeStore(path, readonly=True) as r:
         print(json.dumps({"ready": r.last_agg_id("BTCUSDT")}), flush=True)
@@ -73,7 +73,7 @@ def test_reader_in_another_process_sees_new_writes(tmp_path):
 
 HOLDER = """
     import json, os, sys
-    from tradelab.store.tradestore import TradeStore
+    from tradelab.store import TradeStore
     with TradeStore(sys.argv[1]) as w:
         print(json.dumps({"pid": os.getpid()}), flush=True)
         sys.stdin.readline()
@@ -123,7 +123,7 @@ WRITER = """
     import sys
     import polars as pl
     from tradelab.recordings import synthetic_trades
-    from tradelab.store.tradestore import TradeStore
+    from tradelab.store import TradeStore
     df = synthetic_trades("ETHUSDT", 1_700_002_800_000, 4_000)
     with TradeStore(sys.argv[1]) as w:
         w.append("ETHUSDT", df[:2_000])

@@ -11,7 +11,8 @@ import pytest
 
 from tradelab.exceptions import InvalidParameterError, InvalidWindowError
 from tradelab.recordings import synthetic_trades
-from tradelab.store.tradestore import HOUR_MS, TradeStore
+from tradelab.store import TradeStore
+from tradelab.store.keys import HOUR_MS
 
 T0 = 1_700_002_800_000  # an hour boundary
 FAR = 10**13
