@@ -180,7 +180,6 @@ class Simulator:
         self._feeds: dict[str, Feed] = {}
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._counts: Counter[str] = Counter()
         self._endpoint = StreamEndpoint(
             symbols=self.symbols,
@@ -298,7 +297,6 @@ class Simulator:
         """Build the sources, listen on ``host:port`` and start publishing; returns self."""
         if self._server is not None:
             raise CollectorStateError("the simulator is already running")
-        self._loop = asyncio.get_running_loop()
         sources = self._build_sources()
         try:
             self._server = await serve(
