@@ -32,8 +32,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tradelab.analytics.api import get_volume_profile
-from tradelab.analytics.profile import volume_profile
+from tradelab.analytics import get_volume_profile, volume_profile
 from tradelab.recordings import synthetic_trades
 from tradelab.store.tradestore import HOUR_MS, TradeStore
 

@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from tradelab.cli.main import main
+from tradelab.cli import main
 from tradelab.recordings import synthetic_trades
-from tradelab.store.registry import close_stores
-from tradelab.store.tradestore import TradeStore
+from tradelab.store import TradeStore, close_stores
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from tradelab.collector.status_doc import format_status, read_collector_status
+from tradelab.cli import main
+from tradelab.collector import format_status, read_collector_status
 from tradelab.simulator import Simulator
-from tradelab.store.tradestore import TradeStore
+from tradelab.store import TradeStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tradelab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tradelab", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def tradelab(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``tradelab ARGS`` in this process: (exit code, stdout, stderr). Only the SIGTERM test
+    needs a real process (a signal and the console script's exit code are its point)."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse: --help, or a bad option
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.parametrize(
@@ -44,17 +46,18 @@ def tradelab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
         (["--max-buffered", "0"], "expected an integer > 0"),
     ],
 )
-def test_bad_configuration_gives_one_clear_line(tmp_path, args, message) -> None:
-    r = tradelab("collect", "--data", str(tmp_path / "d"), *args)
-    assert r.returncode == 2
-    assert message in r.stderr
-    assert "Traceback" not in r.stderr
+def test_bad_configuration_gives_one_clear_line(tmp_path, capsys, args, message) -> None:
+    code, _, err = tradelab(capsys, "collect", "--data", str(tmp_path / "d"), *args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
-def test_unknown_symbol_and_unreachable_stream_are_refused_at_start(tmp_path) -> None:
+def test_unknown_symbol_and_unreachable_stream_are_refused_at_start(tmp_path, capsys) -> None:
     with Simulator(("BTCUSDT",), source="synthetic", speed=1) as sim:
-        r = tradelab(
+        code, _, err = tradelab(
+            capsys,
             "collect",
             "--symbols",
             "DOGEUSDT",
@@ -65,8 +68,9 @@ def test_unknown_symbol_and_unreachable_stream_are_refused_at_start(tmp_path) ->
             "--rest-url",
             sim.rest_url,
         )
-        assert r.returncode == 2 and "does not know symbol 'DOGEUSDT'" in r.stderr
-        r = tradelab(
+        assert code == 2 and "does not know symbol 'DOGEUSDT'" in err
+        code, _, err = tradelab(
+            capsys,
             "collect",
             "--symbols",
             "BTCUSDT",
@@ -77,12 +81,12 @@ def test_unknown_symbol_and_unreachable_stream_are_refused_at_start(tmp_path) ->
             "--rest-url",
             sim.rest_url,
         )
-    assert r.returncode == 2 and "cannot open the stream at ws://127.0.0.1:9" in r.stderr
-    assert "Traceback" not in r.stderr
+    assert code == 2 and "cannot open the stream at ws://127.0.0.1:9" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
-def test_sigterm_mid_burst_stores_everything_received(tmp_path) -> None:
+def test_sigterm_mid_burst_stores_everything_received(tmp_path, capsys) -> None:
     data = tmp_path / "d"
     with Simulator(("BTCUSDT", "ETHUSDT"), source="synthetic", speed=60, seed=9) as sim:
         proc = subprocess.Popen(
@@ -139,8 +143,8 @@ def test_sigterm_mid_burst_stores_everything_received(tmp_path) -> None:
         doc = read_collector_status(store)
     assert doc is not None and doc["running"] is False and doc["stale"] is True
     assert set(doc["symbols"]) == {"BTCUSDT", "ETHUSDT"}
-    r = tradelab("status", "--data", str(data))
-    assert r.returncode == 0 and "Collector stopped" in r.stdout and "BTCUSDT" in r.stdout
+    code, out, _ = tradelab(capsys, "status", "--data", str(data))
+    assert code == 0 and "Collector stopped" in out and "BTCUSDT" in out
 
 
 def test_status_freshness_rule_and_table() -> None:
@@ -190,13 +194,13 @@ def test_status_freshness_rule_and_table() -> None:
     assert "No collector has run" in format_status(None)
 
 
-def test_status_command_without_store(tmp_path) -> None:
-    r = tradelab("status", "--data", str(tmp_path / "nothing"))
-    assert r.returncode == 2 and "no store at" in r.stderr
+def test_status_command_without_store(tmp_path, capsys) -> None:
+    code, _, err = tradelab(capsys, "status", "--data", str(tmp_path / "nothing"))
+    assert code == 2 and "no store at" in err
 
 
-def test_commands_have_help() -> None:
+def test_commands_have_help(capsys) -> None:
     for cmd in ("collect", "status"):
-        r = tradelab(cmd, "--help")
-        assert r.returncode == 0 and "--data" in r.stdout
+        code, out, _ = tradelab(capsys, cmd, "--help")
+        assert code == 0 and "--data" in out
     assert os.path.exists(ROOT / "tradelab" / "cli" / "collect.py")

@@ -18,7 +18,7 @@ from jupyter_client.manager import start_new_kernel
 
 from tradelab.jupyter.notebook import agg_id_gaps
 from tradelab.simulator import Faults, Simulator
-from tradelab.store.tradestore import TradeStore
+from tradelab.store import TradeStore
 
 pytestmark = pytest.mark.slow
 

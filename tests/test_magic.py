@@ -20,7 +20,7 @@ from tradelab.jupyter.magic import KeyFigures, build_parser
 from tradelab.jupyter.notebook import agg_id_gaps
 from tradelab.recordings import synthetic_trades
 from tradelab.simulator import Simulator
-from tradelab.store.registry import close_stores, open_store
+from tradelab.store import close_stores, open_store
 
 
 @pytest.fixture
@@ -40,20 +40,9 @@ def ip(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def sim():
-    with Simulator(("BTCUSDT", "ETHUSDT"), speed=20, seed=3) as s:
-        yield s
-
-
-@pytest.fixture
-def filled(tmp_path):
-    """A store holding 3,000 synthetic BTCUSDT trades from the last few minutes."""
-    path = tmp_path / "filled"
-    start_ms = int(time.time() * 1000) - 5 * 60_000
-    frame = synthetic_trades("BTCUSDT", start_ms, 3000, rate_per_s=20.0, seed=7)
-    store = open_store(path, write=True)
-    store.append("BTCUSDT", frame)
-    return path, frame
+def filled(recent_store):
+    """The shared store of recent trades (6,000 BTCUSDT from the last 20 minutes)."""
+    return recent_store.path, recent_store.frames["BTCUSDT"]
 
 
 def magic(ip: InteractiveShell, line: str):

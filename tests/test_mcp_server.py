@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 import tradelab
 from tradelab.config import validate_hours, validate_symbol
 from tradelab.exceptions import TradelabError
-from tradelab.mcp_server.server import MAX_ROWS, create_server, volume_profile_result
-from tradelab.recordings import synthetic_trades
-from tradelab.store.registry import close_stores, open_store
+from tradelab.mcp_server import create_server
+from tradelab.mcp_server.server import MAX_ROWS, volume_profile_result
+from tradelab.store import open_store
 
 TOOLS = {
     "get_volume_profile",
@@ -34,17 +33,9 @@ TOOLS = {
 
 
 @pytest.fixture
-def store_dir(tmp_path: Path) -> Iterator[Path]:
-    """A store with 6,000 recent BTCUSDT trades and 150 ETHUSDT trades (too few to analyse)."""
-    path = tmp_path / "data"
-    store = open_store(path, write=True)
-    now_ms = int(time.time() * 1000)
-    btc = synthetic_trades("BTCUSDT", now_ms - 20 * 60_000, 6000, rate_per_s=8.0, seed=3)
-    eth = synthetic_trades("ETHUSDT", now_ms - 5 * 60_000, 150, rate_per_s=1.0, price=3000.0)
-    assert store.append("BTCUSDT", btc) == 6000
-    assert store.append("ETHUSDT", eth) == 150
-    yield path
-    close_stores()
+def store_dir(recent_store: Any) -> Path:
+    """The shared store: 6,000 recent BTCUSDT trades and 150 ETHUSDT trades (too few)."""
+    return recent_store.path
 
 
 def call(server: Any, name: str, args: dict[str, Any] | None = None) -> CallToolResult:

@@ -27,8 +27,7 @@ from tradelab.exceptions import (
 from tradelab.jupyter import session
 from tradelab.jupyter.notebook import agg_id_gaps
 from tradelab.simulator import Simulator
-from tradelab.store.registry import close_stores, open_store
-from tradelab.store.tradestore import TradeStore
+from tradelab.store import TradeStore, close_stores, open_store
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tradelab.cli.main import main
-from tradelab.store.registry import close_stores
-from tradelab.store.tradestore import TradeStore
+from tradelab.cli import main
+from tradelab.store import TradeStore
 
 # Binance's public export: agg_id,price,qty,first_id,last_id,timestamp_us,buyer_is_maker,best
 CSV = """\
@@ -14,12 +13,6 @@ CSV = """\
 3800397496,87648.01000000,0.01500000,5728001002,5728001004,1767225600040000,False,True
 3800397497,87648.01000000,0.00010000,5728001005,5728001005,1767225661000000,False,True
 """
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    close_stores()
 
 
 @pytest.fixture

@@ -9,26 +9,19 @@ import polars as pl
 import pytest
 
 import tradelab
+from tradelab.analytics import VacuumReport, liquidity_vacuums, vacuum_report, volume_profile
 from tradelab.analytics import api as tools
-from tradelab.analytics import liquidity_vacuums, volume_profile
 from tradelab.exceptions import (
     InsufficientTradesError,
     InvalidParameterError,
     InvalidSymbolError,
     InvalidWindowError,
+    NoDataError,
 )
 from tradelab.recordings import synthetic_trades
-from tradelab.store.registry import close_stores
-from tradelab.store.tradestore import TradeStore
+from tradelab.store import TradeStore, close_stores, open_store
 
 HOUR = 3_600_000
-
-
-@pytest.fixture
-def store(tmp_path):
-    with TradeStore(tmp_path / "data") as s:
-        yield s
-    close_stores()
 
 
 def now_ms() -> int:
@@ -310,7 +303,6 @@ def test_collector_running_in_this_process_end_to_end(tmp_path) -> None:
     the error names this process's collection and its rate."""
     from tradelab.jupyter import session
     from tradelab.simulator import Simulator
-    from tradelab.store.registry import open_store
 
     path = tmp_path / "data"
     with Simulator(("BTCUSDT",), speed=20, seed=3, max_trades=400) as sim:
@@ -336,3 +328,72 @@ def test_collector_running_in_this_process_end_to_end(tmp_path) -> None:
         finally:
             session.stop()
             close_stores()
+
+
+# --- the vacuum report: the vacuums with their profile, one call -------------------------------
+
+
+def test_vacuum_report_is_the_profile_and_its_vacuums(recent_store) -> None:
+    report = vacuum_report("btcusdt", 1, data=recent_store.data, threshold=0.6, min_rows=2)
+    assert isinstance(report, VacuumReport)
+    vp = tradelab.get_volume_profile("BTCUSDT", 1, data=recent_store.data)
+    assert report.symbol == "BTCUSDT" and report.profile.trade_count == vp.trade_count == 6000
+    assert report.profile.rows.equals(vp.rows) and report.profile.poc == vp.poc
+    assert report.vacuums == liquidity_vacuums(report.profile, threshold=0.6, min_rows=2)
+    assert report.vacuums and all(v.rows >= 2 for v in report.vacuums)
+    assert (report.threshold, report.min_rows) == (0.6, 2)
+    assert (
+        tradelab.get_liquidity_vacuums(
+            "BTCUSDT", 1, data=recent_store.data, threshold=0.6, min_rows=2
+        )
+        == report.vacuums
+    )
+    doc = report.to_dict()
+    assert doc["symbol"] == "BTCUSDT" and doc["trade_count"] == 6000
+    assert doc["start"] == report.profile.start.isoformat() and doc["poc"] == vp.poc
+    assert doc["row_size"] == vp.row_size
+    assert doc["vacuums"] == [v.to_dict() for v in report.vacuums]
+
+
+def test_the_api_validates_everything_before_opening_the_store(tmp_path) -> None:
+    missing = tmp_path / "nothing-here"
+    for call, error, match in [
+        (lambda: vacuum_report("BTC-USDT", 1, data=missing), InvalidSymbolError, "BTC-USDT"),
+        (lambda: vacuum_report("BTCUSDT", 0, data=missing), InvalidWindowError, "duration_hours"),
+        (
+            lambda: vacuum_report("BTCUSDT", 1, data=missing, threshold=2),
+            InvalidParameterError,
+            "threshold=2",
+        ),
+        (
+            lambda: vacuum_report("BTCUSDT", 1, data=missing, min_rows=0),
+            InvalidParameterError,
+            "min_rows=0",
+        ),
+        (
+            lambda: tradelab.get_volume_profile("BTCUSDT", 1, -1, data=missing),
+            InvalidParameterError,
+            "tick_size=-1",
+        ),
+        (
+            lambda: tradelab.get_volume_profile("BTCUSDT", 1, data=missing, method="tpo"),
+            InvalidParameterError,
+            "method='tpo'",
+        ),
+    ]:
+        with pytest.raises(error, match=match):
+            call()
+    assert not missing.exists()  # nothing was opened, nothing created
+    with pytest.raises(NoDataError, match="no trade store at"):
+        vacuum_report("BTCUSDT", 1, data=missing)  # valid arguments: now the store is opened
+    # symbol before window before parameters, whatever the front-end
+    with pytest.raises(InvalidSymbolError):
+        tradelab.get_volume_profile("BTC-USDT", 0, -1, data=missing)
+    with pytest.raises(InvalidWindowError):
+        tradelab.get_volume_profile("BTCUSDT", 0, -1, data=missing)
+
+
+def test_store_or_data_not_both(store, recent_store) -> None:
+    with pytest.raises(InvalidParameterError, match="not both"):
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store, data=recent_store.data)
+    assert open_store(recent_store.data) is open_store(recent_store.path)  # one store per path
