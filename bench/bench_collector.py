@@ -187,7 +187,7 @@ async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -
         log_interval=3600,
     )
     write_s = [0.0]
-    inner = c._write_batches
+    inner = c.writer.write_batches
 
     def timed_write(batches):  # the whole worker-thread side: frame building + appends
         t0 = time.perf_counter()
@@ -196,7 +196,7 @@ async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -
         finally:
             write_s[0] += time.perf_counter() - t0
 
-    c._write_batches = timed_write  # type: ignore[method-assign]
+    c.writer.write_batches = timed_write  # type: ignore[method-assign]
     prof = cProfile.Profile()
     cpu0 = cpu_s()
     if profile:
@@ -242,7 +242,7 @@ async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -
         "websockets (frames, asyncio transport)": 0.0,
         "parse_frame + json": 0.0,
         "gap tracker": 0.0,
-        "collector hot path (_read)": 0.0,
+        "collector hot path (_read, gate.admit)": 0.0,
         "batch build (trades_to_frame, polars)": 0.0,
         "asyncio loop + other": 0.0,
     }
@@ -262,8 +262,11 @@ async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -
                 groups["parse_frame + json"] += tt
         elif "gaps.py" in file:
             groups["gap tracker"] += tt
-        elif "collector.py" in file and func == "_read":
-            groups["collector hot path (_read)"] += tt
+        elif file.endswith(("collector/streams.py", "collector/gate.py")) and func in (
+            "_read",
+            "admit",
+        ):
+            groups["collector hot path (_read, gate.admit)"] += tt
         elif "polars" in file:
             groups["batch build (trades_to_frame, polars)"] += tt
         else:

@@ -43,8 +43,8 @@ def test_settings_are_validated(kwargs, error, message) -> None:
 def test_symbols_split_into_connections_of_1024() -> None:
     syms = [f"S{i:04d}USDT" for i in range(1500)]
     c = Collector(syms, ws_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9")
-    assert [len(g.symbols) for g in c._groups] == [1024, 476]
-    assert c._groups[0].url.startswith("ws://127.0.0.1:9/stream?streams=s0000usdt@aggTrade/")
+    assert [len(g.symbols) for g in c.streams] == [1024, 476]
+    assert c.streams[0].url.startswith("ws://127.0.0.1:9/stream?streams=s0000usdt@aggTrade/")
 
 
 def test_stop_before_start_and_start_twice(tmp_path) -> None:
@@ -120,10 +120,11 @@ def test_readonly_store_is_refused(tmp_path) -> None:
 
 
 def test_rate_per_minute_is_not_under_reported_in_the_first_minute() -> None:
-    from tradelab.collector.state import SymbolState
+    from tradelab.collector.writer import StoredCounts
 
-    s = SymbolState("BTCUSDT")
-    s.recent.extend([(100.0, 50), (105.0, 50)])  # 100 trades in the first 10 s
-    assert Collector._rate(s, 110.0, elapsed=10.0) == 600.0  # 100 per 10 s = 600 per minute
-    s.recent.extend([(150.0, 100)])
-    assert Collector._rate(s, 166.0, elapsed=76.0) == 100.0  # only the last minute counts
+    s = StoredCounts()
+    s.record(100.0, 50)  # 100 trades in the first 10 s
+    s.record(105.0, 50)
+    assert s.rate_per_min(110.0, elapsed=10.0) == 600.0  # 100 per 10 s = 600 per minute
+    s.record(150.0, 100)
+    assert s.rate_per_min(166.0, elapsed=76.0) == 100.0  # only the last minute counts

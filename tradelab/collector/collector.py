@@ -28,18 +28,19 @@
 * **status** — :meth:`Collector.status` and, every ``status_interval`` seconds, the same
   document in ``store.put_meta("collector_status", ...)`` for other processes.
 
-Settings are constructor keywords with defaults, validated with messages naming the setting
-(:class:`~tradelab.collector.settings.CollectorSettings`).
+How it is assembled — ``Collector`` owns the lifecycle (start, stop, status, start-up checks)
+and wires one object per responsibility; each owns its state and talks to the others through a
+narrow interface (the store and the REST client reach them as the protocols of
+:mod:`~tradelab.collector.ports`):
 
-Where each part lives — ``Collector`` is this module's lifecycle (start, stop, status, start-up)
-combined with one part per responsibility, all sharing the state in
-:mod:`~tradelab.collector.state`:
-
-* :mod:`~tradelab.collector.settings` — the settings and their validation;
-* :mod:`~tradelab.collector.streams` — connections, supervision, rotation, keepalive, reading;
-* :mod:`~tradelab.collector.backfill` — gap reporting and REST backfill;
-* :mod:`~tradelab.collector.writer` — batch writes to the store and their retries;
-* :mod:`~tradelab.collector.reporting` — the status document, periodic log lines, retention.
+* :class:`~tradelab.collector.settings.CollectorSettings` — every setting, frozen, validated;
+* :class:`~tradelab.collector.gate.IntakeGate` — the buffered trades, their count, the pause;
+* :class:`~tradelab.collector.streams.StreamSupervisor` — connections, rotation, the read path;
+* :class:`~tradelab.collector.backfill.Backfiller` — gap reports and REST backfill;
+* :class:`~tradelab.collector.writer.BatchWriter` — batch writes, retries, stored counts;
+* :class:`~tradelab.collector.publisher.StatusPublisher` — status document, log lines,
+  retention;
+* :mod:`~tradelab.collector.runtime` — the stop signal, task handles, last errors.
 """
 
 from __future__ import annotations
@@ -53,20 +54,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tradelab.binance.protocol import (
-    MAX_REST_LIMIT,
-    MAX_STREAMS_PER_CONNECTION,
-    build_stream_urls,
-    split_streams,
-)
+from tradelab.binance.gaps import GapTracker
 from tradelab.binance.rest import RestClient
-from tradelab.collector.backfill import BackfillMixin
-from tradelab.collector.reporting import ReportingMixin
+from tradelab.collector.backfill import Backfiller
+from tradelab.collector.gate import IntakeGate
+from tradelab.collector.publisher import StatusPublisher
+from tradelab.collector.runtime import LastErrors, StopSignal, TaskSet, wait_tasks
 from tradelab.collector.settings import CollectorSettings
-from tradelab.collector.state import GAPS_META, StreamGroup, SymbolState, fmt_ms
 from tradelab.collector.status_doc import STATUS_META
-from tradelab.collector.streams import StreamsMixin
-from tradelab.collector.writer import WriterMixin
+from tradelab.collector.streams import StreamSpec, StreamSupervisor
+from tradelab.collector.writer import BatchWriter
 from tradelab.exceptions import (
     CollectorStateError,
     ConfigurationError,
@@ -86,28 +83,22 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
+class Collector:
     """Collect aggTrades of ``symbols`` into a :class:`~tradelab.store.TradeStore`.
 
-    ``store`` is an open writable TradeStore, a directory, or None (the configured data
-    directory, via :func:`tradelab.store.registry.open_store`). ``ws_url``/``rest_url`` default to
-    ``$TRADELAB_WS_URL``/``$TRADELAB_REST_URL``, then Binance. Every other keyword is a setting
-    (seconds unless said otherwise), validated at construction:
-
-    ``batch_interval`` (1) one atomic write per symbol this often · ``max_buffered`` (500,000
-    trades) bound of the in-memory buffer; at the bound intake pauses (module docstring) ·
-    ``rotate_after`` (23.5 h) open a replacement connection before Binance's 24 h limit ·
-    ``handover_timeout`` (30) how long the old connection stays open waiting for the new one's
-    first frame · ``reconnect_initial``/``reconnect_max`` (0.5/60) backoff bounds ·
-    ``healthy_after`` (60) uptime that resets the backoff · ``ping_interval``/``ping_timeout``
-    (20/20) keepalive on a silent connection · ``open_timeout`` (10) WebSocket handshake ·
-    ``rest_timeout`` (10) one REST request · ``rest_limit`` (1000) page size ·
-    ``write_retry_initial``/``write_retry_max`` (0.2/10) backoff of failed writes ·
-    ``status_interval`` (5) status document to the store · ``log_interval`` (60) the
-    "Stored N trades" lines · ``retention_interval`` (3600, None = off) ``enforce_retention`` ·
-    ``stop_timeout`` (15) how long ``stop()`` may spend on backfills and a failing store ·
-    ``max_streams`` (1024) symbols per connection · ``read_coalesce`` (0.25, None = off) on a
-    quiet feed, read the socket in bursts this far apart (CPU; busy feeds are never paused).
+    ``symbols`` is a comma/space-separated string, an iterable or None (``$TRADELAB_SYMBOLS``,
+    then BTCUSDT,ETHUSDT). ``store`` is an open writable TradeStore, a directory, or None (the
+    configured data directory, via :func:`tradelab.store.registry.open_store`), opened by
+    :meth:`start`. ``ws_url``/``rest_url`` default to ``$TRADELAB_WS_URL``/
+    ``$TRADELAB_REST_URL``, then Binance. Every other keyword is a field of
+    :class:`~tradelab.collector.settings.CollectorSettings` (``batch_interval``,
+    ``max_buffered``, ``rotate_after``, ``handover_timeout``, ``reconnect_initial``,
+    ``reconnect_max``, ``healthy_after``, ``ping_interval``, ``ping_timeout``,
+    ``open_timeout``, ``rest_timeout``, ``rest_limit``, ``write_retry_initial``,
+    ``write_retry_max``, ``status_interval``, ``log_interval``, ``retention_interval``,
+    ``stop_timeout``, ``max_streams``, ``read_coalesce``), documented and defaulted there;
+    every value is validated here, at construction, with a message naming the setting. An
+    unknown keyword raises :class:`TypeError`.
     """
 
     def __init__(
@@ -117,77 +108,12 @@ class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
         store: Any = None,
         ws_url: str | None = None,
         rest_url: str | None = None,
-        batch_interval: float = 1.0,
-        max_buffered: int = 500_000,
-        rotate_after: float = 23.5 * 3600,
-        handover_timeout: float = 30.0,
-        reconnect_initial: float = 0.5,
-        reconnect_max: float = 60.0,
-        healthy_after: float = 60.0,
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
-        open_timeout: float = 10.0,
-        rest_timeout: float = 10.0,
-        rest_limit: int = MAX_REST_LIMIT,
-        write_retry_initial: float = 0.2,
-        write_retry_max: float = 10.0,
-        status_interval: float = 5.0,
-        log_interval: float = 60.0,
-        retention_interval: float | None = 3600.0,
-        stop_timeout: float = 15.0,
-        max_streams: int = MAX_STREAMS_PER_CONNECTION,
-        read_coalesce: float | None = 0.25,
+        **settings: Any,
     ) -> None:
-        # every check lives in CollectorSettings (same order, same messages); the attributes
-        # below are its normalised values, under the names the rest of the collector uses
-        settings = CollectorSettings.from_arguments(
-            symbols,
-            ws_url=ws_url,
-            rest_url=rest_url,
-            batch_interval=batch_interval,
-            max_buffered=max_buffered,
-            rotate_after=rotate_after,
-            handover_timeout=handover_timeout,
-            reconnect_initial=reconnect_initial,
-            reconnect_max=reconnect_max,
-            healthy_after=healthy_after,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            open_timeout=open_timeout,
-            rest_timeout=rest_timeout,
-            rest_limit=rest_limit,
-            write_retry_initial=write_retry_initial,
-            write_retry_max=write_retry_max,
-            status_interval=status_interval,
-            log_interval=log_interval,
-            retention_interval=retention_interval,
-            stop_timeout=stop_timeout,
-            max_streams=max_streams,
-            read_coalesce=read_coalesce,
+        self.settings: CollectorSettings = CollectorSettings.from_arguments(
+            symbols, ws_url=ws_url, rest_url=rest_url, **settings
         )
-        self.settings = settings
-        self.symbols: tuple[str, ...] = settings.symbols
-        self.ws_url = settings.ws_url
-        self.rest_url = settings.rest_url
-        self.batch_interval = settings.batch_interval
-        self.max_buffered = settings.max_buffered
-        self.rotate_after = settings.rotate_after
-        self.handover_timeout = settings.handover_timeout
-        self.reconnect_initial = settings.reconnect_initial
-        self.reconnect_max = settings.reconnect_max
-        self.healthy_after = settings.healthy_after
-        self.ping_interval = settings.ping_interval
-        self.ping_timeout = settings.ping_timeout
-        self.open_timeout = settings.open_timeout
-        self.rest_limit = settings.rest_limit
-        self.write_retry_initial = settings.write_retry_initial
-        self.write_retry_max = settings.write_retry_max
-        self.status_interval = settings.status_interval
-        self.log_interval = settings.log_interval
-        self.retention_interval = settings.retention_interval
-        self.stop_timeout = settings.stop_timeout
-        self.read_coalesce = settings.read_coalesce
-        self._store_arg = store
+        """The validated settings (frozen): the parts read theirs from here."""
         if (
             store is not None
             and not isinstance(store, str | os.PathLike)
@@ -196,36 +122,84 @@ class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
             raise ConfigurationError(
                 f"store must be a TradeStore, a directory path or None, got {type(store).__name__}"
             )
-        self.store: Any = None
-        self.rest = RestClient(self.rest_url, timeout=settings.rest_timeout)
-        self._syms = {s: SymbolState(s) for s in self.symbols}
-        urls = build_stream_urls(self.ws_url, self.symbols, max_streams=settings.max_streams)
-        self._groups = [
-            StreamGroup(g, u)
-            for g, u in zip(split_streams(self.symbols, settings.max_streams), urls, strict=True)
-        ]
+        self._store_arg = store
+        self._store: Any = None
+        st = self.settings
+        self.rest = RestClient(st.rest_url, timeout=st.rest_timeout)
+        # the parts, wired once; each run arms them with begin()
+        self._stop = StopSignal()
+        self._errors = LastErrors(st.symbols)
+        self._trackers = {s: GapTracker(s) for s in st.symbols}
+        self._gate = IntakeGate(st.symbols, st.max_buffered)
+        self._backfiller = Backfiller(
+            self._trackers,
+            self.rest,
+            self._gate,
+            self._stop,
+            self._errors,
+            rest_limit=st.rest_limit,
+        )
+        self._streams = StreamSupervisor(
+            st,
+            self._trackers,
+            self._gate,
+            self._stop,
+            self._errors,
+            on_gap=self._backfiller.gap_detected,
+            on_connected=self._backfiller.request_tail,
+        )
+        self.writer = BatchWriter(
+            st, self._gate, self._stop, self._errors, on_round=self._backfiller.report_closed_gaps
+        )
+        """The batch writer (``write_batches`` runs in the worker thread; benchmarks time it)."""
+        self._publisher = StatusPublisher(st, self._stop, self.status, self._backfiller.open_gaps)
+        # run state
         self._running = False
-        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._started_at_ms: int | None = None
         self._started_mono = 0.0
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._stop_event: asyncio.Event | None = None
-        self._backfill_wake: asyncio.Event | None = None
-        self._resume: asyncio.Event | None = None
-        self._paused = False
-        self._buffered = 0
-        self._malformed = 0
-        self._malformed_logged = 0
-        self._conn_counter = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_deadline = 0.0
+        self._flusher: asyncio.Task[Any] | None = None
+        self._backfill_task: asyncio.Task[Any] | None = None
+        self._report_task: asyncio.Task[Any] | None = None
+        self._supervisors: list[asyncio.Task[Any]] = []
+        self._tasks = TaskSet()
 
     # --- public API --------------------------------------------------------------------------
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols collected (normalised, upper case)."""
+        return self.settings.symbols
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket base URL."""
+        return self.settings.ws_url
+
+    @property
+    def rest_url(self) -> str:
+        """The REST base URL."""
+        return self.settings.rest_url
+
+    @property
+    def store(self) -> Any:
+        """The store written to: None before :meth:`start` opened it."""
+        return self._store
+
+    @property
+    def streams(self) -> tuple[StreamSpec, ...]:
+        """The combined-stream connections, one per ``max_streams`` symbols: each a
+        :class:`~tradelab.collector.streams.StreamSpec` ``(symbols, url)``."""
+        return self._streams.specs
 
     @property
     def running(self) -> bool:
         """True between a successful :meth:`start` and the end of :meth:`stop`."""
         return self._running
+
+    def open_gaps(self) -> dict[str, list[tuple[int, int]]]:
+        """The agg ids still missing (not yet backfilled), per symbol that has any."""
+        return self._backfiller.open_gaps()
 
     async def start(self, *, check: bool = False) -> None:
         """Open the store, resume each symbol after its last stored id, and start collecting.
@@ -238,18 +212,19 @@ class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
         """
         if self._running:
             raise CollectorStateError("the collector is already running; call stop() first")
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        self._backfill_wake = asyncio.Event()
-        self._resume = asyncio.Event()
-        self._resume.set()
-        self._stopping = False
+        self._loop = loop = asyncio.get_running_loop()
+        self._stop.begin()
+        self._gate.begin()
+        self._backfiller.begin()
         if check:
             await self._check_rest()
-        self.store = await asyncio.to_thread(self._open_store)
-        await asyncio.to_thread(self._load_resume_points)
+        store = self._store = await asyncio.to_thread(self._open_store)
+        points = await asyncio.to_thread(self._backfiller.load_resume_points, store)
+        self.writer.resume(points)
+        self.writer.begin(store)
+        self._publisher.begin(store)
         self._started_at_ms = _now_ms()
-        self._started_mono = self._loop.time()
+        self._started_mono = loop.time()
         self._running = True
         log.info(
             "Collector starting: symbols %s, stream %s, REST %s, store %s",
@@ -263,21 +238,17 @@ class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
                 "ws_url": self.ws_url,
                 "rest_url": self.rest_url,
                 "store_path": self._store_path(),
-                "connections": len(self._groups),
+                "connections": len(self._streams.groups),
             },
         )
-        for group in self._groups:
-            group.first_result = self._loop.create_future() if check else None
-            self._spawn(self._supervise(group), f"stream-{group.symbols[0]}")
-        self._spawn(self._flush_loop(), "flush")
-        self._spawn(self._backfill_loop(), "backfill")
-        self._spawn(self._report_loop(), "report")
-        self._backfill_wake.set()
+        self._supervisors = self._streams.launch(check=check)
+        self._flusher = self._tasks.spawn(self.writer.run(), "flush")
+        self._backfill_task = self._tasks.spawn(self._backfiller.run(), "backfill")
+        self._report_task = self._tasks.spawn(self._publisher.run(), "report")
+        self._backfiller.wake()
         if check:
             try:
-                for group in self._groups:
-                    assert group.first_result is not None
-                    await group.first_result
+                await self._streams.first_attempts()
             except TradelabError:
                 await self.stop()
                 raise
@@ -292,33 +263,24 @@ class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
         """
         if not self._running:
             raise CollectorStateError("the collector is not running; call start() first")
-        assert self._loop is not None and self._stop_event is not None
+        assert self._loop is not None
+        assert self._flusher is not None and self._backfill_task is not None
+        assert self._report_task is not None
         loop = self._loop
-        deadline = loop.time() + self.stop_timeout
-        self._stop_deadline = deadline
-        self._stopping = True
-        self._stop_event.set()
-        assert self._resume is not None
-        self._resume.set()
+        deadline = loop.time() + self.settings.stop_timeout
+        self._stop.request(deadline)
+        self._gate.release_waiters()
         log.info(
             "Collector stopping: closing streams, finishing backfills, flushing",
             extra={"event": "collector_stopping"},
         )
-        # 1. no new frames: close every connection (supervisors exit on the stop event)
-        supervisors = [t for t in self._tasks if t.get_name().startswith("tradelab-stream")]
-        conns = [g.active for g in self._groups if g.active is not None]
-        await asyncio.gather(
-            *(self._close_conn(c, "collector stopping") for c in conns), return_exceptions=True
-        )
-        await self._wait_tasks(supervisors, 3.0)
+        # 1. no new frames: close every connection (supervisors exit on the stop signal)
+        await self._streams.close_all()
+        await wait_tasks(self._supervisors, 3.0)
         # 2. backfills that can finish promptly
-        backfill = [t for t in self._tasks if t.get_name() == "tradelab-backfill"]
-        assert self._backfill_wake is not None
-        self._backfill_wake.set()
-        await self._wait_tasks(backfill, max(0.1, deadline - loop.time() - 1.0))
-        open_gaps = {
-            s.name: s.tracker.open_ranges() for s in self._syms.values() if s.tracker.open_gaps
-        }
+        self._backfiller.wake()
+        await wait_tasks([self._backfill_task], max(0.1, deadline - loop.time() - 1.0))
+        open_gaps = self._backfiller.open_gaps()
         for name, ranges in open_gaps.items():
             n = sum(hi - lo + 1 for lo, hi in ranges)
             log.error(
@@ -336,73 +298,68 @@ class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
                 },
             )
         # 3. flush everything, retrying until the deadline. The flush task is never cancelled
-        #    (it may be inside a write); it returns by itself once the stop event is set.
-        await asyncio.gather(
-            *[t for t in self._tasks if t.get_name() == "tradelab-flush"], return_exceptions=True
-        )
-        report = [t for t in self._tasks if t.get_name() == "tradelab-report"]
-        await self._wait_tasks(report, max(0.1, deadline - loop.time()))
-        await self._wait_tasks([t for t in self._tasks if not t.done()], 1.0)
-        while self._buffered_total() and loop.time() < deadline:
-            await self._flush_once(force=True)
-            if self._buffered_total():
+        #    (it may be inside a write); it returns by itself once the stop signal is set.
+        await asyncio.gather(self._flusher, return_exceptions=True)
+        await wait_tasks([self._report_task], max(0.1, deadline - loop.time()))
+        await wait_tasks([*self._tasks.live(), *self._streams.live_tasks()], 1.0)
+        while self._gate.buffered and loop.time() < deadline:
+            await self.writer.flush_once(force=True)
+            if self._gate.buffered:
                 await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
-        lost = {s.name: s.buffered for s in self._syms.values() if s.buffered}
+        lost = {s: n for s in self.symbols if (n := self._gate.buffered_of(s))}
         for name, n in lost.items():
             log.error(
                 "%d received trades of %s could NOT be stored before stop (the store "
                 "kept failing for %.0f s); they are lost",
                 n,
                 name,
-                self.stop_timeout,
+                self.settings.stop_timeout,
                 extra={"event": "trades_lost_at_stop", "symbol": name, "trades": n},
             )
         # 4. final status
         self._running = False
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self._publish, self.status(), open_gaps)
-        total = sum(s.trades_stored for s in self._syms.values())
+            await asyncio.to_thread(self._publisher.publish, self.status(), open_gaps)
+        counts = self.writer.counts
+        total = sum(c.trades_stored for c in counts.values())
         log.info(
             "Collector stopped: %d trades stored this run; highest agg id received: %s",
             total,
-            ", ".join(f"{s.name} {s.tracker.high}" for s in self._syms.values()),
+            ", ".join(f"{s} {t.high}" for s, t in self._trackers.items()),
             extra={
                 "event": "collector_stop",
                 "trades": total,
                 "unstored": sum(lost.values()),
-                "last_received": {s.name: s.tracker.high for s in self._syms.values()},
-                "stored": {s.name: s.trades_stored for s in self._syms.values()},
+                "last_received": {s: t.high for s, t in self._trackers.items()},
+                "stored": {s: c.trades_stored for s, c in counts.items()},
             },
         )
-        self._tasks = []
+        self._tasks.clear()
+        self._supervisors = []
 
     def status(self) -> dict[str, Any]:
         """The collector-status document (also published to the store every few seconds)."""
         now = self._loop.time() if self._loop is not None else 0.0
         elapsed = max(now - self._started_mono, 1e-9) if self._started_at_ms else 0.0
+        links = self._streams.link_state(now)
         symbols: dict[str, Any] = {}
-        for group in self._groups:
-            up = group.uptime(now) if elapsed else 0.0
-            for name in group.symbols:
-                s = self._syms[name]
-                tr = s.tracker
-                symbols[name] = {
-                    "connected": bool(
-                        self._running
-                        and group.active is not None
-                        and not group.active.closed.is_set()
-                    ),
-                    "trades_stored": s.trades_stored,
-                    "rate_per_min": self._rate(s, now, elapsed),
-                    "last_trade_time": s.last_stored_time,
-                    "last_agg_id": s.last_stored_id,
-                    "gaps_detected": tr.gaps_detected,
-                    "gaps_backfilled": tr.gaps_backfilled,
-                    "gaps_unrepairable": tr.gaps_unrepairable,
-                    "uptime_ratio": round(min(1.0, up / elapsed), 4) if elapsed else 0.0,
-                    "buffered": s.buffered,
-                    "last_error": s.last_error,
-                }
+        for name, (connected, uptime) in links.items():
+            counts = self.writer.counts[name]
+            tr = self._trackers[name]
+            up = uptime if elapsed else 0.0
+            symbols[name] = {
+                "connected": bool(self._running and connected),
+                "trades_stored": counts.trades_stored,
+                "rate_per_min": counts.rate_per_min(now, elapsed),
+                "last_trade_time": counts.last_stored_time,
+                "last_agg_id": counts.last_stored_id,
+                "gaps_detected": tr.gaps_detected,
+                "gaps_backfilled": tr.gaps_backfilled,
+                "gaps_unrepairable": tr.gaps_unrepairable,
+                "uptime_ratio": round(min(1.0, up / elapsed), 4) if elapsed else 0.0,
+                "buffered": self._gate.buffered_of(name),
+                "last_error": self._errors.get(name),
+            }
         return {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -430,45 +387,8 @@ class Collector(StreamsMixin, BackfillMixin, WriterMixin, ReportingMixin):
         return arg
 
     def _store_path(self) -> str:
-        path = getattr(self.store, "path", None) or self._store_arg
+        path = getattr(self._store, "path", None) or self._store_arg
         return str(Path(path)) if isinstance(path, str | os.PathLike) else str(path)
-
-    def _load_resume_points(self) -> None:
-        saved = None
-        with contextlib.suppress(Exception):
-            saved = self.store.get_meta(GAPS_META)
-        for s in self._syms.values():
-            last = self.store.last_agg_id(s.name)
-            if last is not None:
-                last_time = None
-                with contextlib.suppress(Exception):
-                    st = self.store.stats(s.name)
-                    if st.last_time is not None:
-                        last_time = int(st.last_time.timestamp() * 1000)
-                s.tracker.resume(last, last_time)
-                s.last_stored_id, s.last_stored_time = last, last_time
-                s.probe = True  # resume from last+1 through REST
-                log.info(
-                    "Resuming %s after stored agg id %d (last trade %s)",
-                    s.name,
-                    last,
-                    fmt_ms(last_time),
-                    extra={"event": "resume", "symbol": s.name, "last_agg_id": last},
-                )
-            for lo, hi in (saved or {}).get(s.name, []):
-                s.tracker.add_gap(int(lo), int(hi))
-                log.warning(
-                    "Gap of %s left open by the previous run (ids %d–%d): backfilling",
-                    s.name,
-                    lo,
-                    hi,
-                    extra={
-                        "event": "gap_restored",
-                        "symbol": s.name,
-                        "first_id": lo,
-                        "last_id": hi,
-                    },
-                )
 
     async def _check_rest(self) -> None:
         for sym in self.symbols:

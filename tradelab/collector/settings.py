@@ -37,39 +37,67 @@ def _positive(name: str, value: Any, *, allow_none: bool = False, integer: bool 
 
 @dataclass(frozen=True)
 class CollectorSettings:
-    """Every setting of a collector, validated and normalised at construction.
+    """Every setting of a collector, declared (with its default) and documented here only.
 
-    The meaning of each setting is documented on :class:`~tradelab.collector.Collector`;
-    durations are seconds. Construction checks every value (in a fixed order, so the first
-    bad setting is the one reported) and converts durations to ``float`` and counts to
-    ``int``; ``retention_interval`` is kept as given (None switches retention off).
-    :meth:`from_arguments` is what the collector calls: it also resolves the symbol list and
-    the URL defaults from the environment.
+    :class:`~tradelab.collector.Collector` builds one from its keyword arguments and its parts
+    read their settings from it and from nowhere else. Durations are seconds. Construction
+    checks every value (in a fixed order, so the first bad setting is the one reported) and
+    converts durations to ``float`` and counts to ``int``; ``retention_interval`` is kept as
+    given (None switches retention off). :meth:`from_arguments` is what the collector calls:
+    it also resolves the symbol list and the URL defaults from the environment.
     """
 
     symbols: tuple[str, ...]
+    """The symbols to collect, upper case, each once (one aggTrade stream each)."""
     ws_url: str
+    """WebSocket base URL (``ws``/``wss``); the combined-stream path is appended."""
     rest_url: str
+    """REST base URL (``http``/``https``) for ``/api/v3/aggTrades`` backfills."""
     batch_interval: float = 1.0
+    """One atomic ``store.append`` per symbol this often (the batch writer's cadence)."""
     max_buffered: int = 500_000
+    """Bound of the in-memory buffer, in trades (received, not yet stored). At the bound the
+    intake gate pauses intake: the streams close until the store has taken half of it back."""
     rotate_after: float = 23.5 * 3600
+    """Open a replacement connection this long after a connection opened (Binance closes
+    connections after 24 h); the old one closes once the new one delivers."""
     handover_timeout: float = 30.0
+    """How long the old connection stays open waiting for the replacement's first frame."""
     reconnect_initial: float = 0.5
+    """First reconnect delay (doubling, jittered, up to ``reconnect_max``)."""
     reconnect_max: float = 60.0
+    """Longest reconnect delay; must be >= ``reconnect_initial``."""
     healthy_after: float = 60.0
+    """Uptime after which a connection counts as healthy and the reconnect backoff resets
+    (>= 0)."""
     ping_interval: float = 20.0
+    """Send a keepalive ping when a connection has delivered nothing for this long."""
     ping_timeout: float = 20.0
+    """A ping without a pong within this long means a dead connection: it is closed."""
     open_timeout: float = 10.0
+    """Longest WebSocket handshake."""
     rest_timeout: float = 10.0
+    """Longest single REST request."""
     rest_limit: int = MAX_REST_LIMIT
+    """REST page size (``limit``), 1..1000."""
     write_retry_initial: float = 0.2
+    """First delay before retrying a failed store write (doubling, up to
+    ``write_retry_max``)."""
     write_retry_max: float = 10.0
+    """Longest delay between retries of a failed store write."""
     status_interval: float = 5.0
+    """Publish the status document (and the open gaps) to the store this often."""
     log_interval: float = 60.0
+    """Log one "Stored N trades" line per symbol this often."""
     retention_interval: float | None = 3600.0
+    """Run ``store.enforce_retention`` this often; None switches retention off."""
     stop_timeout: float = 15.0
+    """How long ``stop()`` may spend on backfills and on retrying a failing store."""
     max_streams: int = MAX_STREAMS_PER_CONNECTION
+    """Symbols per WebSocket connection (Binance allows 1024)."""
     read_coalesce: float | None = 0.25
+    """On a quiet feed, read the socket in bursts this far apart to save CPU (<= 1 s; busy
+    feeds are never paused); None reads every frame as it comes."""
 
     @classmethod
     def from_arguments(

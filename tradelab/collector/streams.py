@@ -1,30 +1,48 @@
-"""The collector's stream side: WebSocket connections, their supervision and the hot read path.
+"""The stream supervisor: WebSocket connections, their supervision and the hot read path.
 
-One :class:`~tradelab.collector.state.StreamGroup` per combined-stream connection (up to 1024
-symbols). Its supervisor keeps one connection open until stop: it reconnects forever with a
-:class:`~tradelab.binance.ReconnectPolicy`, rotates the connection before ``rotate_after`` and on
-``serverShutdown`` (the new one opens first, the old one closes once the new one delivers), and
-sends keepalive pings only on a silent connection, paced by the connection's token bucket.
+One :class:`StreamGroup` per combined-stream connection (up to ``max_streams`` symbols). Its
+supervising task keeps one connection open until stop: it reconnects forever with a
+:class:`~tradelab.binance.ReconnectPolicy`, rotates the connection before ``rotate_after`` and
+on ``serverShutdown`` (the new one opens first, the old one closes once the new one delivers),
+and sends keepalive pings only on a silent connection, paced by the connection's token bucket.
+
 The read loop feeds every frame through :func:`~tradelab.binance.parse_frame` and the symbol's
-gap tracker into the symbol's pending buffer, and pauses intake when the buffer is full
-(:meth:`StreamsMixin._pause`; the writer resumes it through :meth:`StreamsMixin._maybe_resume`).
+:class:`~tradelab.binance.GapTracker`; a new trade enters the
+:class:`~tradelab.collector.gate.IntakeGate`, a gap goes to ``on_gap`` (the backfiller). When
+the gate pauses intake (buffer full) the supervisor closes its connections and waits for the
+gate to open again; after every (re)connect it calls ``on_connected`` (the backfiller fetches
+the tail published meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tradelab.binance.backoff import ReconnectPolicy
-from tradelab.binance.protocol import ControlResponse, Rejection, ServerShutdown, Trade, parse_frame
-from tradelab.collector.state import CollectorCore, Connection, StreamGroup
+from tradelab.binance.backoff import ReconnectPolicy, TokenBucket
+from tradelab.binance.gaps import Gap, GapTracker
+from tradelab.binance.protocol import (
+    ControlResponse,
+    Rejection,
+    ServerShutdown,
+    Trade,
+    build_stream_urls,
+    parse_frame,
+    split_streams,
+)
+from tradelab.collector.gate import IntakeGate
+from tradelab.collector.runtime import LastErrors, StopSignal, TaskSet
+from tradelab.collector.settings import CollectorSettings
 from tradelab.exceptions import EndpointUnreachableError
 from tradelab.logs import get_logger
 
-__all__ = ["StreamsMixin"]
+__all__ = ["Connection", "StreamGroup", "StreamSpec", "StreamSupervisor"]
 
 log = get_logger("tradelab.collector")
 
@@ -32,12 +50,136 @@ _COALESCE_BELOW = 200  # frames per coalescing window (800/s at 0.25 s); busier 
 _MALFORMED_LOG_CAP = 50  # malformed-frame ERROR lines per minute; the rest are counted
 
 
-class StreamsMixin(CollectorCore):
-    """The stream connections of :class:`~tradelab.collector.Collector` (a part of it)."""
+class StreamSpec(NamedTuple):
+    """One planned combined-stream connection: its symbols and its URL (read-only)."""
+
+    symbols: tuple[str, ...]
+    url: str
+
+
+class Connection:
+    """One open WebSocket connection and its tasks."""
+
+    def __init__(self, ws: ClientConnection, url: str, opened_at: float, n: int) -> None:
+        self.ws = ws
+        self.url = url
+        self.opened_at = opened_at
+        self.number = n
+        self.delivered = 0
+        self.first_data = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.shutdown = asyncio.Event()
+        self.retiring = False
+        self.bucket = TokenBucket(4.0, 1.0, now=opened_at)  # <= 5 messages in any second
+        self.tasks: list[asyncio.Task[Any]] = []
+
+
+class StreamGroup:
+    """The symbols sharing one combined-stream connection, and that connection's uptime."""
+
+    def __init__(self, symbols: tuple[str, ...], url: str) -> None:
+        self.symbols = symbols
+        self.url = url
+        self.active: Connection | None = None
+        self.connected_since: float | None = None
+        self.connected_total = 0.0
+        self.connects = 0
+        self.first_result: asyncio.Future[None] | None = None
+
+    def uptime(self, now: float) -> float:
+        """Seconds connected so far (loop time ``now``)."""
+        extra = now - self.connected_since if self.connected_since is not None else 0.0
+        return self.connected_total + extra
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open (not closed nor being closed)."""
+        return self.active is not None and not self.active.closed.is_set()
+
+
+class StreamSupervisor:
+    """The stream connections of a collector: one supervising task per :class:`StreamGroup`."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        trackers: Mapping[str, GapTracker],
+        gate: IntakeGate,
+        stop: StopSignal,
+        errors: LastErrors,
+        *,
+        on_gap: Callable[[Gap], None],
+        on_connected: Callable[[tuple[str, ...]], None],
+    ) -> None:
+        self._settings = settings
+        self._trackers = trackers
+        self._gate = gate
+        self._stop = stop
+        self._errors = errors
+        self._on_gap = on_gap
+        self._on_connected = on_connected
+        self._tasks = TaskSet()
+        self._malformed = 0
+        self._malformed_logged = 0
+        self._conn_counter = 0
+        symbols = settings.symbols
+        urls = build_stream_urls(settings.ws_url, symbols, max_streams=settings.max_streams)
+        self.groups: tuple[StreamGroup, ...] = tuple(
+            StreamGroup(g, u)
+            for g, u in zip(split_streams(symbols, settings.max_streams), urls, strict=True)
+        )
+        gate.on_pause(self._interrupt_all)
+
+    # --- for the collector ------------------------------------------------------------------
+
+    @property
+    def specs(self) -> tuple[StreamSpec, ...]:
+        """The planned connections (symbols and URL of each), read-only."""
+        return tuple(StreamSpec(g.symbols, g.url) for g in self.groups)
+
+    def launch(self, *, check: bool) -> list[asyncio.Task[Any]]:
+        """Start one supervising task per group; their handles. With ``check`` each group's
+        first connection attempt is reported to :meth:`first_attempts`."""
+        loop = asyncio.get_running_loop()
+        handles = []
+        for group in self.groups:
+            group.first_result = loop.create_future() if check else None
+            handles.append(self._tasks.spawn(self._supervise(group), f"stream-{group.symbols[0]}"))
+        return handles
+
+    async def first_attempts(self) -> None:
+        """Wait for every group's first connection attempt (after ``launch(check=True)``);
+        raises :class:`EndpointUnreachableError` if one failed."""
+        for group in self.groups:
+            assert group.first_result is not None
+            await group.first_result
+
+    async def close_all(self) -> None:
+        """Close every open connection (stop: no new frames)."""
+        conns = [g.active for g in self.groups if g.active is not None]
+        await asyncio.gather(
+            *(self._close_conn(c, "collector stopping") for c in conns), return_exceptions=True
+        )
+
+    def live_tasks(self) -> list[asyncio.Task[Any]]:
+        """Tasks of this part still running (supervisors, readers, keepalives)."""
+        return self._tasks.live()
+
+    def link_state(self, now: float) -> dict[str, tuple[bool, float]]:
+        """Per symbol: (its connection is open, seconds connected so far) at loop time ``now``."""
+        return {s: (g.connected, g.uptime(now)) for g in self.groups for s in g.symbols}
+
+    def _interrupt_all(self) -> None:
+        """Intake paused: wake every supervisor, which closes its connection and waits."""
+        for g in self.groups:
+            if g.active is not None:
+                g.active.closed.set()
+
+    # --- supervision ------------------------------------------------------------------------
 
     async def _supervise(self, group: StreamGroup) -> None:
         """Keep one connection open for ``group`` until stop; survives its own bugs loudly."""
-        while not self._stopping:
+        while not self._stop.stopping:
             try:
                 await self._supervise_once(group)
                 return
@@ -51,32 +193,34 @@ class StreamsMixin(CollectorCore):
                 )
                 if group.first_result is not None and not group.first_result.done():
                     group.first_result.set_exception(
-                        EndpointUnreachableError(f"cannot collect from {self.ws_url}: {exc!r}")
+                        EndpointUnreachableError(
+                            f"cannot collect from {self._settings.ws_url}: {exc!r}"
+                        )
                     )
-                await self._sleep(1.0)
+                await self._stop.sleep(1.0)
 
     async def _supervise_once(self, group: StreamGroup) -> None:
         loop = asyncio.get_running_loop()
+        st = self._settings
         policy = ReconnectPolicy(
-            initial=self.reconnect_initial,
-            max_delay=self.reconnect_max,
-            healthy_after=self.healthy_after,
+            initial=st.reconnect_initial,
+            max_delay=st.reconnect_max,
+            healthy_after=st.healthy_after,
         )
         first = True
         delay = 0.0
         try:
-            while not self._stopping:
-                if self._paused:
+            while not self._stop.stopping:
+                if self._gate.paused:
                     if group.active is not None:
                         await self._close_conn(group.active, "buffer full, intake paused")
                         self._mark_down(group, loop.time())
                         group.active = None
-                    assert self._resume is not None
-                    await self._resume.wait()
+                    await self._gate.wait_open()
                     delay = 0.0
                     continue
                 if group.active is None:
-                    if delay and await self._sleep(delay):
+                    if delay and await self._stop.sleep(delay):
                         return
                     try:
                         conn = await self._open(group)
@@ -84,7 +228,7 @@ class StreamsMixin(CollectorCore):
                         delay = policy.next_delay(loop.time())
                         reason = self._describe(exc)
                         for s in group.symbols:
-                            self._syms[s].last_error = f"connect failed: {reason}"
+                            self._errors.report(s, f"connect failed: {reason}")
                         log.error(
                             "Connection to %s failed: %s; retrying in %.1f s",
                             group.url,
@@ -101,8 +245,9 @@ class StreamsMixin(CollectorCore):
                         if first and group.first_result is not None:
                             group.first_result.set_exception(
                                 EndpointUnreachableError(
-                                    f"cannot open the stream at {self.ws_url}: {reason}; check "
-                                    "--ws-url (the collector retries forever once it has started)"
+                                    f"cannot open the stream at {self._settings.ws_url}: "
+                                    f"{reason}; check --ws-url (the collector retries "
+                                    "forever once it has started)"
                                 )
                             )
                             group.first_result.exception()  # mark retrieved
@@ -116,9 +261,9 @@ class StreamsMixin(CollectorCore):
                     continue
                 conn = group.active
                 reason = await self._wait_for_trouble(conn)
-                if self._stopping:
+                if self._stop.stopping:
                     return
-                if reason == "closed" and self._paused:
+                if reason == "closed" and self._gate.paused:
                     continue  # the top of the loop closes it and waits for the store
                 if reason == "closed":
                     self._mark_down(group, loop.time())
@@ -127,7 +272,7 @@ class StreamsMixin(CollectorCore):
                     code, why = conn.ws.close_code, conn.ws.close_reason
                     msg = f"code {code}" + (f" ({why})" if why else "")
                     for s in group.symbols:
-                        self._syms[s].last_error = f"disconnected: {msg}"
+                        self._errors.report(s, f"disconnected: {msg}")
                     log.error(
                         "Connection #%d to %s lost: %s; reconnecting in %.1f s",
                         conn.number,
@@ -146,7 +291,9 @@ class StreamsMixin(CollectorCore):
                     if group.active is conn and not conn.closed.is_set():
                         # rotation failed: retry after a backoff delay, keep the old one
                         conn.opened_at = (
-                            loop.time() - self.rotate_after + policy.next_delay(loop.time())
+                            loop.time()
+                            - self._settings.rotate_after
+                            + policy.next_delay(loop.time())
                         )
                         conn.shutdown.clear()
         finally:
@@ -157,12 +304,11 @@ class StreamsMixin(CollectorCore):
 
     async def _wait_for_trouble(self, conn: Connection) -> str:
         loop = asyncio.get_running_loop()
-        assert self._stop_event is not None
-        rotate_in = conn.opened_at + self.rotate_after - loop.time()
+        rotate_in = conn.opened_at + self._settings.rotate_after - loop.time()
         waits = {
             asyncio.ensure_future(conn.closed.wait()): "closed",
             asyncio.ensure_future(conn.shutdown.wait()): "shutdown",
-            asyncio.ensure_future(self._stop_event.wait()): "stop",
+            asyncio.ensure_future(self._stop.wait()): "stop",
             asyncio.ensure_future(asyncio.sleep(max(0.0, rotate_in))): "rotate",
         }
         try:
@@ -179,7 +325,7 @@ class StreamsMixin(CollectorCore):
         loop = asyncio.get_running_loop()
         ws = await websockets.connect(
             group.url,
-            open_timeout=self.open_timeout,
+            open_timeout=self._settings.open_timeout,
             ping_interval=None,  # our own keepalive, through the token bucket
             ping_timeout=None,
             close_timeout=2.0,
@@ -199,8 +345,8 @@ class StreamsMixin(CollectorCore):
         group.active = conn
         if group.connected_since is None:
             group.connected_since = loop.time()
-        conn.tasks.append(self._spawn(self._read(conn), f"read-{conn.number}"))
-        conn.tasks.append(self._spawn(self._keepalive(conn), f"ping-{conn.number}"))
+        conn.tasks.append(self._tasks.spawn(self._read(conn), f"read-{conn.number}"))
+        conn.tasks.append(self._tasks.spawn(self._keepalive(conn), f"ping-{conn.number}"))
         what = "Reconnected" if reconnect else "Connected"
         if reason:
             what = f"Connected ({reason})"
@@ -218,12 +364,7 @@ class StreamsMixin(CollectorCore):
                 "reconnect": reconnect,
             },
         )
-        for s in group.symbols:
-            sym = self._syms[s]
-            if sym.tracker.high is not None:
-                sym.probe = True  # whatever was published while we were away: fetch via REST
-        assert self._backfill_wake is not None
-        self._backfill_wake.set()
+        self._on_connected(group.symbols)  # whatever was published while we were away: REST
 
     def _mark_down(self, group: StreamGroup, now: float) -> None:
         if group.connected_since is not None:
@@ -264,7 +405,7 @@ class StreamsMixin(CollectorCore):
         ]
         try:
             await asyncio.wait(
-                waits, timeout=self.handover_timeout, return_when=asyncio.FIRST_COMPLETED
+                waits, timeout=self._settings.handover_timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             for w in waits:
@@ -292,7 +433,7 @@ class StreamsMixin(CollectorCore):
         loop = asyncio.get_running_loop()
         seen = -1
         while True:
-            await asyncio.sleep(self.ping_interval)
+            await asyncio.sleep(self._settings.ping_interval)
             if conn.delivered != seen:  # frames arrive: the connection is alive, no ping needed
                 seen = conn.delivered
                 continue
@@ -303,12 +444,12 @@ class StreamsMixin(CollectorCore):
             except ConnectionClosed:
                 return
             try:
-                await asyncio.wait_for(pong, self.ping_timeout)
+                await asyncio.wait_for(pong, self._settings.ping_timeout)
             except TimeoutError:
                 log.error(
                     "No pong on connection #%d within %.1f s: the connection is dead, closing it",
                     conn.number,
-                    self.ping_timeout,
+                    self._settings.ping_timeout,
                     extra={"event": "ping_timeout", "connection": conn.number},
                 )
                 with contextlib.suppress(Exception):
@@ -326,9 +467,11 @@ class StreamsMixin(CollectorCore):
         than ``_COALESCE_BELOW`` frames, reading pauses for one window and the kernel buffers
         the frames meanwhile; they are then parsed in one go. Busy feeds never pause.
         """
-        syms = self._syms
+        trackers = self._trackers
+        admit = self._gate.admit
+        on_gap = self._on_gap
         ws = conn.ws
-        pace = self.read_coalesce
+        pace = self._settings.read_coalesce
         transport = ws.transport
         # websockets' queue of received frames (to know whether recv() would wait)
         queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
@@ -355,8 +498,8 @@ class StreamsMixin(CollectorCore):
                                     transport.resume_reading()
                 ev = parse_frame(raw)
                 if type(ev) is Trade:
-                    st = syms.get(ev.symbol)
-                    if st is None:
+                    tracker = trackers.get(ev.symbol)
+                    if tracker is None:
                         self._bad_frame(
                             Rejection(
                                 f"trade for unsubscribed symbol {ev.symbol!r}", str(raw)[:120]
@@ -364,18 +507,15 @@ class StreamsMixin(CollectorCore):
                             conn,
                         )
                         continue
-                    verdict = st.tracker.observe(ev.agg_id, ev.time)
+                    verdict = tracker.observe(ev.agg_id, ev.time)
                     if verdict is False:
                         continue
-                    st.pending.append(ev)
-                    self._buffered += 1
                     if verdict is not True:
-                        self._gap_detected(verdict)
+                        on_gap(verdict)
                     if not conn.delivered:
                         conn.first_data.set()
                     conn.delivered += 1
-                    if self._buffered >= self.max_buffered:
-                        self._pause()
+                    if admit(ev.symbol, ev):  # the buffer is full: intake paused
                         return
                 elif type(ev) is Rejection:
                     self._bad_frame(ev, conn)
@@ -408,39 +548,6 @@ class StreamsMixin(CollectorCore):
                     "excerpt": ev.excerpt,
                     "connection": conn.number,
                 },
-            )
-
-    def _pause(self) -> None:
-        if self._paused:
-            return
-        self._paused = True
-        assert self._resume is not None
-        self._resume.clear()
-        log.error(
-            "BUFFER FULL: %d trades are waiting for the store (max_buffered=%d). Pausing intake: "
-            "closing the stream until the store accepts writes; trades published meanwhile "
-            "will be backfilled through REST. Nothing buffered is dropped.",
-            self._buffered_total(),
-            self.max_buffered,
-            extra={
-                "event": "buffer_full",
-                "buffered": self._buffered_total(),
-                "max_buffered": self.max_buffered,
-            },
-        )
-        for g in self._groups:
-            if g.active is not None:
-                g.active.closed.set()  # wakes the supervisor, which closes and waits
-
-    def _maybe_resume(self) -> None:
-        if self._paused and self._buffered_total() <= self.max_buffered // 2:
-            self._paused = False
-            assert self._resume is not None
-            self._resume.set()
-            log.warning(
-                "The store caught up (%d trades buffered): resuming intake",
-                self._buffered_total(),
-                extra={"event": "buffer_resumed", "buffered": self._buffered_total()},
             )
 
     @staticmethod

@@ -1,41 +1,126 @@
-"""The collector's batch writing: buffered trades to the store, with retries and no silent loss.
+"""The batch writer: buffered trades to the store once a second, with retries and no silent loss.
 
-Every ``batch_interval`` each symbol's pending trades go to ``store.append`` as one atomic
-write, in a worker thread so the event loop never waits on the store. A write that fails with
-:class:`~tradelab.exceptions.StorageError` keeps its batch in memory and is retried with
-backoff; trades the store refuses as invalid are logged as an ERROR. After each round the
-writer lets the stream side resume intake if it was paused for a full buffer.
+Every ``batch_interval`` :class:`BatchWriter` takes each symbol's pending trades from the
+:class:`~tradelab.collector.gate.IntakeGate` and hands them to ``sink.append`` as one atomic
+write per symbol, in a worker thread so the event loop never waits on the store. A write that
+fails with :class:`~tradelab.exceptions.StorageError` keeps its batch (in order, ahead of newer
+trades) and is retried with backoff; trades the store refuses as invalid are logged as an
+ERROR. Each round ends by settling what left the buffer with the gate, which may resume intake.
+
+The writer owns the per-symbol write state (the batch kept for a retry, its backoff) and the
+per-symbol :class:`StoredCounts` the status document reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from tradelab.binance.backoff import exponential_backoff
 from tradelab.binance.protocol import Trade, trades_to_frame
-from tradelab.collector.state import CollectorCore, SymbolState
+from tradelab.collector.gate import IntakeGate
+from tradelab.collector.ports import TradeSink
+from tradelab.collector.runtime import LastErrors, StopSignal
+from tradelab.collector.settings import CollectorSettings
 from tradelab.exceptions import StorageError
 from tradelab.logs import get_logger
 
-__all__ = ["WriterMixin"]
+__all__ = ["BatchWriter", "StoredCounts"]
 
 log = get_logger("tradelab.collector")
 
 
-class WriterMixin(CollectorCore):
-    """Batch writes of :class:`~tradelab.collector.Collector` to its store (a part of it)."""
+class StoredCounts:
+    """What was stored for one symbol: totals, the last stored trade, the recent rate."""
 
-    async def _flush_loop(self) -> None:
+    __slots__ = ("last_stored_id", "last_stored_time", "recent", "trades_stored")
+
+    def __init__(self) -> None:
+        self.trades_stored = 0
+        self.last_stored_id: int | None = None
+        self.last_stored_time: int | None = None
+        self.recent: deque[tuple[float, int]] = deque()  # (loop time, trades stored then)
+
+    def record(self, now: float, stored: int) -> None:
+        """``stored`` new trades went to the store at loop time ``now``."""
+        self.trades_stored += stored
+        self.recent.append((now, stored))
+
+    def advance(self, agg_id: int, time_ms: int | None) -> None:
+        """The highest stored id is now at least ``agg_id`` (trade time ``time_ms``)."""
+        if self.last_stored_id is None or agg_id > self.last_stored_id:
+            self.last_stored_id, self.last_stored_time = agg_id, time_ms
+
+    def rate_per_min(self, now: float, elapsed: float) -> float:
+        """Trades stored per minute over the last minute — or over the time collection has
+        run (``elapsed``) when that is shorter, so the first minute is not under-reported."""
+        while self.recent and self.recent[0][0] < now - 60.0:
+            self.recent.popleft()
+        window = min(60.0, max(elapsed, 1.0))
+        return round(sum(n for _t, n in self.recent) * 60.0 / window, 1)
+
+
+class _Retry:
+    """A symbol's batch kept after a failed write, and when to try again."""
+
+    __slots__ = ("backoff", "failures", "retry_at", "unwritten")
+
+    def __init__(self) -> None:
+        self.unwritten: list[Trade] = []
+        self.retry_at = 0.0
+        self.backoff: Generator[float, None, None] | None = None
+        self.failures = 0
+
+
+class BatchWriter:
+    """One atomic write per symbol per ``batch_interval``; failed writes retried in order.
+
+    ``on_round`` is called at the start of every round (the collector reports gaps closed by
+    late live frames there). The sink arrives with :meth:`begin`, since the store opens when
+    the collector starts.
+    """
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        gate: IntakeGate,
+        stop: StopSignal,
+        errors: LastErrors,
+        *,
+        on_round: Callable[[], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._gate = gate
+        self._stop = stop
+        self._errors = errors
+        self._on_round = on_round
+        self._sink: TradeSink | None = None
+        self._retry = {s: _Retry() for s in settings.symbols}
+        self.counts: dict[str, StoredCounts] = {s: StoredCounts() for s in settings.symbols}
+
+    def begin(self, sink: TradeSink) -> None:
+        """Write to ``sink`` from now on (the store the collector opened)."""
+        self._sink = sink
+
+    def resume(self, points: Iterable[tuple[str, int, int | None]]) -> None:
+        """The store already holds each ``(symbol, last id, last time)``: report it as stored."""
+        for symbol, last_id, last_time in points:
+            counts = self.counts[symbol]
+            counts.last_stored_id, counts.last_stored_time = last_id, last_time
+
+    async def run(self) -> None:
+        """Flush at a fixed cadence until stop is requested (never cancelled: it may be writing)."""
         loop = asyncio.get_running_loop()
         tick = loop.time()
         while True:
             # a fixed cadence: one batch per symbol per batch_interval, however long writes take
-            tick = max(tick + self.batch_interval, loop.time())
-            if await self._sleep(tick - loop.time()):
+            tick = max(tick + self._settings.batch_interval, loop.time())
+            if await self._stop.sleep(tick - loop.time()):
                 return
             try:
-                await self._flush_once()
+                await self.flush_once()
             except Exception as exc:  # pragma: no cover - a bug; keep collecting, say it loudly
                 log.critical(
                     "Flushing failed unexpectedly: %r",
@@ -44,111 +129,119 @@ class WriterMixin(CollectorCore):
                     extra={"event": "flush_crashed"},
                 )
 
-    async def _flush_once(self, *, force: bool = False) -> None:
+    async def flush_once(self, *, force: bool = False) -> None:
+        """One round: every symbol with trades to write (and no retry pending, unless
+        ``force``) gets one ``append``; then settle with the gate."""
         loop = asyncio.get_running_loop()
         now = loop.time()
+        if self._on_round is not None:
+            self._on_round()
+        gate = self._gate
         batches: dict[str, list[Trade]] = {}
-        for s in self._syms.values():
-            for gap in s.tracker.pop_closed():  # closed by late live frames (rotation overlap)
-                self._gap_closed(gap)
-            if not (s.pending or s.unwritten) or (s.retry_at > now and not force):
+        for name, r in self._retry.items():
+            if not (r.unwritten or gate.has_pending(name)) or (r.retry_at > now and not force):
                 continue
-            batch = s.unwritten + s.pending if s.unwritten else s.pending
-            s.unwritten, s.pending = [], []
-            s.inflight = len(batch)
-            batches[s.name] = batch
+            taken = gate.take(name)
+            batches[name] = r.unwritten + taken if r.unwritten else taken
+            r.unwritten = []
         if not batches:
             return
-        results = await asyncio.to_thread(self._write_batches, batches)
+        results = await asyncio.to_thread(self.write_batches, batches)
         now = loop.time()
+        settled: dict[str, int] = {}
         for name, batch in batches.items():
-            s = self._syms[name]
-            s.inflight = 0
             result = results[name]
             if isinstance(result, BaseException):
-                self._write_failed(s, batch, result, now)
+                if self._write_failed(name, batch, result, now):
+                    settled[name] = len(batch)
                 continue
-            self._buffered -= len(batch)
-            s.trades_stored += result
-            s.minute_stored += result
-            s.recent.append((now, result))
-            top = max(batch, key=lambda t: t.agg_id)
-            if s.last_stored_id is None or top.agg_id > s.last_stored_id:
-                s.last_stored_id, s.last_stored_time = top.agg_id, top.time
-            if s.write_failures:
-                log.warning(
-                    "Store recovered: wrote %d buffered trades of %s after %d failed attempts",
-                    len(batch),
-                    name,
-                    s.write_failures,
-                    extra={
-                        "event": "write_recovered",
-                        "symbol": name,
-                        "trades": len(batch),
-                        "failures": s.write_failures,
-                    },
-                )
-                s.write_failures = 0
-                s.backoff = None
-                s.retry_at = 0.0
-                s.last_error = None
-        self._maybe_resume()
+            settled[name] = len(batch)
+            self._stored(name, batch, result, now)
+        gate.settle(settled)
 
-    def _write_batches(self, batches: dict[str, list[Trade]]) -> dict[str, Any]:
-        """Worker thread: one atomic ``store.append`` per symbol."""
+    def write_batches(self, batches: dict[str, list[Trade]]) -> dict[str, Any]:
+        """Worker thread: one atomic ``sink.append`` per symbol; an exception is returned
+        (as that symbol's result), not raised, so one failing symbol does not hide another."""
+        sink = self._sink
+        assert sink is not None, "BatchWriter.begin() was not called"
         out: dict[str, Any] = {}
         for name, batch in batches.items():
             try:
-                out[name] = self.store.append(name, trades_to_frame(batch))
+                out[name] = sink.append(name, trades_to_frame(batch))
             except Exception as exc:  # a failed write keeps the batch; see _write_failed
                 out[name] = exc
         return out
 
-    def _write_failed(
-        self, s: SymbolState, batch: list[Trade], exc: BaseException, now: float
-    ) -> None:
+    def _stored(self, name: str, batch: list[Trade], stored: int, now: float) -> None:
+        counts = self.counts[name]
+        counts.record(now, stored)
+        top = max(batch, key=lambda t: t.agg_id)
+        counts.advance(top.agg_id, top.time)
+        r = self._retry[name]
+        if r.failures:
+            log.warning(
+                "Store recovered: wrote %d buffered trades of %s after %d failed attempts",
+                len(batch),
+                name,
+                r.failures,
+                extra={
+                    "event": "write_recovered",
+                    "symbol": name,
+                    "trades": len(batch),
+                    "failures": r.failures,
+                },
+            )
+            r.failures = 0
+            r.backoff = None
+            r.retry_at = 0.0
+            self._errors.clear(name)
+
+    def _write_failed(self, name: str, batch: list[Trade], exc: BaseException, now: float) -> bool:
+        """Handle a failed write; True if the batch leaves the buffer (refused, not retried)."""
         if not isinstance(exc, StorageError):
             # not the disk: the store refused the trades themselves (InputError) or a bug;
             # retrying the same batch cannot help and would block the symbol: say so loudly
-            self._buffered -= len(batch)
-            s.last_error = f"store refused trades: {exc}"
+            self._errors.report(name, f"store refused trades: {exc}")
             log.error(
                 "The store refused %d trades of %s as invalid (%s); they are NOT stored",
                 len(batch),
-                s.name,
+                name,
                 exc,
                 extra={
                     "event": "trades_refused",
-                    "symbol": s.name,
+                    "symbol": name,
                     "trades": len(batch),
                     "error": str(exc),
                 },
             )
-            return
-        s.unwritten = batch + s.unwritten
-        s.write_failures += 1
-        if s.backoff is None:
-            s.backoff = exponential_backoff(
-                self.write_retry_initial, 2.0, self.write_retry_max, 0.2
+            return True
+        r = self._retry[name]
+        r.unwritten = batch + r.unwritten
+        r.failures += 1
+        if r.backoff is None:
+            r.backoff = exponential_backoff(
+                self._settings.write_retry_initial, 2.0, self._settings.write_retry_max, 0.2
             )
-        delay = next(s.backoff)
-        s.retry_at = now + delay
-        s.last_error = f"write failed: {exc}"
+        delay = next(r.backoff)
+        r.retry_at = now + delay
+        self._errors.report(name, f"write failed: {exc}")
+        buffered = self._gate.buffered_of(name)
         log.error(
             "Writing %d trades of %s failed: %s; keeping them in memory (%d buffered, "
             "max %d) and retrying in %.1f s",
             len(batch),
-            s.name,
+            name,
             exc,
-            s.buffered,
-            self.max_buffered,
+            buffered,
+            self._settings.max_buffered,
             delay,
             extra={
                 "event": "write_failed",
-                "symbol": s.name,
+                "symbol": name,
                 "trades": len(batch),
-                "buffered": s.buffered,
+                "buffered": buffered,
                 "retry_in": round(delay, 3),
                 "error": str(exc),
             },
         )
+        return False
