@@ -141,6 +141,12 @@ def environment_urls() -> tuple[str | None, str | None]:
     )
 
 
+def retention_days_from_env() -> float:
+    """``TRADELAB_RETENTION_DAYS`` as a number of days > 0, or the default (7) when unset; the
+    one place the store and the settings read it."""
+    return _env_float("TRADELAB_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -175,11 +181,7 @@ class Settings:
         rest_url: str | None = None,
     ) -> Settings:
         """Build settings from arguments, falling back to environment variables, then defaults."""
-        retention = (
-            retention_days
-            if retention_days is not None
-            else _env_float("TRADELAB_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
-        )
+        retention = retention_days if retention_days is not None else retention_days_from_env()
         if retention <= 0:
             raise ConfigurationError(f"retention_days must be > 0, got {retention!r}")
         env_ws, env_rest = environment_urls()

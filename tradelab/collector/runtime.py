@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any
 
+from tradelab.formatting import utc_text
 from tradelab.logs import get_logger
 
 __all__ = ["LastErrors", "StopSignal", "TaskSet", "fmt_ms", "wait_tasks"]
@@ -28,9 +28,7 @@ log = get_logger("tradelab.collector")
 
 def fmt_ms(ms: int | None) -> str:
     """A millisecond timestamp as UTC ``YYYY-mm-dd HH:MM:SS.fff`` for log lines ("unknown")."""
-    if ms is None:
-        return "unknown"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return "unknown" if ms is None else utc_text(ms, millis=True)
 
 
 class StopSignal:

@@ -11,13 +11,18 @@ naming the setting, before anything is opened.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from tradelab.binance.protocol import MAX_REST_LIMIT, MAX_STREAMS_PER_CONNECTION
-from tradelab.config import DEFAULT_REST_URL, DEFAULT_WS_URL, parse_symbols, validate_url
+from tradelab.config import (
+    DEFAULT_REST_URL,
+    DEFAULT_WS_URL,
+    environment_urls,
+    parse_symbols,
+    validate_url,
+)
 from tradelab.exceptions import InvalidParameterError
 
 __all__ = ["CollectorSettings"]
@@ -116,8 +121,8 @@ class CollectorSettings:
         """
         return cls(
             parse_symbols(symbols),
-            ws_url or os.environ.get("TRADELAB_WS_URL") or DEFAULT_WS_URL,
-            rest_url or os.environ.get("TRADELAB_REST_URL") or DEFAULT_REST_URL,
+            ws_url or environment_urls()[0] or DEFAULT_WS_URL,
+            rest_url or environment_urls()[1] or DEFAULT_REST_URL,
             **settings,
         )
 

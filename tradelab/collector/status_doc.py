@@ -11,9 +11,10 @@ collector that was killed cannot say so itself).
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from typing import Any
+
+from tradelab.formatting import utc_text
 
 __all__ = ["STALE_AFTER_MS", "STATUS_META", "format_status", "read_collector_status"]
 
@@ -43,9 +44,7 @@ def read_collector_status(store: Any, *, now_ms: int | None = None) -> dict[str,
 
 
 def _ms(ms: Any) -> str:
-    if not isinstance(ms, int | float):
-        return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(ms) if isinstance(ms, int | float) else "-"
 
 
 def format_status(doc: dict[str, Any] | None) -> str:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tradelab.config import DEFAULT_RETENTION_DAYS
-from tradelab.exceptions import ConfigurationError, InvalidParameterError
+from tradelab.config import retention_days_from_env
+from tradelab.exceptions import InvalidParameterError
 from tradelab.schema import to_ms
 
 __all__ = [
@@ -168,17 +167,7 @@ def retention_days_arg(value: object) -> float:
     """The ``retention_days`` of a store: ``value`` if given, else ``TRADELAB_RETENTION_DAYS``
     (read as :mod:`tradelab.config` reads it for the collector), else the default of 7 days."""
     if value is None:
-        value = DEFAULT_RETENTION_DAYS
-        raw = os.environ.get("TRADELAB_RETENTION_DAYS")
-        if raw:
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigurationError(
-                    f"TRADELAB_RETENTION_DAYS={raw!r} is not a number"
-                ) from None
-            if value <= 0:
-                raise ConfigurationError(f"TRADELAB_RETENTION_DAYS={raw!r} must be greater than 0")
+        value = retention_days_from_env()
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
