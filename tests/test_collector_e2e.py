@@ -129,6 +129,14 @@ async def _test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, 
         c = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
         await c.start()
         await settle(sim, store, c)
+        # The run's length depends on the source (a synthetic feed can end in ~5 s), but the
+        # faults do not need trades: stalls go on after the last one, so wait (bounded) until
+        # two connections were lost, whatever the source; then everything must still be there.
+        for _ in range(300):
+            if len(logs.events("disconnected")) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await settle(sim, store, c)
         status = c.status()["symbols"]
         await c.stop()
         counts = assert_exact(sim, store)
