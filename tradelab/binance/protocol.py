@@ -33,6 +33,7 @@ __all__ = [
     "AGG_TRADES_PATH",
     "MAX_REST_LIMIT",
     "MAX_STREAMS_PER_CONNECTION",
+    "MAX_TIME_SPAN_MS",
     "ControlResponse",
     "Rejection",
     "ServerShutdown",
@@ -264,18 +265,51 @@ def build_stream_urls(
     return urls
 
 
+MAX_TIME_SPAN_MS = 3_600_000  # startTime..endTime at most one hour apart (else -1127)
+
+
 def agg_trades_query(
-    rest_base: str, symbol: str, *, from_id: int | None = None, limit: int = MAX_REST_LIMIT
+    rest_base: str,
+    symbol: str,
+    *,
+    from_id: int | None = None,
+    limit: int = MAX_REST_LIMIT,
+    start_time: int | None = None,
+    end_time: int | None = None,
 ) -> str:
-    """The REST URL ``{base}/api/v3/aggTrades?symbol=..&fromId=..&limit=..``."""
+    """The REST URL ``{base}/api/v3/aggTrades?symbol=..&fromId=..&limit=..``.
+
+    ``start_time``/``end_time`` (unix ms, inclusive) locate trades by time instead of by id;
+    Binance refuses them combined with ``fromId`` (-1128) and more than one hour apart (-1127),
+    so both are refused here before a request is spent.
+    """
     if not 1 <= limit <= MAX_REST_LIMIT:
         raise InvalidParameterError(f"limit must be 1..{MAX_REST_LIMIT}, got {limit!r}")
     if from_id is not None and (type(from_id) is not int or from_id < 0):
         raise InvalidParameterError(f"from_id must be an integer >= 0, got {from_id!r}")
-    query = f"symbol={symbol}&limit={limit}"
+    for name, value in (("start_time", start_time), ("end_time", end_time)):
+        if value is not None and (type(value) is not int or not 0 <= value <= _MAX_MS):
+            raise InvalidParameterError(f"{name} must be unix ms >= 0, got {value!r}")
+    if from_id is not None and (start_time is not None or end_time is not None):
+        raise InvalidParameterError(
+            "from_id cannot be combined with start_time/end_time (Binance answers -1128)"
+        )
+    if start_time is not None and end_time is not None:
+        if end_time < start_time:
+            raise InvalidParameterError(f"end_time {end_time} is before start_time {start_time}")
+        if end_time - start_time > MAX_TIME_SPAN_MS:
+            raise InvalidParameterError(
+                f"start_time and end_time are {end_time - start_time} ms apart; Binance allows "
+                f"at most {MAX_TIME_SPAN_MS} (one hour, else -1127)"
+            )
+    query = f"symbol={symbol}"
     if from_id is not None:
-        query = f"symbol={symbol}&fromId={from_id}&limit={limit}"
-    return rest_base.rstrip("/") + AGG_TRADES_PATH + "?" + query
+        query += f"&fromId={from_id}"
+    if start_time is not None:
+        query += f"&startTime={start_time}"
+    if end_time is not None:
+        query += f"&endTime={end_time}"
+    return rest_base.rstrip("/") + AGG_TRADES_PATH + "?" + query + f"&limit={limit}"
 
 
 _ROW_SCHEMA = {

@@ -68,6 +68,8 @@ class WeightBudget:
     """Tracks the used request weight of the current minute, from the server's own header.
 
     Pure: times are passed in (unix seconds). Binance counts weight per calendar minute.
+    ``headroom`` is the share of ``limit`` this client may fill (the server's counter covers
+    every client of the IP: a backfill at 0.5 leaves half of the minute to the live collector).
     """
 
     def __init__(self, limit: int = DEFAULT_WEIGHT_LIMIT, *, headroom: float = 0.8) -> None:
@@ -109,13 +111,14 @@ class RestClient:
         *,
         timeout: float = 10.0,
         weight_limit: int = DEFAULT_WEIGHT_LIMIT,
+        weight_share: float = 0.8,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rest_url = validate_url(rest_url, schemes=("http", "https"), name="REST URL")
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise InvalidParameterError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.timeout = float(timeout)
-        self.budget = WeightBudget(weight_limit)
+        self.budget = WeightBudget(weight_limit, headroom=weight_share)
         self._clock = clock
         self.requests = 0
         self._opener = urllib.request.build_opener()
@@ -126,10 +129,27 @@ class RestClient:
         return self.budget.delay(AGG_TRADES_WEIGHT, self._clock())
 
     def fetch_agg_trades(
-        self, symbol: str, from_id: int | None = None, limit: int = MAX_REST_LIMIT
+        self,
+        symbol: str,
+        from_id: int | None = None,
+        limit: int = MAX_REST_LIMIT,
+        *,
+        start_time: int | None = None,
+        end_time: int | None = None,
     ) -> list[Trade]:
-        """One page of aggTrades from ``from_id`` (inclusive), ascending; blocking."""
-        url = agg_trades_query(self.rest_url, symbol, from_id=from_id, limit=limit)
+        """One page of aggTrades from ``from_id`` (inclusive), ascending; blocking.
+
+        With ``start_time``/``end_time`` (unix ms, inclusive, at most one hour apart) instead
+        of ``from_id``: the first ``limit`` trades of that time span.
+        """
+        url = agg_trades_query(
+            self.rest_url,
+            symbol,
+            from_id=from_id,
+            limit=limit,
+            start_time=start_time,
+            end_time=end_time,
+        )
         self.requests += 1
         try:
             with self._opener.open(url, timeout=self.timeout) as resp:
@@ -151,10 +171,20 @@ class RestClient:
             raise MalformedFrameError(f"aggTrades answer for {symbol}: {exc}") from None
 
     async def agg_trades(
-        self, symbol: str, from_id: int | None = None, limit: int = MAX_REST_LIMIT
+        self,
+        symbol: str,
+        from_id: int | None = None,
+        limit: int = MAX_REST_LIMIT,
+        *,
+        start_time: int | None = None,
+        end_time: int | None = None,
     ) -> list[Trade]:
-        """One page of aggTrades from ``from_id`` (inclusive), ascending, off the event loop."""
-        return await asyncio.to_thread(self.fetch_agg_trades, symbol, from_id, limit)
+        """One page of aggTrades (see :meth:`fetch_agg_trades`), off the event loop."""
+        return await asyncio.to_thread(
+            lambda: self.fetch_agg_trades(
+                symbol, from_id, limit, start_time=start_time, end_time=end_time
+            )
+        )
 
     def _note_weight(self, header: str | None) -> None:
         if header is None:
