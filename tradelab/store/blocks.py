@@ -73,13 +73,18 @@ _INT_KINDS = ((np.int8, "<i1"), (np.int16, "<i2"), (np.int32, "<i4"), (np.int64,
 
 @dataclass(frozen=True, slots=True)
 class BlockHeader:
-    """What a block holds, readable without decoding its columns."""
+    """What a block holds, readable without decoding its columns.
+
+    ``inner``: the missing runs of ids inside the block, as the index keeps them
+    (:func:`tradelab.store.coverage.inner_runs`); the block value itself does not hold them.
+    """
 
     n: int
     t_min: int
     t_max: int
     id_min: int
     id_max: int
+    inner: tuple[int, ...] | None = ()
 
 
 def empty_columns() -> Columns:

@@ -8,6 +8,7 @@ docs/storage-layout.md is written down exactly once::
     trades:{SYMBOL}:{13-digit ms}   a block (``block_key``; ``block_end`` bounds a range)
     index:{SYMBOL}:{13-digit ms}    its header (``index_key``)
     symbol:{SYMBOL}                 the symbol's counters (``symbol_key``, ``empty_meta``)
+    unrepairable:{SYMBOL}           id ranges the exchange cannot serve (``unrepairable_key``)
 
 Also here: :class:`StoreStats` (what :meth:`TradeStore.stats` returns), :class:`SymbolState`
 (the writer's in-memory counters and block index of one symbol) and the argument/time helpers
@@ -28,6 +29,7 @@ import numpy as np
 from tradelab.config import retention_days_from_env
 from tradelab.exceptions import InvalidParameterError
 from tradelab.schema import to_ms
+from tradelab.store.coverage import IndexEntry
 
 __all__ = [
     "HOUR_MS",
@@ -48,6 +50,7 @@ __all__ = [
     "retention_days_arg",
     "stats_from_meta",
     "symbol_key",
+    "unrepairable_key",
     "utc_datetime",
 ]
 
@@ -83,6 +86,11 @@ def index_prefix(sym: str) -> bytes:
 def symbol_key(sym: str) -> bytes:
     """The key of ``sym``'s counters."""
     return b"symbol:%s" % sym.encode()
+
+
+def unrepairable_key(sym: str) -> bytes:
+    """The key of ``sym``'s unrepairable id ranges (MessagePack ``[[first, last], ...]``)."""
+    return b"unrepairable:%s" % sym.encode()
 
 
 def floor_to(ms: int, unit: int) -> int:
@@ -132,12 +140,15 @@ class SymbolState:
     """The writer's authoritative in-memory copy of one symbol's counters and block index.
 
     ``meta`` is the ``symbol:`` document, ``index`` maps a block key to its header
-    ``(n, t_min, t_max, id_min, id_max, bytes)`` and ``keys`` lists the block keys sorted.
+    ``(n, t_min, t_max, id_min, id_max, bytes, inner runs)`` (see
+    :mod:`tradelab.store.coverage`), ``keys`` lists the block keys sorted and ``unrepairable``
+    the merged id ranges the exchange cannot serve.
     """
 
     meta: dict[str, Any]
-    index: dict[int, tuple[int, int, int, int, int, int]] = field(default_factory=dict)
+    index: dict[int, IndexEntry] = field(default_factory=dict)
     keys: list[int] = field(default_factory=list)  # sorted block keys
+    unrepairable: list[tuple[int, int]] = field(default_factory=list)
 
     def keys_between(self, lo: int, hi: int) -> list[int]:
         """The block keys in ``[lo, hi)``, ascending."""

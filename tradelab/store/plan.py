@@ -30,6 +30,7 @@ from tradelab.store.blocks import (
     sort_dedupe,
     take,
 )
+from tradelab.store.coverage import IndexEntry, inner_runs
 from tradelab.store.keys import (
     HOUR_MS,
     MAX_MS,
@@ -39,6 +40,7 @@ from tradelab.store.keys import (
     floor_to,
     index_key,
     symbol_key,
+    unrepairable_key,
 )
 
 __all__ = [
@@ -76,6 +78,9 @@ class Plan:
         self.puts: dict[int, tuple[bytes, BlockHeader]] = {}
         self.deletes: set[int] = set()
         self.loaded: dict[int, Columns] = {}
+        self.unrepairable: list[tuple[int, int]] | None = None
+        """The symbol's new unrepairable id ranges (None: unchanged); :func:`plan_to_batch`
+        writes them in the same batch and leaves here the list as written."""
 
     def cols(self, key: int) -> Columns:
         """The trades of block ``key``, read once (through the plan's reader)."""
@@ -109,6 +114,7 @@ class Plan:
             int(merged["time"].max()),
             int(merged["agg_id"][0]),
             int(merged["agg_id"][-1]),
+            inner_runs(merged["agg_id"], merged["time"]),
         )
         for k in keys:
             if k != t_min:
@@ -147,6 +153,7 @@ def plan_append(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> 
                 int(part["time"].max()),
                 int(part["agg_id"][0]),
                 int(part["agg_id"][-1]),
+                inner_runs(part["agg_id"], part["time"]),
             ),
         )
         plan.loaded[key] = part
@@ -160,12 +167,14 @@ def plan_to_batch(
     plan: Plan,
     meta: dict[str, Any],
     dropped: Iterable[int] = (),
-) -> dict[int, tuple[int, int, int, int, int, int]]:
+) -> dict[int, IndexEntry]:
     """Add ``plan`` and the counters ``meta`` (updated here, in place) to ``batch``.
 
     Returns the symbol's block index as it will be once the batch is written; ``st`` itself is
     not touched, so the caller updates its in-memory state only after the write succeeded.
     ``dropped``: block keys the caller already removed in ``batch`` with a range tombstone.
+    ``plan.unrepairable`` (if set) goes into the same batch; ranges below the first id kept
+    are dropped when blocks go (retention), and ``plan.unrepairable`` is left as written.
     """
     index = dict(st.index)
     for key in dropped:
@@ -180,13 +189,13 @@ def plan_to_batch(
         if stale is not None:
             meta["bytes"] -= stale[5]
     for key, (value, h) in plan.puts.items():
-        entry = (h.n, h.t_min, h.t_max, h.id_min, h.id_max, len(value))
+        new: IndexEntry = (h.n, h.t_min, h.t_max, h.id_min, h.id_max, len(value), h.inner)
         batch.put(block_key(sym, key), value)
-        batch.put(index_key(sym, key), msgpack.packb(list(entry)))
+        batch.put(index_key(sym, key), msgpack.packb(list(new)))
         old = index.get(key)
         if old is not None:
             meta["bytes"] -= old[5]
-        index[key] = entry
+        index[key] = new
         meta["bytes"] += len(value)
     if not index:
         # last_time/last_agg_id stay: they tell the collector where it left off
@@ -195,6 +204,13 @@ def plan_to_batch(
         meta["first_time"] = min(e[1] for e in index.values())
         meta["first_agg_id"] = min(e[3] for e in index.values())
     batch.put(symbol_key(sym), msgpack.packb(meta))
+    lost = st.unrepairable if plan.unrepairable is None else plan.unrepairable
+    if dropped or plan.deletes:
+        first = meta["first_agg_id"] if index else None
+        lost = [] if first is None else [r for r in lost if r[1] >= first]
+    if lost != st.unrepairable:
+        batch.put(unrepairable_key(sym), msgpack.packb([list(r) for r in lost]))
+        plan.unrepairable = lost
     return index
 
 
@@ -219,9 +235,13 @@ def drop_stored(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> 
     lo, hi = int(ids[0]), int(ids[-1])
     keep = np.ones(len(ids), dtype=bool)
     for key in st.keys:
-        _n, _t0, _t1, i0, i1, _b = st.index[key]
+        entry = st.index[key]
+        i0, i1, inner = entry[3], entry[4], entry[6]
         if i1 < lo or i0 > hi:
             continue
+        if inner and any(inner[j] <= lo and hi <= inner[j + 1] for j in range(0, len(inner), 4)):
+            continue  # the batch lies inside a hole of this block (a backfill): none stored
+
         raw = read(block_key(sym, key))
         if raw is None:
             continue
@@ -287,7 +307,7 @@ def plan_retention(
     whole = st.keys_between(0, cut_hour)
     removed = sum(st.index[key][0] for key in whole)
     for key in st.keys_between(cut_hour, cut):
-        n, _t0, t1, _i0, _i1, _b = st.index[key]
+        n, _t0, t1 = st.index[key][:3]
         plan.deletes.add(key)
         if t1 < cut:
             removed += n

@@ -27,6 +27,7 @@ from tradelab.store.blocks import (
     sort_dedupe,
     take,
 )
+from tradelab.store.coverage import IndexEntry, entry_from_stored
 from tradelab.store.keys import (
     HOUR_MS,
     SymbolState,
@@ -36,6 +37,7 @@ from tradelab.store.keys import (
     floor_to,
     index_prefix,
     symbol_key,
+    unrepairable_key,
 )
 
 __all__ = [
@@ -43,8 +45,11 @@ __all__ = [
     "iter_blocks",
     "iter_docs",
     "load_state",
+    "read_ids",
+    "read_index",
     "read_meta",
     "read_range",
+    "read_unrepairable",
     "symbol_names",
 ]
 
@@ -134,16 +139,42 @@ def read_meta(db: rd.Rdict, sym: str) -> dict[str, Any]:
     return empty_meta() if raw is None else msgpack.unpackb(raw)
 
 
-def load_state(db: rd.Rdict, sym: str) -> SymbolState:
-    """``sym``'s counters and its whole block index, read once when the writer first needs them."""
-    st = SymbolState(meta=read_meta(db, sym))
+def read_index(db: rd.Rdict, sym: str) -> dict[int, IndexEntry]:
+    """Every block header of ``sym`` (key -> header), from one scan of its index."""
+    out: dict[int, IndexEntry] = {}
     prefix = index_prefix(sym)
     ro = rd.ReadOptions()
     ro.set_iterate_upper_bound(prefix + b"\xff")
     for k, v in db.items(from_key=prefix, read_opt=ro):
         # raw_mode: keys are bytes, which the rocksdict stubs cannot know.
-        key_ms = int(cast(bytes, k)[len(prefix) :])
-        st.index[key_ms] = tuple(msgpack.unpackb(v))  # type: ignore[assignment]
-        st.keys.append(key_ms)
+        out[int(cast(bytes, k)[len(prefix) :])] = entry_from_stored(msgpack.unpackb(v))
     del ro
-    return st
+    return out
+
+
+def read_unrepairable(db: rd.Rdict, sym: str) -> list[tuple[int, int]]:
+    """The id ranges of ``sym`` recorded as unrepairable (sorted, merged)."""
+    raw = db.get(unrepairable_key(sym))
+    return [] if raw is None else [(int(a), int(b)) for a, b in msgpack.unpackb(raw)]
+
+
+def read_ids(db: rd.Rdict, sym: str, key: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``agg_id`` and ``time`` columns of one block (empty if it went meanwhile)."""
+    raw = db.get(block_key(sym, key))
+    if raw is None:
+        e = np.empty(0, dtype=np.int64)
+        return e, e
+    cols = decode_block(raw)[1]
+    return cols["agg_id"], cols["time"]
+
+
+def load_state(db: rd.Rdict, sym: str) -> SymbolState:
+    """``sym``'s counters, its whole block index and its unrepairable ranges, read once when
+    the writer first needs them."""
+    index = read_index(db, sym)
+    return SymbolState(
+        meta=read_meta(db, sym),
+        index=index,
+        keys=sorted(index),
+        unrepairable=read_unrepairable(db, sym),
+    )

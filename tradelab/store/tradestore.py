@@ -5,31 +5,20 @@ Layout (why: docs/storage-layout.md; codec: :mod:`tradelab.store.blocks`). All k
     tradelab:store                  marker {"format": 1, "created_ms": ...}; absent = not ours
     trades:{SYMBOL}:{13-digit ms}   one block of trades; the key is the block's first trade time;
                                     a block never crosses a clock hour
-    index:{SYMBOL}:{13-digit ms}    the block's header [n, t_min, t_max, id_min, id_max, bytes]
+    index:{SYMBOL}:{13-digit ms}    the block's header [n, t_min, t_max, id_min, id_max, bytes,
+                                    inner missing runs]
     symbol:{SYMBOL}                 {count, first_time, last_time, first_agg_id, last_agg_id, bytes}
+    unrepairable:{SYMBOL}           [[first, last], ...] ids the exchange cannot serve
     meta:{name}                     small MessagePack documents (put_meta / get_meta)
 
-Closed hours hold one block each; the open hour holds one block per closed minute plus the
-~1-second blocks the collector appended since the minute turned (≤ ~120 blocks). Every change —
-new trades, the minute/hour roll-ups they trigger, the symbol's counters — goes into ONE
-WriteBatch, so a reader never sees half of it and a failed append leaves the store as it was.
-
-A query ``[start, end)`` seeks to ``trades:{SYMBOL}:{floor_hour(start)}``, reads blocks up to the
-key ``end`` (an iterator is a snapshot: deletions running meanwhile do not disturb it), trims the
-edge blocks with a mask and concatenates numpy arrays into a Polars frame.
-
-Processes: one writer (``TradeStore(path)``) holds RocksDB's lock and an owner file
-``TRADELAB-WRITER.json`` (pid, host, start) so a second writer gets :class:`StoreLockedError`
-naming the holder. Readers (``readonly=True``) open a RocksDB *secondary* instance in their own
-temporary directory and catch up with the writer before every query (``refresh``).
-
-The parts of that live in their own modules, one responsibility each: :mod:`tradelab.store.keys`
-(key layout, constants, :class:`StoreStats`), :mod:`tradelab.store.opening` (opening the writer and
-secondary readers, the owner file), :mod:`tradelab.store.plan` (what an append, a roll-up or a
-retention cut changes, as one WriteBatch), :mod:`tradelab.store.reading` (reading blocks into
-columns), :mod:`tradelab.store.rollups` (the background roll-up thread) and
-:mod:`tradelab.store.documents` (the small meta documents). This module is the
-:class:`TradeStore` that ties them together: life cycle, locking, when to write, queries.
+Every change — new trades, the unrepairable ranges around them, roll-ups, the counters — goes
+into ONE WriteBatch, so a reader never sees half of it and a failed append leaves the store as
+it was. Coverage (:meth:`TradeStore.holes`) comes from the headers alone
+(:mod:`tradelab.store.coverage`). One writer per path (an owner file names it to a second
+one); readers are RocksDB secondaries that catch up before every query. The parts live in
+:mod:`.keys`, :mod:`.opening`, :mod:`.plan`, :mod:`.reading`, :mod:`.rollups`,
+:mod:`.documents` and :mod:`.coverage`; this module is the class tying them together: life
+cycle, locking, when to write, queries.
 """
 
 from __future__ import annotations
@@ -37,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -59,6 +46,12 @@ from tradelab.exceptions import (
 from tradelab.logs import get_logger
 from tradelab.schema import empty_trades, to_trade_frame
 from tradelab.store.blocks import Columns, columns_to_frame, frame_to_columns, sort_dedupe
+from tradelab.store.coverage import (
+    find_holes,
+    merge_ranges,
+    segments_of_entries,
+    validate_ranges,
+)
 from tradelab.store.documents import document_key, pack_document, unpack_document
 from tradelab.store.keys import (
     HOUR_MS,
@@ -76,12 +69,11 @@ from tradelab.store.keys import (
     utc_datetime,
 )
 from tradelab.store.opening import (
+    SecondaryFollower,
     check_path,
     dir_size,
-    open_secondary,
     open_writer,
     read_owner,
-    wal_files,
 )
 from tradelab.store.plan import (
     BlockGone,
@@ -99,8 +91,11 @@ from tradelab.store.reading import (
     count_blocks,
     iter_blocks,
     load_state,
+    read_ids,
+    read_index,
     read_meta,
     read_range,
+    read_unrepairable,
     symbol_names,
 )
 from tradelab.store.rollups import RollUpWorker
@@ -135,26 +130,16 @@ class TradeStore:
         self.readonly = bool(readonly)
         self.retention_days = retention_days_arg(retention_days)
         self._wlock = threading.RLock()
-        self._refresh_lock = threading.Lock()
         self._cond = threading.Condition()
         self._active = 0
         self._closed = False
         self._states: dict[str, SymbolState] = {}
-        self._secondary_dir: str | None = None
         self._threads: list[threading.Thread] = []
         self._retention_stop = threading.Event()
         self._rollups = RollUpWorker(self._roll_up_logged)
         check_path(self.path, self.readonly)
-        self._db = self._open_reader() if self.readonly else open_writer(self.path)
-
-    # --- opening (the writer and the path checks: tradelab.store.opening) ------------------------
-
-    def _open_reader(self) -> rd.Rdict:
-        """Open a secondary in a new temporary directory; note the writer's WALs seen at open."""
-        self._wals = wal_files(self.path)  # before opening: a flush meanwhile shows up as a change
-        self._secondary_dir = tempfile.mkdtemp(prefix="tradelab-reader-")
-        db = open_secondary(self.path, self._secondary_dir)
-        return db
+        self._follower = SecondaryFollower(self.path) if self.readonly else None
+        self._db = self._follower.db if self._follower is not None else open_writer(self.path)
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -190,11 +175,10 @@ class TradeStore:
             if t is not threading.current_thread():
                 t.join()
         self._rollups.join()
-        self._db.close()
-        if self.readonly:
-            if self._secondary_dir:
-                shutil.rmtree(self._secondary_dir, ignore_errors=True)
+        if self._follower is not None:
+            self._follower.close()
         else:
+            self._db.close()
             owner = read_owner(self.path)
             if owner and owner.get("pid") == os.getpid():
                 with contextlib.suppress(OSError):
@@ -211,39 +195,11 @@ class TradeStore:
         return f"<TradeStore {mode} {self.path}{' closed' if self._closed else ''}>"
 
     def refresh(self) -> None:
-        """Readers: catch up with the writing process (no-op for the writer)."""
-        if not self.readonly:
-            return
-        with self._op(), self._refresh_lock:
-            if wal_files(self.path) != self._wals:
-                self._reopen_reader()
-            else:
-                try:
-                    self._db.try_catch_up_with_primary()
-                except Exception as exc:  # e.g. a WAL deleted by a flush just now: re-open
-                    log.debug("Catch-up failed (%s); re-opening the reader", exc)
-                    self._reopen_reader()
-
-    def _reopen_reader(self) -> None:
-        """Open a fresh secondary after the writer flushed (a new write-ahead log appeared).
-
-        RocksDB secondaries keep entries replayed from a WAL the primary has since flushed in
-        their memtable, where they shadow newer values (facebook/rocksdb#15051, #14444): ``get``
-        returns stale counters and, after a bottommost compaction, iterators can resurrect
-        deleted blocks. A flush is rare (every ~64 MB of writes, and when a writer closes), so
-        re-opening then is cheap and keeps every read exact. The old instance is not closed
-        explicitly: a query on another thread may still iterate it; it goes with its last
-        reference.
-        """
-        old_dir = self._secondary_dir
-        try:
-            db = self._open_reader()
-        except StorageError as exc:
-            self._secondary_dir = old_dir
-            raise StorageError(f"cannot follow the writer of {self.path}: {exc}") from None
-        self._db = db
-        if old_dir:
-            shutil.rmtree(old_dir, ignore_errors=True)
+        """Readers: catch up with the writing process (no-op for the writer); see
+        :class:`~tradelab.store.opening.SecondaryFollower` for why it sometimes re-opens."""
+        if self._follower is not None:
+            with self._op():
+                self._db = self._follower.refresh()
 
     # --- symbol state (writer) ----------------------------------------------------------------
 
@@ -262,31 +218,50 @@ class TradeStore:
                 "process (the collector) can change it"
             )
 
-    def append(self, symbol: str, trades: pl.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+    def append(
+        self,
+        symbol: str,
+        trades: pl.DataFrame | Iterable[Mapping[str, Any]],
+        *,
+        unrepairable: Iterable[tuple[int, int]] = (),
+    ) -> int:
         """Store trades of ``symbol`` exactly once, in one atomic write; return how many were new.
 
         ``trades`` is a frame in the trade schema (or records, see
         :func:`tradelab.schema.to_trade_frame`). Trades whose ``agg_id`` is already stored are
-        dropped, so replays and overlapping backfills are harmless. On any failure nothing is
+        dropped, so replays and overlapping backfills are harmless. ``unrepairable``: id ranges
+        ``(first, last)`` the exchange said it does not have (a hole REST skipped), recorded in
+        the SAME write as these trades, so no crash can leave the trades without the record
+        (:meth:`holes` then flags them; ``trades`` may be empty). On any failure nothing is
         written (:class:`StorageWriteError`) and the store is exactly as before.
         """
         sym = validate_symbol(symbol)
         self._check_writable()
+        lost = validate_ranges(unrepairable)
         frame = to_trade_frame(trades)
-        if frame.height == 0:
+        if frame.height == 0 and not lost:
             return 0
-        cols = frame_to_columns(frame)
-        validate_columns(cols)
-        cols = sort_dedupe(cols)
+        cols = None
+        if frame.height:
+            cols = frame_to_columns(frame)
+            validate_columns(cols)
+            cols = sort_dedupe(cols)
         with self._op(), self._wlock:
             st = self._state(sym)
             last_id = st.meta["last_agg_id"]
-            if last_id is not None and int(cols["agg_id"][0]) <= last_id:
+            if cols is not None and last_id is not None and int(cols["agg_id"][0]) <= last_id:
                 cols = drop_stored(self._db.get, sym, st, cols)
-            n = len(cols["agg_id"])
-            if n == 0:
+            n = 0 if cols is None else len(cols["agg_id"])
+            new_lost = merge_ranges([*st.unrepairable, *lost]) if lost else None
+            if n == 0 or cols is None:
+                if new_lost is not None and new_lost != st.unrepairable:
+                    plan = Plan(self._db.get, sym, st)
+                    plan.unrepairable = new_lost
+                    what = f"recording unrepairable ids of {sym}"
+                    self._commit(sym, st, plan, dict(st.meta), what=what)
                 return 0
             plan = plan_append(self._db.get, sym, st, cols)  # one new block per clock hour
+            plan.unrepairable = new_lost
             meta = appended_meta(st.meta, cols)
             old_last = st.meta["last_time"]
             self._commit(sym, st, plan, meta, what=f"appending {n} trades of {sym}")
@@ -384,6 +359,8 @@ class TradeStore:
         st.index = index
         st.keys = sorted(index)
         st.meta = meta
+        if plan.unrepairable is not None:
+            st.unrepairable = plan.unrepairable
 
     def _write(self, batch: rd.WriteBatch, what: str) -> None:
         try:
@@ -543,6 +520,45 @@ class TradeStore:
                 all_bytes = sum(self._meta_of(s)["bytes"] for s in symbol_names(self._db))
                 total = int(dir_size(self.path) * meta["bytes"] / max(all_bytes, 1))
         return stats_from_meta(sym, meta, total)
+
+    def holes(self, symbol: str) -> pl.DataFrame:
+        """Every missing run of aggregate ids between the first and the last stored id of
+        ``symbol``, one row each: ``first_missing``, ``last_missing``, ``count``,
+        ``after_time``/``before_time`` (the stored trades either side) and ``unrepairable``
+        (the exchange cannot serve them). Empty when the store is complete.
+
+        Computed from the block headers (:mod:`tradelab.store.coverage`), not the trades: a
+        week of 15 M trades takes well under a millisecond. Works on readers too.
+        """
+        sym = validate_symbol(symbol)
+        self._auto_refresh()
+        with self._op():
+            db = self._db
+            if self.readonly:
+                entries, lost = read_index(db, sym), read_unrepairable(db, sym)
+            else:
+                with self._wlock:
+                    st = self._state(sym)
+                    entries, lost = dict(st.index), list(st.unrepairable)
+            segments = segments_of_entries(
+                sorted(entries.items()), lambda key: read_ids(db, sym, key)
+            )
+        return find_holes(segments, lost)
+
+    def mark_unrepairable(self, symbol: str, ranges: Iterable[tuple[int, int]]) -> int:
+        """Record id ranges ``(first, last)`` of ``symbol`` as unrepairable (the exchange does
+        not have them), e.g. a hole an operator has given up on; returns how many of the ids
+        missing now became unrepairable. One atomic write; ids stored later still count."""
+        sym = validate_symbol(symbol)
+        lost = validate_ranges(ranges, "ranges")
+
+        def repairable() -> int:
+            h = self.holes(sym)
+            return int(h.filter(~pl.col("unrepairable"))["count"].sum()) if h.height else 0
+
+        before = repairable()
+        self.append(sym, empty_trades(), unrepairable=lost)
+        return before - repairable()
 
     def block_count(self, symbol: str, start: dt.datetime | int, end: dt.datetime | int) -> int:
         """How many blocks a query of ``[start, end)`` reads (diagnostics, tests, benchmarks)."""
