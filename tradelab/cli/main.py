@@ -23,6 +23,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 # One module per subcommand group; each defines register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "tradelab.cli.data",
+    "tradelab.cli.check",
     "tradelab.cli.serve",
     "tradelab.cli.simulate",
     "tradelab.cli.collect",
