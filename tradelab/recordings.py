@@ -19,8 +19,10 @@ Formats handled:
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +35,8 @@ from tradelab.schema import TRADE_SCHEMA, to_trade_frame
 
 __all__ = [
     "RECORDINGS",
+    "FileKind",
+    "identify_file",
     "load",
     "load_aggtrade_tsv",
     "load_file",
@@ -179,6 +183,92 @@ def recording_format(name: str) -> Literal["aggtrade", "trades", "csv"] | None:
     if name.endswith(".csv"):
         return "csv"
     return None
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What a trade file is, read from its content: ``kind`` is ``"aggtrade"`` (spot aggTrade
+    stream recording), ``"csv"`` (Binance Vision spot aggTrades export), ``"trades"`` (raw
+    ``@trade`` recording: trade ids, not aggregate ids), ``"futures"`` (USD-M/COIN-M futures
+    data: other ids) or ``"unknown"``; ``what`` says it in words; ``symbols`` as far as the
+    first lines tell."""
+
+    kind: Literal["aggtrade", "csv", "trades", "futures", "unknown"]
+    what: str
+    symbols: tuple[str, ...] = ()
+
+    @property
+    def spot_aggregate(self) -> bool:
+        """Whether the file holds spot aggregate trades (the only thing the store takes)."""
+        return self.kind in ("aggtrade", "csv")
+
+
+_FUTURES_NAMES = ("usdm", "um_", "coinm", "cm_", "futures")
+
+
+def _first_lines(path: Path, n: int = 5) -> list[str]:
+    raw = path.open("rb")
+    try:
+        head = raw.read(2)
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+        return [line.strip() for _, line in zip(range(n), text, strict=False) if line.strip()]
+    except (OSError, EOFError):
+        return []
+    finally:
+        raw.close()
+
+
+def identify_file(path: str | os.PathLike[str]) -> FileKind:
+    """Tell a trade file's kind from its first lines (and, for futures, its name or folder):
+    the one place that recognises files, for ``tradelab import`` and the loaders."""
+    p = Path(path)
+    lines = _first_lines(p)
+    futures_name = any(part.lower().startswith(_FUTURES_NAMES) for part in p.parts[-3:])
+    if not lines:
+        return FileKind("unknown", "an empty or unreadable file")
+    first = lines[0]
+    if "{" in first:
+        try:
+            msg = _payload(first) or {}
+        except ValueError:
+            return FileKind("unknown", "a file of lines that are not JSON frames")
+        d = msg.get("data", msg) if isinstance(msg, dict) else {}
+        event = d.get("e") if isinstance(d, dict) else None
+        sym = (str(d.get("s")),) if isinstance(d, dict) and d.get("s") else ()
+        futures = futures_name or "X" in d or "M" not in d
+        if event == "aggTrade":
+            if futures:
+                return FileKind("futures", "a futures aggTrade recording (not spot)", sym)
+            return FileKind("aggtrade", "a spot aggTrade stream recording", sym)
+        if event == "trade":
+            if futures:
+                return FileKind("futures", "a futures @trade recording (not spot)", sym)
+            return FileKind(
+                "trades", "a raw @trade recording (trade ids, not aggregate trade ids)", sym
+            )
+        return FileKind("unknown", f"a recording of {event!r} events, not aggregate trades")
+    fields = first.split(",")
+    if not fields[0].strip().isdigit():  # a header line: Vision futures files have one
+        header = first.lower()
+        if "agg_trade_id" in header or "transact_time" in header:
+            return FileKind("futures", "a futures aggTrades CSV export (not spot)")
+        return FileKind("unknown", f"a CSV file with header {excerpt_line(first)!r}")
+    if futures_name:
+        return FileKind("futures", "a futures CSV export (not spot)")
+    if len(fields) == 8 and fields[6] in ("True", "False", "true", "false"):
+        return FileKind("csv", "a Binance Vision spot aggTrades CSV export")
+    if len(fields) == 7:
+        return FileKind(
+            "trades", "a Binance trades CSV export (trade ids, not aggregate trade ids)"
+        )
+    return FileKind("unknown", f"a CSV file of {len(fields)} columns, not Binance aggTrades")
+
+
+def excerpt_line(line: str, limit: int = 60) -> str:
+    """The start of a line, for error messages."""
+    return line if len(line) <= limit else line[:limit] + "…"
 
 
 def load_file(

@@ -1,13 +1,12 @@
-"""``tradelab stats | retention | import``: look into the store, trim it, load recordings into it.
+"""``tradelab stats | retention``: look into the store, trim it.
 
 ::
 
     tradelab stats --data DIR [SYMBOL]          # trades, time span, agg ids, holes, bytes
     tradelab retention --data DIR [--days N]    # delete trades older than N days (default 7)
-    tradelab import FILE --data DIR [--symbol S] # load a recording or a Binance export CSV
 
-``stats`` reads (it works while a collector writes); ``retention`` and ``import`` need the
-writer, so they fail with a clear message naming the collector's process while one runs — the
+``stats`` reads (it works while a collector writes); ``retention`` needs the
+writer, so it fails with a clear message naming the collector's process while one runs — the
 collector applies retention itself every hour.
 """
 
@@ -15,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from pathlib import Path
 
 from tradelab.cli.args import add_data_dir
 from tradelab.config import resolve_data_dir, validate_symbol
-from tradelab.exceptions import ConfigurationError
 from tradelab.formatting import utc_text
-from tradelab.recordings import load_file
 from tradelab.store import TradeStore, open_store
 
-__all__ = ["cmd_import", "cmd_retention", "cmd_stats", "register"]
+__all__ = ["cmd_retention", "cmd_stats", "register"]
 
 
 def _days(text: str) -> float:
@@ -38,7 +34,7 @@ def _days(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``stats``, ``retention`` and ``import`` subcommands."""
+    """Add the ``stats`` and ``retention`` subcommands."""
     p = subparsers.add_parser(
         "stats",
         help="what the store holds per symbol",
@@ -60,19 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=_days, default=None, help="retention in days (default 7)")
     add_data_dir(p)
     p.set_defaults(func=cmd_retention)
-
-    p = subparsers.add_parser(
-        "import",
-        help="load a trade recording or Binance aggTrades CSV into the store",
-        description="Load FILE into the store, exactly once per agg id: *.aggTrade.tsv[.gz] "
-        "(combined-stream aggTrade frames), *.trades.txt[.gz] (raw @trade frames) "
-        "or a Binance public aggTrades export *.csv (needs --symbol unless the file "
-        "name starts with it, e.g. BTCUSDT-aggTrades-2026-01-01.csv).",
-    )
-    p.add_argument("file", help="the recording to load")
-    p.add_argument("--symbol", default=None, help="symbol of a CSV export (default: from name)")
-    add_data_dir(p)
-    p.set_defaults(func=cmd_import)
 
 
 def _fmt_time(t: dt.datetime | None) -> str:
@@ -112,17 +95,4 @@ def cmd_retention(args: argparse.Namespace) -> int:
         print(
             f"removed {removed:,} trades older than {store.retention_days:g} days from {store.path}"
         )
-    return 0
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    """Load a recording and print how many new trades each symbol got."""
-    path = Path(args.file).expanduser()
-    if not path.is_file():
-        raise ConfigurationError(f"no such file: {path}")
-    frames = load_file(path, symbol=args.symbol)
-    with TradeStore(resolve_data_dir(args.data)) as store:
-        for sym, frame in sorted(frames.items()):
-            new = store.append(sym, frame)
-            print(f"{sym}: {new:,} new trades stored ({frame.height - new:,} already there)")
     return 0

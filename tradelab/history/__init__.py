@@ -18,6 +18,12 @@ from tradelab.history.archive import (
     resolve_archive_url,
 )
 from tradelab.history.engine import FillReport, HistoryProgress, fill_window, stored_runs
+from tradelab.history.imports import (
+    ImportConflictError,
+    ImportResult,
+    find_conflict,
+    import_file,
+)
 from tradelab.history.plan import (
     DAY_MS,
     ArchiveDay,
@@ -40,11 +46,15 @@ __all__ = [
     "FillPlan",
     "FillReport",
     "HistoryProgress",
+    "ImportConflictError",
+    "ImportResult",
     "ProgressBar",
     "Run",
     "Span",
     "archive_path",
     "fill_window",
+    "find_conflict",
+    "import_file",
     "missing_spans",
     "parse_vision_csv",
     "plan_fill",

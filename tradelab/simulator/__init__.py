@@ -18,13 +18,16 @@ formats, pure), :mod:`.history` (what was published, REST queries), :mod:`.resta
 endpoints, weights and 429/418, pure), :mod:`.server` (the asyncio server, one port for
 WebSocket and HTTP, assembled from the next two), :mod:`.feeds` (publishing each symbol's
 trades: pacing, stream faults, frames to subscribers), :mod:`.connections` (the WebSocket side:
-subscriptions, sending, connection faults).
+subscriptions, sending, connection faults), :mod:`.archives` (the daily aggTrades zips of
+data.binance.vision, built from the history, with checksums).
 """
 
 from __future__ import annotations
 
+from tradelab.simulator.archives import build_archive
 from tradelab.simulator.faults import MALFORMED_KINDS, Faults
 from tradelab.simulator.history import RangeSet, TradeHistory
+from tradelab.simulator.restapi import RequestRecord
 from tradelab.simulator.server import Simulator
 from tradelab.simulator.sources import ReplaySource, SyntheticSource
 
@@ -33,7 +36,9 @@ __all__ = [
     "Faults",
     "RangeSet",
     "ReplaySource",
+    "RequestRecord",
     "Simulator",
     "SyntheticSource",
     "TradeHistory",
+    "build_archive",
 ]

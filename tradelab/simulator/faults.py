@@ -62,6 +62,11 @@ class Faults:
         rest_fail_next: the next K REST requests answer ``rest_fail_status`` (429 or 418) with
             ``Retry-After: retry_after``; the countdown restarts whenever faults are set.
         rest_fail_rate: probability per REST request of the same answer.
+
+    Daily archives (data.binance.vision)
+        archive_bad_checksum: every ``.CHECKSUM`` file holds a hash that does not match its zip
+            (a corrupted download, as the client sees it: it must refuse the zip).
+        archive_missing: every archive answers 404 (not published yet).
     """
 
     drop_every: float | None = None
@@ -83,6 +88,8 @@ class Faults:
     rest_fail_rate: float = 0.0
     rest_fail_status: int = 429
     retry_after: int = 1
+    archive_bad_checksum: bool = False
+    archive_missing: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -104,6 +111,11 @@ class Faults:
             "rest_fail_rate",
         ):
             _probability(name, getattr(self, name))
+        for name in ("archive_bad_checksum", "archive_missing"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidParameterError(
+                    f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
         _int_at_least("skip_length", self.skip_length, 1)
         _int_at_least("rest_fail_next", self.rest_fail_next, 0)
         _int_at_least("retry_after", self.retry_after, 0)

@@ -13,6 +13,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import polars as pl
 
 from tradelab.schema import TRADE_SCHEMA
@@ -130,6 +131,51 @@ class TradeHistory:
                     del arr[:drop]
                 self.trimmed += drop
         return len(rows)
+
+    def append_frame(self, frame: pl.DataFrame) -> int:
+        """Record published trades given as a frame in the trade schema (ids increasing):
+        the vectorised :meth:`append`, for seeding hours of history."""
+        if frame.height == 0:
+            return 0
+        ids = frame["agg_id"].to_numpy().astype(np.int64)
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+        starts = np.concatenate(([0], breaks)).tolist()
+        ends = np.concatenate((breaks - 1, [len(ids) - 1])).tolist()
+        with self._lock:
+            for a, b in zip(starts, ends, strict=True):
+                self.published.add_range(int(ids[a]), int(ids[b]))
+            self._a.frombytes(ids.tobytes())
+            self._p.frombytes(frame["price"].to_numpy().astype(np.float64).tobytes())
+            self._q.frombytes(frame["qty"].to_numpy().astype(np.float64).tobytes())
+            self._f.frombytes(frame["first_id"].to_numpy().astype(np.int64).tobytes())
+            self._l.frombytes(frame["last_id"].to_numpy().astype(np.int64).tobytes())
+            times = frame["time"].dt.epoch("ms").to_numpy().astype(np.int64)
+            self._t.frombytes(times.tobytes())
+            self._m.frombytes(frame["buyer_is_maker"].to_numpy().astype(np.int8).tobytes())
+        return frame.height
+
+    def between(self, start_ms: int, end_ms: int) -> pl.DataFrame:
+        """The kept trades with ``start_ms <= time < end_ms`` (trade schema, by agg id)."""
+        with self._lock:
+            i = bisect_left(self._t, start_ms)
+            j = bisect_left(self._t, end_ms)
+            cols = {
+                name: np.frombuffer(arr, dtype=dtype)[i:j].copy()
+                for name, arr, dtype in (
+                    ("agg_id", self._a, np.int64),
+                    ("price", self._p, np.float64),
+                    ("qty", self._q, np.float64),
+                    ("first_id", self._f, np.int64),
+                    ("last_id", self._l, np.int64),
+                    ("time", self._t, np.int64),
+                    ("buyer_is_maker", self._m, np.int8),
+                )
+            }
+        frame = pl.DataFrame(cols).with_columns(
+            pl.col("time").cast(pl.Datetime("ms", "UTC")),
+            pl.col("buyer_is_maker").cast(pl.Boolean),
+        )
+        return frame.select(list(TRADE_SCHEMA)).cast(TRADE_SCHEMA)  # type: ignore[arg-type]
 
     def _rows(self, i: int, j: int) -> list[Trade]:
         return list(

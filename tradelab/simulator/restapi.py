@@ -13,15 +13,16 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from tradelab.simulator import protocol as proto
 from tradelab.simulator.faults import Faults
 from tradelab.simulator.history import TradeHistory
-from tradelab.simulator.sources import tick_size
+from tradelab.simulator.sources import Trade, tick_size
 
-__all__ = ["REST_WEIGHTS", "RestAnswer", "RestApi"]
+__all__ = ["REST_WEIGHTS", "RequestRecord", "RestAnswer", "RestApi"]
 
 #: Request weight of each endpoint (Binance's values).
 REST_WEIGHTS: dict[str, int] = {
@@ -33,6 +34,23 @@ REST_WEIGHTS: dict[str, int] = {
 
 #: ``(HTTP status, JSON body, extra headers)``
 RestAnswer = tuple[int, str, list[tuple[str, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One HTTP request the simulator answered (its request log, for tests): ``kind`` is
+    ``"rest"`` or ``"archive"``; for ``aggTrades`` answers, how many trades and the agg ids
+    and times (unix ms) of the first and last."""
+
+    kind: str
+    path: str
+    query: str
+    status: int
+    trades: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    first_time: int | None = None
+    last_time: int | None = None
 
 
 def _compact(obj: object) -> str:
@@ -56,8 +74,18 @@ class RestApi:
         weight_limit: int = 6000,
         tick_sizes: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.time,
+        requests: MutableSequence[RequestRecord] | None = None,
+        ban_after: int = 2,
+        ban_seconds: int = 120,
     ) -> None:
         self.histories = histories
+        self.requests: MutableSequence[RequestRecord] = requests if requests is not None else []
+        self.ban_after = ban_after
+        self.ban_seconds = ban_seconds
+        self.limited_until = 0.0
+        self.banned_until = 0.0
+        self.violations = 0
+        self._answered: list[Trade] = []
         self.symbols: Sequence[str] = tuple(histories)
         self.counts = counts
         self.rng = rng
@@ -75,7 +103,26 @@ class RestApi:
         self.fail_left = faults.rest_fail_next
 
     def handle(self, path: str, query: str) -> RestAnswer:
-        """Answer ``GET path?query`` like Binance would."""
+        """Answer ``GET path?query`` like Binance would, and log the request."""
+        self._answered = []
+        answer = self._handle(path, query)
+        rows = self._answered
+        self.requests.append(
+            RequestRecord(
+                "rest",
+                path,
+                query,
+                answer[0],
+                len(rows),
+                rows[0][0] if rows else None,
+                rows[-1][0] if rows else None,
+                rows[0][5] if rows else None,
+                rows[-1][5] if rows else None,
+            )
+        )
+        return answer
+
+    def _handle(self, path: str, query: str) -> RestAnswer:
         self.counts["rest_requests"] += 1
         weight = REST_WEIGHTS.get(path)
         if weight is None:
@@ -92,11 +139,21 @@ class RestApi:
         if inject:
             return self._rate_limited(f.rest_fail_status, f.retry_after, injected=True)
         now = self.clock()
+        if now < self.banned_until:
+            return self._rate_limited(418, math.ceil(self.banned_until - now), injected=False)
         minute = int(now // 60)
         if minute != self.weight_window:
             self.weight_window, self.weight_used = minute, 0
         if self.weight_used + weight > self.weight_limit:
-            return self._rate_limited(429, max(1, math.ceil(60 - now % 60)), injected=False)
+            if now < self.limited_until:  # told to wait, came back early: a violation
+                self.violations += 1
+                if self.violations >= self.ban_after:
+                    self.violations = 0
+                    self.banned_until = now + self.ban_seconds
+                    return self._rate_limited(418, self.ban_seconds, injected=False)
+            retry = max(1, math.ceil(60 - now % 60))
+            self.limited_until = now + retry
+            return self._rate_limited(429, retry, injected=False)
         self.weight_used += weight
         headers = [("X-MBX-USED-WEIGHT-1m", str(self.weight_used))]
         try:
@@ -106,6 +163,7 @@ class RestApi:
                     from_id=q.from_id, start_time=q.start_time, end_time=q.end_time, limit=q.limit
                 )
                 self.counts["rest_agg_trades"] += 1
+                self._answered = rows
                 return 200, proto.rest_items_json(rows), headers
             if path == "/api/v3/exchangeInfo":
                 return 200, self.exchange_info(query), headers

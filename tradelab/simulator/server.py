@@ -28,7 +28,7 @@ import math
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,12 @@ from tradelab.config import parse_symbols
 from tradelab.exceptions import CollectorStateError, ConfigurationError, InvalidParameterError
 from tradelab.logs import get_logger
 from tradelab.simulator import protocol as proto
+from tradelab.simulator.archives import ArchiveServer
 from tradelab.simulator.connections import SimConnection, StreamEndpoint, now_ms
 from tradelab.simulator.faults import Faults
 from tradelab.simulator.feeds import Feed, FeedRunner
 from tradelab.simulator.history import RangeSet, TradeHistory
-from tradelab.simulator.restapi import RestApi
+from tradelab.simulator.restapi import RequestRecord, RestApi
 from tradelab.simulator.sources import (
     ReplaySource,
     SyntheticSource,
@@ -81,7 +82,12 @@ class Simulator:
         max_trades: stop producing after this many trades per symbol (None: never).
         history_limit: trades kept per symbol for REST and :meth:`published_frame` (the id
             accounting of :meth:`published` is never trimmed).
-        weight_limit: REST weight per minute before HTTP 429 (Binance: 6000).
+        weight_limit: REST weight per minute before HTTP 429 (Binance: 6000); a client that
+            comes back before its ``Retry-After`` twice is banned: HTTP 418 for
+            ``ban_seconds``.
+        history_hours: seed this many hours of synthetic history before going live (trades
+            up to now, served by REST and, for every UTC day that has ended, as daily
+            archives under ``/data/spot/daily/aggTrades/...``); synthetic source only.
         max_incoming_per_second: incoming frames per connection per second before the
             connection is closed (Binance: 5; None disables).
         send_queue_limit: frames queued for one slow client before it is disconnected.
@@ -105,6 +111,8 @@ class Simulator:
         weight_limit: int = 6000,
         max_incoming_per_second: int | None = 5,
         send_queue_limit: int = 200_000,
+        history_hours: float = 0.0,
+        ban_seconds: int = 120,
     ) -> None:
         self.symbols = parse_symbols(symbols)
         if (
@@ -162,6 +170,21 @@ class Simulator:
             )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidParameterError(f"seed must be an integer, got {seed!r}")
+        if (
+            isinstance(history_hours, bool)
+            or not isinstance(history_hours, int | float)
+            or not 0 <= history_hours <= 24 * 31
+        ):
+            raise InvalidParameterError(
+                f"history_hours must be a number of hours from 0 to 744, got {history_hours!r}"
+            )
+        if history_hours and source != "synthetic":
+            raise InvalidParameterError(
+                "history_hours seeds synthetic history: use source='synthetic' with it"
+            )
+        if isinstance(ban_seconds, bool) or not isinstance(ban_seconds, int) or ban_seconds < 1:
+            raise InvalidParameterError(f"ban_seconds must be an integer >= 1, got {ban_seconds!r}")
+        self.history_hours = float(history_hours)
         self.source = source
         self.host = host
         self.requested_port = port
@@ -189,13 +212,17 @@ class Simulator:
             counts=self._counts,
             max_incoming_per_second=max_incoming_per_second,
         )
+        self._requests: deque[RequestRecord] = deque(maxlen=200_000)  # the request log
         self._rest = RestApi(
             self._histories,
             faults=self._faults,
             counts=self._counts,
             rng=self._rng,
             weight_limit=weight_limit,
+            requests=self._requests,
+            ban_seconds=ban_seconds,
         )
+        self._archives = ArchiveServer(self._histories, faults=lambda: self._faults)
         self._thread: _SimThread | None = None
         self.port: int | None = None
 
@@ -240,6 +267,22 @@ class Simulator:
         if self.port is None:
             raise CollectorStateError("the simulator is not started: call start() first")
         return self.port
+
+    @property
+    def archive_url(self) -> str:
+        """Daily-archive base URL (clients append ``/data/spot/daily/aggTrades/...``): the
+        simulator's data.binance.vision, on the same port."""
+        return self.rest_url
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The HTTP requests answered (REST and archives; the last 200,000), oldest first."""
+        return list(self._requests)
+
+    def history_frame(self, symbol: str, start_ms: int, end_ms: int) -> pl.DataFrame:
+        """The published trades of ``symbol`` with ``start_ms <= time < end_ms`` (trade
+        schema): what a complete store holds for that window."""
+        return self._history(symbol).between(start_ms, end_ms)
 
     def published(self, symbol: str) -> list[int]:
         """Every agg id made available for ``symbol`` (stream or REST), ascending."""
@@ -298,6 +341,8 @@ class Simulator:
         if self._server is not None:
             raise CollectorStateError("the simulator is already running")
         sources = self._build_sources()
+        if self.history_hours:
+            await asyncio.to_thread(self._seed_history, sources)
         try:
             self._server = await serve(
                 self._endpoint.handle,
@@ -398,12 +443,24 @@ class Simulator:
     def __exit__(self, *exc: object) -> None:
         self.stop_thread()
 
+    def _seed_history(self, sources: Mapping[str, TradeSource]) -> None:
+        """Publish ``history_hours`` of synthetic trades up to now (REST and archives only)."""
+        end = now_ms()
+        for sym, src in sources.items():
+            assert isinstance(src, SyntheticSource)
+            frame = src.take_until(end)
+            hist = self._histories[sym]
+            hist.append_frame(frame)
+            if hist.limit is not None:  # keep the seeded history whole
+                hist.limit = max(hist.limit, frame.height + hist.limit)
+            self._counts["trades_seeded"] += frame.height
+
     def _source_label(self) -> str:
         return "mapping" if isinstance(self.source, Mapping) else str(self.source)
 
     def _build_sources(self) -> dict[str, TradeSource]:
         if self.source == "synthetic":
-            start = now_ms()
+            start = now_ms() - int(self.history_hours * 3_600_000)
             return {
                 s: SyntheticSource(
                     s,
@@ -432,8 +489,13 @@ class Simulator:
 
     # --- REST ---------------------------------------------------------------------------------
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
+        if self._archives.handles(parts.path):
+            status, body, ctype = await asyncio.to_thread(self._archives.handle, parts.path)
+            self._requests.append(RequestRecord("archive", parts.path, parts.query, status))
+            self._counts[f"archive_{status}"] += 1
+            return self._response(status, body, ctype)
         if parts.path.startswith("/api/"):
             return self._json_response(*self._rest.handle(parts.path, parts.query))
         try:
@@ -447,11 +509,15 @@ class Simulator:
     def _json_response(
         self, status: int, body: str, headers: Sequence[tuple[str, str]] = ()
     ) -> Response:
-        data = body.encode()
+        return self._response(status, body.encode(), "application/json;charset=UTF-8", headers)
+
+    def _response(
+        self, status: int, data: bytes, ctype: str, headers: Sequence[tuple[str, str]] = ()
+    ) -> Response:
         hdrs = Headers(
             [
                 ("Date", email.utils.formatdate(usegmt=True)),
-                ("Content-Type", "application/json;charset=UTF-8"),
+                ("Content-Type", ctype),
                 ("Content-Length", str(len(data))),
                 ("Connection", "close"),
                 *headers,

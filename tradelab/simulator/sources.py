@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import polars as pl
 
 from tradelab.exceptions import ConfigurationError, InvalidParameterError, InvalidTradesError
-from tradelab.schema import to_trade_frame
+from tradelab.schema import TRADE_SCHEMA, to_trade_frame
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -177,6 +178,42 @@ class SyntheticSource(TradeSource):
         # The next chunk starts one average gap after this one's last trade.
         self._next_ms = times[-1] + max(1, round(1000.0 / self.rate_per_s))
         return out
+
+    def take_until(self, end_ms: int) -> pl.DataFrame:
+        """Every trade from the source's current time up to ``end_ms`` (exclusive) as one frame
+        in the trade schema, advancing the source as :meth:`next_chunk` would: vectorised, so
+        hours of history are seeded in a fraction of a second (:class:`Simulator`'s
+        ``history_hours``)."""
+        from tradelab.recordings import synthetic_trades
+
+        frames = []
+        while self._next_ms < end_ms:
+            n = int((end_ms - self._next_ms) / 1000 * self.rate_per_s * 1.1) + 100
+            frame = synthetic_trades(
+                self.symbol,
+                self._next_ms,
+                min(n, 2_000_000),
+                rate_per_s=self.rate_per_s,
+                seed=self._seed * 1_000_003 + self._round,
+                first_agg_id=self._next_id,
+                price=self.price,
+                tick=self.tick,
+            )
+            self._round += 1
+            frame = frame.filter(pl.col("time").dt.epoch("ms") < end_ms)
+            fills = (frame["last_id"] - frame["first_id"] + 1).to_numpy()
+            last_ids = self._next_trade_id + np.cumsum(fills) - 1
+            frame = frame.with_columns(
+                pl.Series("first_id", last_ids - fills + 1, dtype=pl.Int64),
+                pl.Series("last_id", last_ids, dtype=pl.Int64),
+            )
+            self._next_trade_id = int(last_ids[-1]) + 1
+            self._next_id = int(frame["agg_id"][-1]) + 1
+            self.price = float(frame["price"][-1])
+            last_ms = int(frame["time"].dt.epoch("ms")[-1])
+            self._next_ms = last_ms + max(1, round(1000.0 / self.rate_per_s))
+            frames.append(frame)
+        return pl.concat(frames) if frames else pl.DataFrame(schema=TRADE_SCHEMA)
 
 
 class ReplaySource(TradeSource):
