@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tradelab.cli.collect",
     "tradelab.cli.analyze",
     "tradelab.cli.demo",
+    "tradelab.cli.backfill",
+    "tradelab.cli.importing",
 )
 
 
