@@ -68,7 +68,8 @@ _MAX_FAILURES = 6  # consecutive network/exchange failures before a span is give
 
 @dataclass(frozen=True, slots=True)
 class HistoryProgress:
-    """Where a fill stands: ``trades`` stored so far; ``days_done`` of ``days_total`` days of
+    """Where a fill stands: ``trades`` fetched so far (new ones; stored in batches of up to
+    50,000, and all of them before the final report); ``days_done`` of ``days_total`` days of
     missing time covered (fractions: a 30-hour window is 1.25 days); ``eta_s`` the estimated
     seconds left (None until measurable); ``done`` on the last report."""
 
@@ -195,8 +196,10 @@ class _Filler:
         self.progress(
             HistoryProgress(
                 self.symbol,
-                self.tally.trades,
-                round((1.0 if done else frac) * self.total_ms / DAY_MS, 6),
+                self.tally.trades + len(self.buffer),
+                round(
+                    (1.0 if done and not self.tally.unfetched else frac) * self.total_ms / DAY_MS, 6
+                ),
                 round(self.total_ms / DAY_MS, 6),
                 eta,
                 done,

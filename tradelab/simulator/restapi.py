@@ -40,7 +40,8 @@ RestAnswer = tuple[int, str, list[tuple[str, str]]]
 class RequestRecord:
     """One HTTP request the simulator answered (its request log, for tests): ``kind`` is
     ``"rest"`` or ``"archive"``; for ``aggTrades`` answers, how many trades and the agg ids
-    and times (unix ms) of the first and last."""
+    and times (unix ms) of the first and last; ``at`` is when it was answered (the REST
+    clock's unix seconds)."""
 
     kind: str
     path: str
@@ -51,6 +52,7 @@ class RequestRecord:
     last_id: int | None = None
     first_time: int | None = None
     last_time: int | None = None
+    at: float = 0.0
 
 
 def _compact(obj: object) -> str:
@@ -118,6 +120,7 @@ class RestApi:
                 rows[-1][0] if rows else None,
                 rows[0][5] if rows else None,
                 rows[-1][5] if rows else None,
+                self.clock(),
             )
         )
         return answer

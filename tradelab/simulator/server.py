@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,6 +85,8 @@ class Simulator:
         weight_limit: REST weight per minute before HTTP 429 (Binance: 6000); a client that
             comes back before its ``Retry-After`` twice is banned: HTTP 418 for
             ``ban_seconds``.
+        rest_clock: the REST side's clock (unix seconds) for its per-minute weight and bans;
+            tests run it faster than the wall clock to see minutes pass in seconds.
         history_hours: seed this many hours of synthetic history before going live (trades
             up to now, served by REST and, for every UTC day that has ended, as daily
             archives under ``/data/spot/daily/aggTrades/...``); synthetic source only.
@@ -113,6 +115,7 @@ class Simulator:
         send_queue_limit: int = 200_000,
         history_hours: float = 0.0,
         ban_seconds: int = 120,
+        rest_clock: Callable[[], float] = time.time,
     ) -> None:
         self.symbols = parse_symbols(symbols)
         if (
@@ -221,6 +224,7 @@ class Simulator:
             weight_limit=weight_limit,
             requests=self._requests,
             ban_seconds=ban_seconds,
+            clock=rest_clock,
         )
         self._archives = ArchiveServer(self._histories, faults=lambda: self._faults)
         self._thread: _SimThread | None = None
@@ -493,7 +497,9 @@ class Simulator:
         parts = urlsplit(request.path)
         if self._archives.handles(parts.path):
             status, body, ctype = await asyncio.to_thread(self._archives.handle, parts.path)
-            self._requests.append(RequestRecord("archive", parts.path, parts.query, status))
+            self._requests.append(
+                RequestRecord("archive", parts.path, parts.query, status, at=time.time())
+            )
             self._counts[f"archive_{status}"] += 1
             return self._response(status, body, ctype)
         if parts.path.startswith("/api/"):
