@@ -82,7 +82,7 @@ def test_no_store_yet_says_how_to_start_collecting(tmp_path, monkeypatch):
         open_store(tmp_path / "empty")
 
 
-@pytest.mark.parametrize("hours", [0, 0.5, 169, -1, "24", None, True, float("nan")])
+@pytest.mark.parametrize("hours", [0, 0.5, 169, -1, "24", True, float("nan")])
 def test_hours_outside_1_to_168_are_refused(tmp_path, hours):
     store = open_store(tmp_path / "db", write=True)
     with pytest.raises(InvalidWindowError, match="hours"):
@@ -95,7 +95,46 @@ def test_bad_symbol_store_and_end(tmp_path):
         trades("BTC/USDT", store=store)
     with pytest.raises(InvalidParameterError, match="TradeStore"):
         trades("BTCUSDT", store="path")  # type: ignore[arg-type]
-    with pytest.raises(InvalidWindowError, match="naive"):
-        trades("BTCUSDT", end=dt.datetime(2024, 1, 1), store=store)
+    with pytest.raises(InvalidWindowError, match="is not a time"):
+        trades("BTCUSDT", end="yesterday", store=store)
     with pytest.raises(InvalidParameterError, match="write"):
         open_store(tmp_path / "db", write="yes")  # type: ignore[arg-type]
+
+
+def test_trades_over_a_range_in_every_time_format(tmp_path):
+    store = open_store(tmp_path / "db", write=True)
+    df = synthetic_trades("BTCUSDT", T0, 20_000, rate_per_s=10)  # ~33 min
+    store.append("BTCUSDT", df)
+    lo, hi = T0 + 300_000, T0 + 900_000
+    ms = pl.col("time").dt.epoch("ms")
+    want = df.filter((ms >= lo) & (ms < hi))
+    lo_dt = dt.datetime.fromtimestamp(lo / 1000, dt.UTC)
+    hi_dt = dt.datetime.fromtimestamp(hi / 1000, dt.UTC)
+    forms = [
+        (lo, hi),
+        (lo_dt, hi_dt),
+        (lo_dt.replace(tzinfo=None), hi_dt.replace(tzinfo=None)),  # naive = UTC
+        (lo_dt.isoformat(), hi_dt.isoformat()),
+        (lo_dt.strftime("%Y-%m-%dT%H:%M:%S.%f"), hi_dt.strftime("%Y-%m-%d %H:%M:%S.%f")),
+        (lo_dt.astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat(), str(hi)),
+    ]
+    for start, end in forms:
+        assert trades("BTCUSDT", start=start, end=end, store=store).equals(want), (start, end)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hours": 2, "start": T0}, "give either hours"),
+        ({"start": T0 + 10, "end": T0}, "must be after start"),
+        ({"start": T0, "end": T0}, "must be after start"),
+        ({"start": T0, "end": T0 + 8 * 86_400_000}, "at most 168 h"),
+        ({"start": "next tuesday"}, "is not a time"),
+        ({"start": True}, "must be a timezone-aware datetime"),
+    ],
+)
+def test_bad_ranges_are_refused_with_one_line(tmp_path, kwargs, message):
+    store = open_store(tmp_path / "db", write=True)
+    with pytest.raises(InvalidWindowError, match=message) as err:
+        trades("BTCUSDT", store=store, **kwargs)
+    assert "\n" not in str(err.value)

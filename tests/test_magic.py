@@ -116,7 +116,7 @@ def test_help_prints_usage_without_error(ip, capsys):
     assert magic(ip, "--help") is None
     assert magic(ip, "profile --help") is None
     out = capsys.readouterr().out
-    assert "{start,stop,status,profile,vacuums}" in out
+    assert "{start,stop,status,profile,vacuums,sessions,watch}" in out
     assert "--hours HOURS" in out
 
 

@@ -29,6 +29,7 @@ TOOLS = {
     "get_liquidity_vacuums",
     "get_collection_status",
     "get_volume_profile_chart",
+    "get_session_profiles",
 }
 
 
@@ -94,7 +95,15 @@ def test_tools_are_listed_with_descriptions_and_schemas(store_dir: Path) -> None
     assert set(tools["get_liquidity_vacuums"].input_schema["properties"]) == {
         "symbol",
         "duration_hours",
+        "start",
+        "end",
     }
+    for name in ("get_volume_profile", "get_liquidity_vacuums", "get_volume_profile_chart"):
+        props = tools[name].input_schema["properties"]
+        assert {"type": "string"} in props["start"]["anyOf"] and "end" in props
+    sessions = tools["get_session_profiles"].input_schema
+    assert sessions["required"] == ["symbol"]
+    assert set(sessions["properties"]) == {"symbol", "days", "start", "end", "session"}
     assert tools["get_collection_status"].input_schema.get("properties", {}) == {}
     out = tools["get_volume_profile"].output_schema
     assert {"poc", "vah", "val", "rows", "window", "value_area_pct"} <= set(out["properties"])

@@ -15,6 +15,8 @@ From Python::
     df = tradelab.trades("BTCUSDT", hours=24)          # Polars frame, the TradeBuffer
     vp = tradelab.get_volume_profile("BTCUSDT", 24)    # POC / VAH / VAL
     report = tradelab.vacuum_report("BTCUSDT", 4)      # thin zones, with their profile
+    vp = tradelab.get_volume_profile("BTCUSDT", start="2024-08-08", end="2024-08-09")
+    sp = tradelab.session_profiles("BTCUSDT", days=7)  # one profile per UTC day
     tradelab.where_collection_runs()                   # this process, another, or none
 """
 
@@ -47,6 +49,11 @@ _EXPORTS: dict[str, str] = {
     "get_liquidity_vacuums": "tradelab.analytics",
     "VacuumReport": "tradelab.analytics",
     "vacuum_report": "tradelab.analytics",
+    "SessionProfiles": "tradelab.analytics",
+    "session_profiles": "tradelab.analytics",
+    "developing_profile": "tradelab.analytics",
+    "naked_pocs": "tradelab.analytics",
+    "watch": "tradelab.jupyter",
     # configuration and logging
     "Settings": "tradelab.config",
     "configure_logging": "tradelab.logs",

@@ -34,10 +34,12 @@ __all__ = [
     "POC_COLOR",
     "SELL_COLOR",
     "VALUE_AREA_COLOR",
+    "draw_developing",
     "figure_png",
     "new_figure",
     "plot_price",
     "plot_profile",
+    "price_axis_formatter",
 ]
 
 BUY_COLOR = "#26a69a"
@@ -45,6 +47,8 @@ SELL_COLOR = "#ef5350"
 POC_COLOR = "#b71c1c"
 VALUE_AREA_COLOR = "#5c6bc0"
 VACUUM_COLOR = "#616161"
+DEVELOPING_POC_COLOR = "#ef6c00"
+DEVELOPING_VA_COLOR = "#6a1b9a"
 PRICE_COLOR = "#37474f"
 _OUTSIDE_ALPHA = 0.35
 
@@ -102,6 +106,45 @@ def _price_formatter() -> Any:
             return fixed_price(x, self.decimals)
 
     return PriceFormatter()
+
+
+def price_axis_formatter() -> Any:
+    """A matplotlib Formatter writing prices with thousands separators and as many decimals
+    as the tick spacing needs (shared by every tradelab chart)."""
+    return _price_formatter()
+
+
+def draw_developing(ax: Axes, developing: pl.DataFrame) -> Axes:
+    """Draw a developing profile (:func:`tradelab.developing_profile`: ``time``, ``poc``,
+    ``vah``, ``val``) as step lines over a price-over-time panel: each level holds from its
+    step on (it counts the trades before it), POC solid red, VAH/VAL dashed."""
+    need = {"time", "poc", "vah", "val"}
+    if not isinstance(developing, pl.DataFrame) or not need <= set(developing.columns):
+        raise InvalidParameterError(
+            "developing must be the frame of tradelab.developing_profile (time, poc, vah, val)"
+        )
+    frame = developing.drop_nulls(["poc"])
+    if frame.height == 0:
+        return ax
+    when = frame["time"].to_list()
+    styles = (
+        ("poc", DEVELOPING_POC_COLOR, "-", 1.4, "developing POC"),
+        ("vah", DEVELOPING_VA_COLOR, "--", 1.1, "developing VAH / VAL"),
+        ("val", DEVELOPING_VA_COLOR, "--", 1.1, None),
+    )
+    for col, color, style, width, label in styles:
+        ax.plot(
+            when,
+            frame[col].to_list(),
+            drawstyle="steps-post",
+            color=color,
+            linestyle=style,
+            linewidth=width,
+            label=label,
+            gid=f"developing_{col}",
+            zorder=3,
+        )
+    return ax
 
 
 def _title(profile: VolumeProfile) -> str:
@@ -284,6 +327,7 @@ def plot_profile(
     vacuums: Sequence[Vacuum] | bool | None = None,
     title: str | None = None,
     legend: bool = True,
+    developing: pl.DataFrame | None = None,
 ) -> Any:
     """Draw ``profile`` as horizontal buy/sell bars by price with POC, value area and vacuums.
 
@@ -296,6 +340,8 @@ def plot_profile(
             (:func:`~tradelab.analytics.liquidity_vacuums`), ``False`` draws none.
         title: replaces the default title (symbol, window, trade count).
         legend: draw the legend.
+        developing: a developing profile (:func:`tradelab.developing_profile`) to draw as
+            lines over the price panel (needs ``trades``).
 
     Returns the Axes drawn into when ``ax`` is given (the profile's), else the new Figure.
     """
@@ -304,6 +350,10 @@ def plot_profile(
             f"profile must be a tradelab.VolumeProfile, got {type(profile).__name__}"
         )
     zones = _resolve_vacuums(profile, vacuums)
+    if developing is not None and trades is None:
+        raise InvalidParameterError(
+            "developing lines are drawn over the price panel: give trades= as well"
+        )
     fig = None
     price_ax = None
     if ax is None:
@@ -357,6 +407,12 @@ def plot_profile(
 
     if price_ax is not None and trades is not None:  # price_ax exists only with trades
         plot_price(trades, price_ax, profile=profile)
+        if developing is not None:
+            draw_developing(price_ax, developing)
+            pairs = zip(*price_ax.get_legend_handles_labels(), strict=True)
+            mine = [(h, lab) for h, lab in pairs if lab.startswith("developing")]
+            if mine:
+                price_ax.legend(*zip(*mine, strict=True), loc="upper left", fontsize=8)
         price_ax.set_ylabel(f"Price ({quote})")
         ax.tick_params(axis="y", labelleft=False)
         ax.set_ylim(lo - pad, hi + pad)

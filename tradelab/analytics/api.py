@@ -25,21 +25,23 @@ symbols fall back to the resolution visible in the prices.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from tradelab.analytics.checks import check_profile_args
 from tradelab.analytics.profile import VolumeProfile, liquidity_vacuums, volume_profile
 from tradelab.analytics.vacuums import Vacuum, check_vacuum_args
 from tradelab.collection import where_collection_runs
-from tradelab.config import validate_hours, validate_symbol
+from tradelab.config import MAX_WINDOW_HOURS, retention_days_from_env, validate_symbol
 from tradelab.exceptions import InsufficientTradesError, InvalidParameterError
 from tradelab.formatting import hours_text, rate_text, wait_text
 from tradelab.logs import get_logger
 from tradelab.store import TradeStore, open_store
+from tradelab.timerange import TimeRange, resolve_window
 
 __all__ = [
     "EXCHANGE_TICK_SIZES",
@@ -49,9 +51,12 @@ __all__ = [
     "get_liquidity_vacuums",
     "get_volume_profile",
     "insufficient_message",
+    "read_window",
     "set_tick_size",
     "tick_size_for",
     "vacuum_report",
+    "where_the_data_is",
+    "window_of",
 ]
 
 log = get_logger(__name__)
@@ -233,39 +238,87 @@ class VacuumReport:
         }
 
 
-def _window_trades(
-    sym: str, hours: float, store: Any, data: str | os.PathLike[str] | None
-) -> tuple[Any, int, int]:
-    """The trades of ``[now - hours, now)`` (arguments already valid); too few raise
-    :class:`InsufficientTradesError` explaining why."""
+def window_of(
+    store: Any,
+    hours: object = None,
+    start: object = None,
+    end: object = None,
+    *,
+    hours_name: str = "duration_hours",
+    default_hours: float = 24,
+) -> TimeRange:
+    """The window asked for (:func:`tradelab.timerange.resolve_window`): the last ``hours``
+    ending now (or at ``end``), or the range ``[start, end)``, at most the retention of
+    ``store`` (an open store) or, before a store is open, of the configured one."""
+    days = store.retention_days if isinstance(store, TradeStore) else retention_days_from_env()
+    return resolve_window(
+        hours=hours,
+        start=start,
+        end=end,
+        now_ms=int(time.time() * 1000) + 1,  # the window [end - hours, end) includes "now"
+        max_hours=max(float(MAX_WINDOW_HOURS), days * 24),
+        default_hours=default_hours,
+        hours_name=hours_name,
+    )
+
+
+def where_the_data_is(store: Any, symbol: str) -> str:
+    """``"BTCUSDT has trades from 2024-08-08 23:54 to 2024-08-09 00:05 UTC"``, or
+    ``"the store holds no BTCUSDT trades"``, from the store's counters (no trade is read)."""
+    st = store.stats(symbol)
+    if not st.trade_count or st.first_time is None or st.last_time is None:
+        return f"the store holds no {symbol} trades"
+    first, last = (f"{t:%Y-%m-%d %H:%M}" for t in (st.first_time, st.last_time))
+    return f"{symbol} has trades from {first} to {last} UTC"
+
+
+def read_window(
+    sym: str, window: TimeRange, store: Any, data: str | os.PathLike[str] | None
+) -> tuple[Any, Any]:
+    """``(trades, store)``: the trades of ``window`` (arguments already valid) from the store
+    resolved now; fewer than :data:`MIN_TRADES` raise :class:`InsufficientTradesError` saying
+    why (for a range, where the store does have data)."""
     st = _resolve_store(store, data)
-    end_ms = int(time.time() * 1000) + 1  # the window [end - hours, end) includes "now"
-    start_ms = end_ms - round(hours * 3_600_000)
-    trades = st.trades(sym, start_ms, end_ms)
+    trades = st.trades(sym, window.start_ms, window.end_ms)
     if trades.height < MIN_TRADES:
-        state = collection_state(st, sym, now_ms=end_ms)
-        observed = None
-        if trades.height >= 2:
-            t = trades["time"].dt.epoch("ms")
-            # epoch ms of stored trades: ints, never null, and there are at least two
-            span_min = (cast(int, t.max()) - cast(int, t.min())) / 60_000
-            if span_min > 0:
-                observed = (trades.height - 1) / span_min
         raise InsufficientTradesError(
-            insufficient_message(sym, trades.height, MIN_TRADES, hours, state, observed),
-            found=trades.height,
-            needed=MIN_TRADES,
+            _short_message(sym, trades, window, st), found=trades.height, needed=MIN_TRADES
         )
-    return trades, start_ms, end_ms
+    return trades, st
+
+
+def _short_message(sym: str, trades: Any, window: TimeRange, st: Any) -> str:
+    found = trades.height
+    if window.is_range:
+        head = (
+            f"{sym}: {found:,} of the {MIN_TRADES:,} trades needed from "
+            f"{window.describe().replace(' → ', ' to ')}"
+        )
+        return f"{head}; {where_the_data_is(st, sym)}"
+    hours = float(window.hours or 0)
+    state = collection_state(st, sym, now_ms=window.end_ms)
+    observed = None
+    if found >= 2:
+        t = trades["time"].dt.epoch("ms")
+        # epoch ms of stored trades: ints, never null, and there are at least two
+        span_min = (cast(int, t.max()) - cast(int, t.min())) / 60_000
+        if span_min > 0:
+            observed = (found - 1) / span_min
+    text = insufficient_message(sym, found, MIN_TRADES, hours, state, observed)
+    if found == 0 and st.stats(sym).trade_count:
+        text += f" ({where_the_data_is(st, sym)}: ask for that range with start/end)"
+    return text
 
 
 def _profile(
     symbol: str,
-    duration_hours: float,
+    duration_hours: object,
     tick_size: float | None,
     store: Any,
     data: str | os.PathLike[str] | None,
     *,
+    start: object = None,
+    end: object = None,
     row_size: float | None = None,
     value_area: float = 0.70,
     method: str = "cbot",
@@ -274,7 +327,7 @@ def _profile(
     """Validate everything (symbol, window, tick size, profile and vacuum parameters), then
     open the store, read the window and compute its profile."""
     sym = validate_symbol(symbol)
-    hours = validate_hours(duration_hours, name="duration_hours")
+    window = window_of(store, duration_hours, start, end)
     tick = None if tick_size is None else _tick(tick_size)
     if tick is None:
         tick = EXCHANGE_TICK_SIZES.get(sym)
@@ -282,43 +335,53 @@ def _profile(
     check_profile_args(tick_size=tick, row_size=row_size, value_area=value_area, method=method)
     if vacuum_args is not None:
         check_vacuum_args(*vacuum_args)
-    trades, start_ms, end_ms = _window_trades(sym, hours, store, data)
-    return volume_profile(
+    trades, _ = read_window(sym, window, store, data)
+    vp = volume_profile(
         trades,
         tick_size=tick,
         row_size=row_size,
         value_area=value_area,
         method=method,
         symbol=sym,
-        start=start_ms,
-        end=end_ms,
+        start=window.start_ms,
+        end=window.end_ms,
     )
+    return replace(vp, window_note=window.note) if window.note else vp
 
 
 def get_volume_profile(
     symbol: str,
-    duration_hours: float = 24,
+    duration_hours: float | None = None,
     tick_size: float | None = None,
     *,
+    start: dt.datetime | int | str | None = None,
+    end: dt.datetime | int | str | None = None,
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
     row_size: float | None = None,
     value_area: float = 0.70,
     method: str = "cbot",
 ) -> VolumeProfile:
-    """The volume profile of ``symbol`` over the last ``duration_hours`` hours (1–168).
+    """The volume profile of ``symbol`` over the last ``duration_hours`` hours (1–168, default
+    24), or over the range ``start``–``end``.
 
-    Reads ``[now - duration_hours, now)`` from ``store`` (an open store), else from the store
-    at ``data``, else from the process-wide store of the configured data directory
-    (:func:`tradelab.open_store`), and computes :func:`tradelab.volume_profile` on
+    The window is ``[now - duration_hours, now)`` (ending at ``end`` when only ``end`` is
+    given), or ``[start, end)`` (``end`` default: now) — a fixed-range profile such as a day
+    of imported recordings. ``start``/``end`` are timezone-aware datetimes, unix ms or ISO-8601
+    strings (no zone = UTC, and the profile's ``window_note`` says so); a range is at most the
+    store's retention long. It is read from ``store`` (an open store), else from the store at
+    ``data``, else from the process-wide store of the configured data directory
+    (:func:`tradelab.open_store`), and :func:`tradelab.volume_profile` is computed on
     ``tick_size`` (default: the exchange tick of the symbol, :data:`EXCHANGE_TICK_SIZES`, else
     inferred from the prices) with the automatic row size unless ``row_size`` is given;
     ``value_area`` and ``method`` as there. The profile's ``start``/``end`` are the window.
 
     Raises :class:`InsufficientTradesError` below :data:`MIN_TRADES` trades (the message says
-    how many there are, whether anything collects and how long to wait), and the input errors
-    of the symbol, window, tick size and profile parameters — all checked, in that order,
-    before the store is opened.
+    how many there are and, for the last hours, whether anything collects and how long to
+    wait; for a range, where the store does have trades of the symbol), and the input errors
+    of the symbol, window (both ``duration_hours`` and ``start``, an inverted or too long
+    range), tick size and profile parameters — all checked, in that order, before the store
+    is opened.
     """
     return _profile(
         symbol,
@@ -326,6 +389,8 @@ def get_volume_profile(
         tick_size,
         store,
         data,
+        start=start,
+        end=end,
         row_size=row_size,
         value_area=value_area,
         method=method,
@@ -334,36 +399,57 @@ def get_volume_profile(
 
 def vacuum_report(
     symbol: str,
-    duration_hours: float = 24,
+    duration_hours: float | None = None,
     *,
+    start: dt.datetime | int | str | None = None,
+    end: dt.datetime | int | str | None = None,
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
     threshold: float = 0.20,
     min_rows: int = 1,
 ) -> VacuumReport:
-    """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours, with their profile.
+    """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours (default 24), or of
+    the range ``start``–``end``, with their profile.
 
     The profile of :func:`get_volume_profile` (same window, store, row size and errors) run
     through :func:`tradelab.liquidity_vacuums` (rows below ``threshold`` × the median row
     volume, runs of at least ``min_rows`` rows); ``threshold`` and ``min_rows`` are checked
     with the other arguments, before the store is opened.
     """
-    profile = _profile(symbol, duration_hours, None, store, data, vacuum_args=(threshold, min_rows))
+    profile = _profile(
+        symbol,
+        duration_hours,
+        None,
+        store,
+        data,
+        start=start,
+        end=end,
+        vacuum_args=(threshold, min_rows),
+    )
     vacuums = liquidity_vacuums(profile, threshold=threshold, min_rows=min_rows)
     return VacuumReport(profile, vacuums, float(threshold), int(min_rows))
 
 
 def get_liquidity_vacuums(
     symbol: str,
-    duration_hours: float = 24,
+    duration_hours: float | None = None,
     *,
+    start: dt.datetime | int | str | None = None,
+    end: dt.datetime | int | str | None = None,
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
     threshold: float = 0.20,
     min_rows: int = 1,
 ) -> list[Vacuum]:
-    """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours, sorted by price:
-    the ``vacuums`` of :func:`vacuum_report`."""
+    """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours (default 24), or of
+    the range ``start``–``end``, sorted by price: the ``vacuums`` of :func:`vacuum_report`."""
     return vacuum_report(
-        symbol, duration_hours, store=store, data=data, threshold=threshold, min_rows=min_rows
+        symbol,
+        duration_hours,
+        start=start,
+        end=end,
+        store=store,
+        data=data,
+        threshold=threshold,
+        min_rows=min_rows,
     ).vacuums

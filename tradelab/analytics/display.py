@@ -81,12 +81,15 @@ def window_text(profile: ProfileView) -> str:
 def profile_repr(profile: ProfileView) -> str:
     """One line: symbol, window, trades, volume, POC, value area and rows."""
     d = profile.price_decimals
+    note = getattr(profile, "window_note", None)
     return (
         f"<VolumeProfile {profile.symbol or '(symbol unknown)'} {window_text(profile)}: "
         f"{profile.trade_count:,} trades, volume {qty_text(profile.total_volume)}; "
         f"POC {price_text(profile.poc, d)}, VA {price_text(profile.val, d)}–"
         f"{price_text(profile.vah, d)} ({profile.value_area_volume_pct:.1f}%, {profile.method}); "
-        f"{profile.row_count} rows of {price_text(profile.row_size, d)}>"
+        f"{profile.row_count} rows of {price_text(profile.row_size, d)}"
+        + (f"; {note}" if note else "")
+        + ">"
     )
 
 
@@ -95,7 +98,11 @@ def profile_html(profile: ProfileView) -> str:
     d = profile.price_decimals
     esc = html.escape
     figures = [
-        ("Window", window_text(profile)),
+        (
+            "Window",
+            window_text(profile)
+            + (f" ({n})" if (n := getattr(profile, "window_note", None)) else ""),
+        ),
         ("Trades", f"{profile.trade_count:,}"),
         (
             "Volume",

@@ -79,6 +79,9 @@ __all__ = [
     "PLOT_BACKEND",
     "VolumeProfile",
     "liquidity_vacuums",
+    "poc_index",
+    "value_area_rows",
+    "value_area_target",
     "volume_profile",
 ]
 
@@ -137,6 +140,8 @@ class VolumeProfile:
         price_min, price_max: lowest and highest traded price.
         start, end: the window (given, else the first and last trade times; None without times).
         symbol: the symbol, when known.
+        window_note: a remark on how the window was read ("start had no time zone: read as
+            UTC"), else None.
         poc_index, va_low_index, va_high_index: positions in ``rows`` of the POC row and of the
             value area's lowest and highest rows.
     """
@@ -163,6 +168,8 @@ class VolumeProfile:
     va_low_index: int
     va_high_index: int
     _price_decimals: int = field(default=2, repr=False)
+    window_note: str | None = None
+    """A remark on how the window was read (e.g. "start had no time zone: read as UTC")."""
 
     # derived figures ------------------------------------------------------------------------
 
@@ -222,6 +229,8 @@ class VolumeProfile:
             "value_area_volume": self.value_area_volume,
             "value_area_volume_pct": self.value_area_volume_pct,
         }
+        if self.window_note:
+            out["window_note"] = self.window_note
         if rows:
             out["rows"] = self.rows.to_dicts()
         return out
@@ -301,7 +310,10 @@ def _histogram(
     return vol, sell, trades
 
 
-def _poc_index(vol: list[int], first: float, row_size: float, pmin: float, pmax: float) -> int:
+def poc_index(vol: list[int], first: float, row_size: float, pmin: float, pmax: float) -> int:
+    """The POC row among ``vol`` (exact volumes, row ``i`` is aligned row ``first + i``): the
+    largest volume; on a tie the row whose middle is nearest ``(pmin + pmax) / 2``, then the
+    lower one."""
     top = max(vol)
     tied = [i for i, v in enumerate(vol) if v == top]
     if len(tied) == 1:
@@ -312,7 +324,7 @@ def _poc_index(vol: list[int], first: float, row_size: float, pmin: float, pmax:
     return min(tied, key=lambda i: (abs(Fraction(2 * i + 1, 2) - mid_rows), i))
 
 
-def _value_area(vol: list[int], poc: int, target: int, method: str) -> tuple[int, int, int]:
+def value_area_rows(vol: list[int], poc: int, target: int, method: str) -> tuple[int, int, int]:
     """Grow the value area from ``poc`` until it holds ``target`` units; (lo, hi, included)."""
     step = 2 if method == "cbot" else 1
     n = len(vol)
@@ -330,6 +342,11 @@ def _value_area(vol: list[int], poc: int, target: int, method: str) -> tuple[int
             lo -= len(down)
             included += sum(down)
     return lo, hi, included
+
+
+def value_area_target(value_area: float, total: int) -> int:
+    """The volume (exact units) the value area must reach: ``ceil(value_area × total)``."""
+    return math.ceil(Fraction(Decimal(repr(value_area))) * total)
 
 
 def volume_profile(
@@ -408,9 +425,9 @@ def volume_profile(
             f"all {price.size:,} trades have quantity 0: there is no volume to profile"
         )
 
-    poc = _poc_index(vol_int, first, row_size, pmin, pmax)
-    target = math.ceil(Fraction(Decimal(repr(value_area))) * total)
-    lo, hi, included = _value_area(vol_int, poc, target, method)
+    poc = poc_index(vol_int, first, row_size, pmin, pmax)
+    target = value_area_target(value_area, total)
+    lo, hi, included = value_area_rows(vol_int, poc, target, method)
 
     dec = decimals_needed(row_size)
     lows = np.round((first + np.arange(nrows, dtype=np.float64)) * row_size, dec)

@@ -3,6 +3,7 @@
 ::
 
     tradelab profile BTCUSDT --hours 1 [--data DIR] [--row-size X] [--png out.png] [--json]
+    tradelab profile BTCUSDT --start 2024-08-08T23:54 --end 2024-08-09T00:06   # a fixed range
     tradelab vacuums BTCUSDT --hours 4 [--data DIR] [--threshold 0.2] [--png out.png] [--json]
 
 Both read the store (safe while a collector writes) through the same functions a notebook calls,
@@ -34,7 +35,14 @@ from tradelab.exceptions import InvalidParameterError
 from tradelab.formatting import fixed_price, hours_text, price_text, split_symbol, window_text
 from tradelab.store import open_store
 
-__all__ = ["cmd_profile", "cmd_vacuums", "format_profile", "format_vacuums", "register"]
+__all__ = [
+    "add_range",
+    "cmd_profile",
+    "cmd_vacuums",
+    "format_profile",
+    "format_vacuums",
+    "register",
+]
 
 
 def _positive(kind: str):
@@ -60,14 +68,32 @@ def _hours(text: str) -> float:
     return int(value) if value.is_integer() else value
 
 
+def add_range(p: argparse.ArgumentParser) -> None:
+    """``--start`` / ``--end``: a range instead of the last hours (parsed by the API)."""
+    p.add_argument(
+        "--start",
+        metavar="TIME",
+        default=None,
+        help="start of a range instead of --hours: ISO 8601 (2024-08-08, 2024-08-08T23:54, "
+        "...Z or +02:00; no zone = UTC) or unix ms",
+    )
+    p.add_argument(
+        "--end",
+        metavar="TIME",
+        default=None,
+        help="end of the range (exclusive; default now), same formats as --start",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("symbol", help="the symbol, e.g. BTCUSDT")
     p.add_argument(
         "--hours",
         type=_hours,
-        default=24,
-        help="window length in hours, 1-168, ending now (default 24)",
+        default=None,
+        help="window length in hours, 1-168, ending now (default 24); or --start/--end",
     )
+    add_range(p)
     add_data_dir(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(
@@ -82,11 +108,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``profile`` and ``vacuums`` subcommands."""
     p = subparsers.add_parser(
         "profile",
-        help="volume profile (POC, value area) of the last hours",
-        description="Volume profile of SYMBOL over the last --hours hours from the store: point "
-        "of control, value area (VAL-VAH), buy/sell volume. Needs at least 1,000 "
-        "trades in the window; otherwise says how many there are and how long to "
-        "wait.",
+        help="volume profile (POC, value area) of the last hours or of a range",
+        description="Volume profile of SYMBOL over the last --hours hours (or the range "
+        "--start/--end) from the store: point of control, value area (VAL-VAH), buy/sell "
+        "volume. Needs at least 1,000 trades in the window; otherwise says how many there "
+        "are and how long to wait (for a range, where the store has data).",
     )
     _common(p)
     p.add_argument(
@@ -117,8 +143,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "vacuums",
-        help="liquidity vacuums (thin price zones) of the last hours",
-        description="Price zones of SYMBOL's last --hours hours that traded far less than the "
+        help="liquidity vacuums (thin price zones) of the last hours or of a range",
+        description="Price zones of SYMBOL's last --hours hours (or of --start/--end) that "
+        "traded far less than the "
         "median row (below --threshold x the median row volume): price tends to "
         "move fast through them.",
     )
@@ -142,15 +169,18 @@ def _unit(profile: VolumeProfile) -> tuple[str, str]:
     return split_symbol(profile.symbol)
 
 
-def _window(profile: VolumeProfile, hours: float) -> str:
+def _window(profile: VolumeProfile, hours: float | None) -> str:
+    note = f" [{profile.window_note}]" if profile.window_note else ""
     if profile.start is None or profile.end is None:
-        return f"last {hours_text(hours)}"
+        return f"last {hours_text(hours or 24)}"
     window = window_text(profile.start, profile.end, seconds=False, shorten=False)
-    return f"last {hours_text(hours)} ({window})"
+    if hours is None:  # a range
+        return f"{window}{note}"
+    return f"last {hours_text(hours)} ({window}){note}"
 
 
-def format_profile(profile: VolumeProfile, hours: float) -> str:
-    """The key figures as aligned text lines."""
+def format_profile(profile: VolumeProfile, hours: float | None) -> str:
+    """The key figures as aligned text lines; ``hours`` None for a range."""
     d = profile.price_decimals
     base, quote = _unit(profile)
 
@@ -172,7 +202,7 @@ def format_profile(profile: VolumeProfile, hours: float) -> str:
     return "\n".join(lines)
 
 
-def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float) -> str:
+def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float | None) -> str:
     """The vacuums (of :attr:`VacuumReport.vacuums`) as a text table."""
     d = profile.price_decimals
     base, _quote = _unit(profile)
@@ -229,12 +259,19 @@ def _save_png(profile: VolumeProfile, data: str | None, path: str, vacuums: Any 
 # --- handlers ----------------------------------------------------------------------------------
 
 
+def _shown_hours(args: argparse.Namespace) -> float | None:
+    """The hours to name in the heading: None for a range, else --hours or the default 24."""
+    return None if args.start is not None else (args.hours or 24)
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     """``tradelab profile``."""
     profile = get_volume_profile(
         args.symbol,
         args.hours,
         args.tick_size,
+        start=args.start,
+        end=args.end,
         data=args.data,
         row_size=args.row_size,
         value_area=args.value_area,
@@ -244,7 +281,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         json.dump(profile.to_dict(), sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(format_profile(profile, args.hours))
+        print(format_profile(profile, _shown_hours(args)))
     if args.png:
         out = _save_png(profile, args.data, args.png)
         print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
@@ -254,13 +291,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_vacuums(args: argparse.Namespace) -> int:
     """``tradelab vacuums``."""
     report: VacuumReport = vacuum_report(
-        args.symbol, args.hours, data=args.data, threshold=args.threshold, min_rows=args.min_rows
+        args.symbol,
+        args.hours,
+        start=args.start,
+        end=args.end,
+        data=args.data,
+        threshold=args.threshold,
+        min_rows=args.min_rows,
     )
     if args.json:
         json.dump(report.to_dict(), sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(format_vacuums(report.profile, report.vacuums, args.hours))
+        print(format_vacuums(report.profile, report.vacuums, _shown_hours(args)))
     if args.png:
         out = _save_png(report.profile, args.data, args.png, vacuums=report.vacuums)
         print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)

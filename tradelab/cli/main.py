@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tradelab.cli.simulate",
     "tradelab.cli.collect",
     "tradelab.cli.analyze",
+    "tradelab.cli.sessions",
     "tradelab.cli.demo",
     "tradelab.cli.backfill",
     "tradelab.cli.importing",

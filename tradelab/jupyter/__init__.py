@@ -4,6 +4,7 @@
 kernel's own event loop when there is one (``tradelab.start`` / ``stop`` / ``status``; the
 :class:`Status` it returns is :mod:`tradelab.collection`'s).
 :mod:`.magic` is the ``%tradelab`` line magic, a thin dispatcher over the public API.
+:mod:`.live` is the live view (``watch``: the profile redrawn in place every few seconds).
 :mod:`.notebook` has the helpers the documentation notebooks use (a simulator or the real
 exchange, temporary stores).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from tradelab.collection import Status
+from tradelab.jupyter.live import Watch, stop_watching, watch, watching
 from tradelab.jupyter.session import (
     SessionInfo,
     Stopping,
@@ -28,14 +30,18 @@ __all__ = [
     "SessionInfo",
     "Status",
     "Stopping",
+    "Watch",
     "astop",
     "current",
     "load_ipython_extension",
     "start",
     "status",
     "stop",
+    "stop_watching",
     "unload_ipython_extension",
     "wait_for_trades",
+    "watch",
+    "watching",
 ]
 
 

@@ -5,13 +5,17 @@
     %load_ext tradelab
     %tradelab start BTCUSDT ETHUSDT [--data DIR] [--ws-url URL] [--rest-url URL] [--background]
     %tradelab status [--data DIR]
-    %tradelab profile BTCUSDT [--hours H] [--data DIR]
-    %tradelab vacuums BTCUSDT [--hours H] [--data DIR]
+    %tradelab profile BTCUSDT [--hours H | --start T [--end T]] [--data DIR]
+    %tradelab vacuums BTCUSDT [--hours H | --start T [--end T]] [--data DIR]
+    %tradelab sessions BTCUSDT [--days N | --start T [--end T]] [--session S] [--data DIR]
+    %tradelab watch BTCUSDT [--hours H] [--every S] [--data DIR]     # live view, redrawn
+    %tradelab watch --stop [SYMBOL]
     %tradelab stop
 
 Each subcommand calls the function an analyst can call from Python (``tradelab.start``,
 ``tradelab.stop``, ``tradelab.status``, ``tradelab.get_volume_profile``,
-``tradelab.vacuum_report``) with the values it parsed, and only adds presentation: the API
+``tradelab.vacuum_report``, ``tradelab.session_profiles``, ``tradelab.jupyter.watch``) with the
+values it parsed, and only adds presentation: the API
 validates them and opens the store. Bad arguments and every
 :class:`~tradelab.exceptions.TradelabError` surface as one-line IPython ``UsageError`` messages,
 never as tracebacks.
@@ -42,8 +46,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from tradelab.exceptions import TradelabError
-from tradelab.formatting import fixed_price, hours_text, qty_text_short, utc_text
-from tradelab.jupyter import session
+from tradelab.jupyter import live, session
+from tradelab.jupyter.figures import KeyFigures
 
 __all__ = [
     "KeyFigures",
@@ -54,7 +58,7 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-SUBCOMMANDS = ("start", "stop", "status", "profile", "vacuums")
+SUBCOMMANDS = ("start", "stop", "status", "profile", "vacuums", "sessions", "watch")
 
 
 class _ParserExit(Exception):
@@ -81,6 +85,15 @@ def _hours(text: str) -> int | float:
             f"--hours must be a number of hours from 1 to 168, got {text!r}"
         ) from None
     return int(value) if value.is_integer() else value
+
+
+def _range(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--start",
+        metavar="TIME",
+        help="a range instead of --hours: ISO 8601 or unix ms (no zone = UTC)",
+    )
+    p.add_argument("--end", metavar="TIME", help="end of the range (default now)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,8 +124,27 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("profile", "volume profile"), ("vacuums", "liquidity vacuums")):
         p = sub.add_parser(name, help=f"the {what} of a symbol, plotted with its key figures")
         p.add_argument("symbol", metavar="SYMBOL")
-        p.add_argument("--hours", type=_hours, default=1, help="window: 1 to 168 (default 1)")
+        p.add_argument("--hours", type=_hours, default=None, help="window: 1 to 168 (default 1)")
+        _range(p)
         p.add_argument("--data", metavar="DIR", help="store directory (default: the session's)")
+
+    p = sub.add_parser("sessions", help="one volume profile per session, side by side")
+    p.add_argument("symbol", metavar="SYMBOL")
+    p.add_argument("--days", type=int, default=None, help="the last N UTC days (default 1)")
+    _range(p)
+    p.add_argument(
+        "--session",
+        default="utc-day",
+        help="utc-day (default), asia, london, new-york or HH:MM-HH:MM (UTC)",
+    )
+    p.add_argument("--data", metavar="DIR", help="store directory (default: the session's)")
+
+    p = sub.add_parser("watch", help="a live view: the profile redrawn in place every few s")
+    p.add_argument("symbol", metavar="SYMBOL", nargs="?")
+    p.add_argument("--hours", type=_hours, default=1, help="window: 1 to 168 (default 1)")
+    p.add_argument("--every", default="5", help="seconds between redraws, 1-3600 (default 5)")
+    p.add_argument("--data", metavar="DIR", help="store directory (default: the session's)")
+    p.add_argument("--stop", action="store_true", help="stop the live views (all, or SYMBOL's)")
     for action in sub.choices.values():
         action.prog = f"tradelab {action.prog.split()[-1]}"
         action.__class__ = _Parser
@@ -136,7 +168,10 @@ class TradelabMagics(Magics):
 
         ``%tradelab start [SYMBOL ...] [--data DIR] [--ws-url URL] [--rest-url URL]
         [--background]``, ``%tradelab stop``, ``%tradelab status [--data DIR]``,
-        ``%tradelab profile SYMBOL [--hours H]``, ``%tradelab vacuums SYMBOL [--hours H]``.
+        ``%tradelab profile SYMBOL [--hours H | --start T --end T]``, ``%tradelab vacuums
+        SYMBOL [...]``, ``%tradelab sessions SYMBOL [--days N | --start T --end T]
+        [--session S]``, ``%tradelab watch SYMBOL [--hours H] [--every S]``,
+        ``%tradelab watch --stop [SYMBOL]``.
         """
         argv = _split(line)
         if not argv:
@@ -193,16 +228,61 @@ class TradelabMagics(Magics):
     def _profile(self, args: argparse.Namespace) -> None:
         from tradelab.analytics import get_volume_profile
 
-        profile = get_volume_profile(args.symbol, args.hours, data=args.data)
+        hours = _hours_or_default(args)
+        profile = get_volume_profile(
+            args.symbol, hours, start=args.start, end=args.end, data=args.data
+        )
         _show_figure(profile.plot())
-        _display(KeyFigures.of_profile(profile, args.hours))
+        _display(KeyFigures.of_profile(profile, hours))
 
     def _vacuums(self, args: argparse.Namespace) -> None:
         from tradelab.analytics import vacuum_report
 
-        report = vacuum_report(args.symbol, args.hours, data=args.data)
+        hours = _hours_or_default(args)
+        report = vacuum_report(args.symbol, hours, start=args.start, end=args.end, data=args.data)
         _show_figure(report.profile.plot(vacuums=report.vacuums))
-        _display(KeyFigures.of_vacuums(report, args.hours))
+        _display(KeyFigures.of_vacuums(report, hours))
+
+    def _sessions(self, args: argparse.Namespace) -> None:
+        from tradelab.analytics import session_profiles
+
+        sp = session_profiles(
+            args.symbol,
+            days=args.days,
+            start=args.start,
+            end=args.end,
+            session=args.session,
+            data=args.data,
+        )
+        _show_figure(sp.plot())
+        _display(KeyFigures.of_sessions(sp))
+
+    def _watch(self, args: argparse.Namespace) -> Any:
+        if args.stop:
+            stopped = live.stop_watching(args.symbol)
+            names = ", ".join(v.symbol for v in stopped)
+            print(
+                f"Stopped {len(stopped)} live view{'' if len(stopped) == 1 else 's'}"
+                + (f" ({names})." if names else " (none was running).")
+            )
+            return None
+        if args.symbol is None:
+            raise UsageError(
+                "%tradelab watch: give a SYMBOL to watch, or --stop to stop the live views"
+            )
+        every: Any = args.every
+        with contextlib.suppress(ValueError):
+            every = float(args.every)
+        view = live.watch(args.symbol, args.hours, every, data=args.data)
+        print(repr(view))
+        return None
+
+
+def _hours_or_default(args: argparse.Namespace) -> float | None:
+    """--hours, or 1 h when neither --hours nor --start is given (a range: None)."""
+    if args.hours is None and args.start is None:
+        return 1
+    return args.hours
 
 
 def _stopped_line(summary: dict[str, Any] | None) -> str:
@@ -245,102 +325,6 @@ def _show_figure(fig_or_ax: Any) -> None:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-
-
-class KeyFigures:
-    """A small two-column table of key figures: HTML in notebooks, text elsewhere."""
-
-    def __init__(self, title: str, rows: list[tuple[str, str]], table: Any = None) -> None:
-        self.title = title
-        self.rows = rows
-        self.table = table  # optional extra rows (e.g. vacuums): list of dicts
-
-    @classmethod
-    def of_profile(cls, p: Any, hours: float) -> KeyFigures:
-        """The key figures of a :class:`~tradelab.analytics.VolumeProfile` of the last ``hours``."""
-        d = _decimals(p)
-        rows = [
-            ("POC", fixed_price(p.poc, d)),
-            ("VAH", fixed_price(p.vah, d)),
-            ("VAL", fixed_price(p.val, d)),
-            ("value area", f"{p.value_area_volume_pct:.1f}% of the volume ({p.method})"),
-            (
-                "volume",
-                f"{qty_text_short(p.total_volume)} (buy {qty_text_short(p.buy_volume)}, "
-                f"sell {qty_text_short(p.sell_volume)})",
-            ),
-            ("trades", f"{int(p.trade_count):,}"),
-            ("rows", f"{p.row_count} of {fixed_price(p.row_size, d)}"),
-            ("window", f"{utc_text(p.start)} → {utc_text(p.end)} UTC"),
-        ]
-        return cls(f"{p.symbol or ''} volume profile, last {hours_text(hours)}".strip(), rows)
-
-    @classmethod
-    def of_vacuums(cls, report: Any, hours: float) -> KeyFigures:
-        """The key figures of a :class:`~tradelab.analytics.VacuumReport`, and its zones."""
-        p = report.profile
-        d = _decimals(p)
-        table = [
-            {
-                "from": fixed_price(v.price_low, d),
-                "to": fixed_price(v.price_high, d),
-                "rows": str(v.rows),
-                "volume": qty_text_short(v.volume),
-                "deficit": f"{v.deficit_pct:.0f}%",
-                "impact": str(v.impact),
-            }
-            for v in report.vacuums
-        ]
-        rows = [
-            ("vacuums", f"{len(table)} (rows under 20% of the median row volume)"),
-            ("POC", fixed_price(p.poc, d)),
-            ("value area", f"{fixed_price(p.val, d)} – {fixed_price(p.vah, d)}"),
-            ("trades", f"{int(p.trade_count):,}"),
-        ]
-        return cls(
-            f"{p.symbol or ''} liquidity vacuums, last {hours_text(hours)}".strip(), rows, table
-        )
-
-    def to_text(self) -> str:
-        width = max(len(k) for k, _ in self.rows)
-        lines = [self.title] + [f"  {k.ljust(width)}  {v}" for k, v in self.rows]
-        if self.table:
-            keys = list(self.table[0])
-            widths = [max(len(k), *(len(r[k]) for r in self.table)) for k in keys]
-            lines.append("  " + "  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
-            for r in self.table:
-                lines.append(
-                    "  " + "  ".join(r[k].ljust(w) for k, w in zip(keys, widths, strict=True))
-                )
-        return "\n".join(line.rstrip() for line in lines)
-
-    def __repr__(self) -> str:
-        return self.to_text()
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.to_text())
-
-    def _repr_html_(self) -> str:
-        import html
-
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-            for k, v in self.rows
-        )
-        out = f"<p><b>{html.escape(self.title)}</b></p><table>{body}</table>"
-        if self.table:
-            keys = list(self.table[0])
-            head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(r[k])}</td>" for k in keys) + "</tr>"
-                for r in self.table
-            )
-            out += f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        return out
-
-
-def _decimals(p: Any) -> int:
-    return int(getattr(p, "price_decimals", 2))
 
 
 # --------------------------------------------------------------------------- stop awaiting
@@ -390,7 +374,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """``%unload_ext tradelab``: stop collection (flushing) and unregister the magic."""
+    """``%unload_ext tradelab``: stop live views and collection (flushing), unregister."""
+    live.stop_watching()
     if session.current() is not None:
         with contextlib.suppress(TradelabError):
             session.stop()

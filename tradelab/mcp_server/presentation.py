@@ -48,6 +48,7 @@ __all__ = [
     "profile_chart_png",
     "vacuum_reading",
     "volume_profile_result",
+    "window_phrase",
 ]
 
 MAX_ROWS = 200
@@ -73,11 +74,11 @@ class ProfileRow(BaseModel):
 class Window(BaseModel):
     start: str = Field(description="start of the window, ISO 8601 UTC (inclusive)")
     end: str = Field(description="end of the window, ISO 8601 UTC (exclusive)")
-    hours: float
+    hours: float = Field(description="length of the window in hours")
 
 
 class VolumeProfileResult(BaseModel):
-    """A volume profile of one symbol over the last ``duration_hours``."""
+    """A volume profile of one symbol over the last ``duration_hours`` or a range."""
 
     symbol: str
     window: Window
@@ -246,14 +247,28 @@ def merge_rows(
     return merged, factor
 
 
-def _window(vp: Any, hours: float) -> Window:
-    return Window(start=iso_utc(vp.start) or "", end=iso_utc(vp.end) or "", hours=float(hours))
+def _window(vp: Any, hours: float | None) -> Window:
+    if hours is None and vp.start is not None and vp.end is not None:
+        hours = (vp.end - vp.start).total_seconds() / 3600
+    return Window(
+        start=iso_utc(vp.start) or "", end=iso_utc(vp.end) or "", hours=float(hours or 0.0)
+    )
+
+
+def window_phrase(vp: Any, hours: float | None) -> str:
+    """``"over the last 1 h"``, or for a range ``"from 2024-08-08 23:54 to 2024-08-09 00:06
+    UTC"`` (with the window's note, such as "read as UTC", in brackets)."""
+    if hours is not None or vp.start is None or vp.end is None:
+        return f"over the last {hours_text(hours or 24)}"
+    note = f" ({vp.window_note})" if getattr(vp, "window_note", None) else ""
+    return f"from {vp.start:%Y-%m-%d %H:%M} to {vp.end:%Y-%m-%d %H:%M} UTC{note}"
 
 
 def volume_profile_result(
-    vp: Any, symbol: str, hours: float, *, max_rows: int = MAX_ROWS
+    vp: Any, symbol: str, hours: float | None, *, max_rows: int = MAX_ROWS
 ) -> VolumeProfileResult:
-    """The tool's answer for a :class:`~tradelab.analytics.VolumeProfile` (bounded, JSON-ready)."""
+    """The tool's answer for a :class:`~tradelab.analytics.VolumeProfile` (bounded, JSON-ready);
+    ``hours`` is None for a range."""
     rows = _rows_as_dicts(vp.rows)
     row_size = float(vp.row_size)
     merged, factor = merge_rows(rows, row_size, max_rows) if rows else ([], 1)
@@ -272,7 +287,7 @@ def volume_profile_result(
     total = float(vp.total_volume)
     pct = float(vp.value_area_volume_pct)
     summary = (
-        f"{symbol} over the last {hours_text(hours)}: {int(vp.trade_count):,} trades, volume "
+        f"{symbol} {window_phrase(vp, hours)}: {int(vp.trade_count):,} trades, volume "
         f"{total:,.4f} (buy {buy:,.4f} / sell {sell:,.4f}). Point of control "
         f"{format_price(vp.poc, step)}; value area {format_price(vp.val, step)}–"
         f"{format_price(vp.vah, step)} holds {pct:.1f}% of the volume."
@@ -323,7 +338,7 @@ def vacuum_reading(vacuum: Any, *, poc: float | None = None, step: float | None 
 
 
 def liquidity_vacuums_result(
-    vacuums: Iterable[Any], vp: Any, symbol: str, hours: float
+    vacuums: Iterable[Any], vp: Any, symbol: str, hours: float | None
 ) -> LiquidityVacuums:
     """The tool's answer for the vacuums of ``vp`` (as computed by the Python API)."""
     step = float(vp.row_size)
@@ -340,16 +355,21 @@ def liquidity_vacuums_result(
         for v in vacuums
     ]
     fast = sum(1 for z in zones if z.impact == "fast")
+    head = (
+        f"{symbol}, last {hours_text(hours)}"
+        if hours is not None
+        else f"{symbol} {window_phrase(vp, None)}"
+    )
     if zones:
         summary = (
-            f"{symbol}, last {hours_text(hours)}: {len(zones)} thin zone(s), {fast} where price "
+            f"{head}: {len(zones)} thin zone(s), {fast} where price "
             "is likely to move fast. " + "; ".join(z.reading for z in zones[:10])
         )
         if len(zones) > 10:
             summary += f"; and {len(zones) - 10} more (see vacuums)."
     else:
         summary = (
-            f"{symbol}, last {hours_text(hours)}: no liquidity vacuums — every row traded at "
+            f"{head}: no liquidity vacuums — every row traded at "
             "least 20% of the median row volume."
         )
     return LiquidityVacuums(

@@ -13,6 +13,11 @@ Tools:
 - ``get_volume_profile(symbol, duration_hours=24, tick_size=None)`` — POC/VAH/VAL, volumes and
   the profile rows (at most :data:`MAX_ROWS`, merged when the full resolution has more).
 - ``get_liquidity_vacuums(symbol, duration_hours=24)`` — thin price zones, each with a reading.
+- ``get_session_profiles(symbol, days=None, start=None, end=None, session="utc-day")`` — one
+  profile per session, value-area migration, naked POCs.
+
+Every window tool takes ``start``/``end`` (ISO-8601 or unix ms, no zone = UTC) as the
+alternative to ``duration_hours``, for fixed ranges such as imported history.
 - ``get_collection_status()`` — what is collected, since when, rates, gaps, last trade times,
   so the assistant can explain *why* data is missing.
 - ``get_volume_profile_chart(symbol, duration_hours=24, tick_size=None)`` — the profile as PNG.
@@ -52,6 +57,7 @@ from pydantic import BaseModel, WithJsonSchema
 
 from tradelab import __version__
 from tradelab.analytics import get_volume_profile as profile_api
+from tradelab.analytics import session_profiles as session_profiles_api
 from tradelab.analytics import vacuum_report
 from tradelab.collection import where_collection_runs
 from tradelab.collector import Collector
@@ -75,6 +81,7 @@ from tradelab.mcp_server.presentation import (
     vacuum_reading,
     volume_profile_result,
 )
+from tradelab.mcp_server.sessions import SessionProfilesResult, session_profiles_result
 from tradelab.store import open_store
 
 __all__ = [
@@ -110,10 +117,12 @@ SERVER_INSTRUCTIONS = (
     "records into a local store, and computes volume profiles from it. Use get_volume_profile "
     "for 'where is the point of control / value area' questions, get_liquidity_vacuums for thin "
     "price zones the market tends to cross fast, and get_collection_status to explain why data "
-    "is missing or too thin (collector stopped, just started, gaps). Windows are the last 1-168 "
-    "hours, ending now. Volumes are in the base asset (BTC for BTCUSDT), prices in the quote "
-    "asset (USDT). An analysis needs at least 1,000 trades in its window; below that the error "
-    "says how many there are and about how long to wait."
+    "is missing or too thin (collector stopped, just started, gaps), get_session_profiles for "
+    "one profile per day or trading session and the naked POCs. Windows are the last 1-168 "
+    "hours, ending now, or a range start/end (ISO-8601, UTC). Volumes are in the base asset "
+    "(BTC for BTCUSDT), prices in the quote asset (USDT). An analysis needs at least 1,000 "
+    "trades in its window; below that the error says how many there are and about how long to "
+    "wait (for a range, where the store does have data)."
 )
 
 # --- input schemas ----------------------------------------------------------------------------
@@ -144,7 +153,8 @@ HoursArg = Annotated[
             "default": 24,
             "description": (
                 f"Length of the window in hours, ending now: {MIN_WINDOW_HOURS} to "
-                f"{MAX_WINDOW_HOURS} (7 days, the retention period). Default 24."
+                f"{MAX_WINDOW_HOURS} (7 days, the retention period). Default 24. Leave it out "
+                "when giving start/end."
             ),
         }
     ),
@@ -159,6 +169,61 @@ TickArg = Annotated[
                 "Exchange price tick the row size is a multiple of; leave null to use the "
                 "symbol's tick (0.01 for BTCUSDT and ETHUSDT)."
             ),
+        }
+    ),
+]
+
+_TIME = (
+    "an ISO-8601 UTC time such as '2024-08-08', '2024-08-08T23:54:00Z' or "
+    "'2024-08-09T02:00+02:00' (no zone = UTC), or unix milliseconds"
+)
+StartArg = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}, {"type": "null"}],
+            "default": None,
+            "description": (
+                f"Start of a fixed range instead of duration_hours: {_TIME}. Use it for "
+                "history such as imported recordings; leave duration_hours out then."
+            ),
+        }
+    ),
+]
+EndArg = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}, {"type": "null"}],
+            "default": None,
+            "description": f"End of the range (exclusive; default now): {_TIME}.",
+        }
+    ),
+]
+DaysArg = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": 7}, {"type": "null"}],
+            "default": None,
+            "description": (
+                "The last N UTC days, today included (1 = today so far; default 1 when no "
+                "start is given). Give either days or start/end."
+            ),
+        }
+    ),
+]
+SessionArg = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "default": "utc-day",
+            "description": (
+                "How to split into sessions: 'utc-day' (default), 'asia' (00:00-09:00 UTC), "
+                "'london' (07:00-16:00), 'new-york' (13:00-22:00) or UTC hours 'HH:MM-HH:MM'."
+            ),
+            "examples": ["utc-day", "london", "08:00-16:30"],
         }
     ),
 ]
@@ -236,15 +301,25 @@ def _tool(server: MCPServer, *, title: str, structured_output: bool | None = Non
     return decorator
 
 
+def _hours(duration_hours: Any, start: Any) -> float | None:
+    """The hours to name in a summary: None for a range, else the window's (default 24)."""
+    if start is not None:
+        return None
+    return float(duration_hours) if duration_hours is not None else 24.0
+
+
 def _register_tools(server: MCPServer) -> None:
     @_tool(server, title="Volume profile (POC, value area)")
     def get_volume_profile(
         symbol: SymbolArg,
         ctx: Context,
-        duration_hours: HoursArg = 24,
+        duration_hours: HoursArg = None,
         tick_size: TickArg = None,
+        start: StartArg = None,
+        end: EndArg = None,
     ) -> Annotated[CallToolResult, VolumeProfileResult]:
-        """Volume profile of a Binance symbol over the last `duration_hours` (1-168, ending now).
+        """Volume profile of a Binance symbol over the last `duration_hours` (1-168, ending now)
+        or over a fixed range `start`-`end` (e.g. a day of imported history).
 
         Returns the point of control (POC: the price row with the most traded volume), the
         value area (VAL to VAH: the price range around the POC holding ~70% of the volume),
@@ -255,8 +330,10 @@ def _register_tools(server: MCPServer) -> None:
         """
         state = _state(ctx)
         try:
-            vp = profile_api(symbol, duration_hours, tick_size, **state.source())
-            result = volume_profile_result(vp, str(vp.symbol), duration_hours)
+            vp = profile_api(
+                symbol, duration_hours, tick_size, start=start, end=end, **state.source()
+            )
+            result = volume_profile_result(vp, str(vp.symbol), _hours(duration_hours, start))
         except TradelabError as exc:
             raise _tool_error(exc) from exc
         return _result(result, result.summary + "\n" + result.note)
@@ -265,9 +342,12 @@ def _register_tools(server: MCPServer) -> None:
     def get_liquidity_vacuums(
         symbol: SymbolArg,
         ctx: Context,
-        duration_hours: HoursArg = 24,
+        duration_hours: HoursArg = None,
+        start: StartArg = None,
+        end: EndArg = None,
     ) -> Annotated[CallToolResult, LiquidityVacuums]:
-        """Liquidity vacuums of a Binance symbol over the last `duration_hours` (1-168).
+        """Liquidity vacuums of a Binance symbol over the last `duration_hours` (1-168) or over
+        a fixed range `start`-`end`.
 
         A vacuum is a price zone the market traded far less than usual (rows below 20% of the
         median row volume): price tends to move fast through such zones, and traders place stops
@@ -277,9 +357,37 @@ def _register_tools(server: MCPServer) -> None:
         """
         state = _state(ctx)
         try:
-            report = vacuum_report(symbol, duration_hours, **state.source())
+            report = vacuum_report(symbol, duration_hours, start=start, end=end, **state.source())
             vp = report.profile
-            result = liquidity_vacuums_result(report.vacuums, vp, str(vp.symbol), duration_hours)
+            result = liquidity_vacuums_result(
+                report.vacuums, vp, str(vp.symbol), _hours(duration_hours, start)
+            )
+        except TradelabError as exc:
+            raise _tool_error(exc) from exc
+        return _result(result, result.summary)
+
+    @_tool(server, title="Session volume profiles and naked POCs")
+    def get_session_profiles(
+        symbol: SymbolArg,
+        ctx: Context,
+        days: DaysArg = None,
+        start: StartArg = None,
+        end: EndArg = None,
+        session: SessionArg = "utc-day",
+    ) -> Annotated[CallToolResult, SessionProfilesResult]:
+        """One volume profile per session (each UTC day, or a trading session such as london)
+        over the last `days` days or the range `start`-`end`: per session its POC, value area
+        (VAL-VAH), volume, delta, open/high/low/close and whether its value area moved higher,
+        lower or overlapped the previous one (acceptance / migration of value); then the naked
+        POCs — earlier sessions' POCs no later trade has revisited, with their age and distance
+        from the last price, levels traders watch. Needs at least 1,000 trades in the range.
+        """
+        state = _state(ctx)
+        try:
+            sp = session_profiles_api(
+                symbol, days=days, start=start, end=end, session=session, **state.source()
+            )
+            result = session_profiles_result(sp)
         except TradelabError as exc:
             raise _tool_error(exc) from exc
         return _result(result, result.summary)
@@ -310,17 +418,24 @@ def _register_tools(server: MCPServer) -> None:
     def get_volume_profile_chart(
         symbol: SymbolArg,
         ctx: Context,
-        duration_hours: HoursArg = 24,
+        duration_hours: HoursArg = None,
         tick_size: TickArg = None,
+        start: StartArg = None,
+        end: EndArg = None,
     ) -> list[Image | TextContent]:
-        """The volume profile of `symbol` over the last `duration_hours` drawn as a PNG image
+        """The volume profile of `symbol` over the last `duration_hours` (or the range
+        `start`-`end`) drawn as a PNG image
         (buy/sell bars by price, POC line, value area shaded, vacuums hatched), with a one-line
         caption. For clients that display images; use get_volume_profile for the numbers.
         """
         state = _state(ctx)
         try:
-            vp = profile_api(symbol, duration_hours, tick_size, **state.source())
-            caption = volume_profile_result(vp, str(vp.symbol), duration_hours).summary
+            vp = profile_api(
+                symbol, duration_hours, tick_size, start=start, end=end, **state.source()
+            )
+            caption = volume_profile_result(
+                vp, str(vp.symbol), _hours(duration_hours, start)
+            ).summary
             png = profile_chart_png(vp)
         except TradelabError as exc:
             raise _tool_error(exc) from exc

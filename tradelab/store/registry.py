@@ -1,4 +1,5 @@
-"""The notebook's TradeBuffer: ``tradelab.trades("BTCUSDT", hours=24)``, and ``open_store``.
+"""The notebook's TradeBuffer: ``tradelab.trades("BTCUSDT", hours=24)`` (or
+``start=``/``end=`` for a range), and ``open_store``.
 
 ``open_store`` keeps one :class:`~tradelab.store.TradeStore` per path for the whole process:
 the collector's writer when this process collects, otherwise one reader (a RocksDB secondary
@@ -18,10 +19,15 @@ from pathlib import Path
 
 import polars as pl
 
-from tradelab.config import resolve_data_dir, validate_hours, validate_symbol
+from tradelab.config import (
+    MAX_WINDOW_HOURS,
+    resolve_data_dir,
+    retention_days_from_env,
+    validate_symbol,
+)
 from tradelab.exceptions import InvalidParameterError
-from tradelab.store.keys import ms_arg
 from tradelab.store.tradestore import TradeStore
+from tradelab.timerange import resolve_window
 
 __all__ = ["close_stores", "open_store", "trades"]
 
@@ -81,26 +87,36 @@ atexit.register(close_stores)
 
 def trades(
     symbol: str,
-    hours: int | float = 1,
+    hours: int | float | None = None,
     *,
-    end: dt.datetime | int | None = None,
+    start: dt.datetime | int | str | None = None,
+    end: dt.datetime | int | str | None = None,
     store: TradeStore | None = None,
 ) -> pl.DataFrame:
-    """The last ``hours`` hours (1–168) of ``symbol``'s trades as a Polars frame.
+    """``symbol``'s trades over the last ``hours`` hours (1–168, default 1), or over the range
+    ``start``–``end``, as a Polars frame sorted by ``agg_id``, in the trade schema.
 
-    ``end`` (timezone-aware datetime or unix ms) defaults to now; the window is
-    ``[end - hours, end)``. ``store`` defaults to :func:`open_store` on the configured data
-    directory. Sorted by ``agg_id``, in the trade schema.
+    The window is ``[end - hours, end)`` with ``end`` defaulting to now, or ``[start, end)``
+    (``end`` default: now). ``start``/``end`` are timezone-aware datetimes, unix ms or ISO-8601
+    strings (no zone = UTC); giving both ``hours`` and ``start``, an inverted range or one
+    longer than the store's retention raises :class:`~tradelab.exceptions.InvalidWindowError`.
+    ``store`` defaults to :func:`open_store` on the configured data directory.
     """
     sym = validate_symbol(symbol)
-    validate_hours(hours)
-    end_ms = int(time.time() * 1000) + 1 if end is None else ms_arg(end, "end")
-    start_ms = end_ms - round(hours * 3_600_000)
-    if store is None:
-        store = open_store()
-    elif not isinstance(store, TradeStore):
+    if store is not None and not isinstance(store, TradeStore):
         raise InvalidParameterError(
             f"store must be a tradelab.TradeStore (or None for the default), got "
             f"{type(store).__name__}"
         )
-    return store.trades(sym, start_ms, end_ms)
+    days = store.retention_days if store is not None else retention_days_from_env()
+    window = resolve_window(
+        hours=hours,
+        start=start,
+        end=end,
+        now_ms=int(time.time() * 1000) + 1,
+        max_hours=max(float(MAX_WINDOW_HOURS), days * 24),
+        default_hours=1,
+    )
+    if store is None:
+        store = open_store()
+    return store.trades(sym, window.start_ms, window.end_ms)
