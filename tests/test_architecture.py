@@ -29,6 +29,7 @@ PURE = (
     "tradelab.schema",
     "tradelab.exceptions",
     "tradelab.simulator.protocol",
+    "tradelab.history.plan",
 )
 IO_MODULES = (
     "asyncio",

@@ -10,6 +10,9 @@ setting is validated here, once, with a message that names the variable and what
 | retention (days)   | ``TRADELAB_RETENTION_DAYS`` | ``7``                              |
 | stream base URL    | ``TRADELAB_WS_URL``       | ``wss://stream.binance.com:9443``    |
 | REST base URL      | ``TRADELAB_REST_URL``     | ``https://api.binance.com``          |
+| daily archives URL | ``TRADELAB_ARCHIVE_URL``   | ``https://data.binance.vision``      |
+
+(The archives URL is read by :func:`tradelab.history.archive.resolve_archive_url`.)
 """
 
 from __future__ import annotations
