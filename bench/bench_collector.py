@@ -189,10 +189,10 @@ async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -
     write_s = [0.0]
     inner = c.writer.write_batches
 
-    def timed_write(batches):  # the whole worker-thread side: frame building + appends
+    def timed_write(batches, *lost):  # the whole worker-thread side: frames + appends
         t0 = time.perf_counter()
         try:
-            return inner(batches)
+            return inner(batches, *lost)
         finally:
             write_s[0] += time.perf_counter() - t0
 

@@ -81,10 +81,13 @@ def test_stop_before_start_and_start_twice(tmp_path) -> None:
             "gaps_detected",
             "gaps_backfilled",
             "gaps_unrepairable",
+            "missing",
+            "history",
             "uptime_ratio",
             "buffered",
             "last_error",
         }
+        assert meta["symbols"]["BTCUSDT"]["history"] is None  # no history fill asked
         store.close()
 
     asyncio.run(scenario())

@@ -15,11 +15,12 @@ import polars as pl
 import pytest
 
 from tradelab.binance import GapTracker, Trade, WeightBudget
-from tradelab.collector.backfill import GAPS_META, Backfiller
+from tradelab.collector.backfill import Backfiller
 from tradelab.collector.collector import Collector
 from tradelab.collector.gate import IntakeGate
-from tradelab.collector.ports import AggTradesSource, StatusSink, TradeSink
+from tradelab.collector.ports import AggTradesSource, ResumeSource, StatusSink, TradeSink
 from tradelab.collector.publisher import StatusPublisher
+from tradelab.collector.repair import Job, RoundRobin, subtract
 from tradelab.collector.runtime import LastErrors, StopSignal
 from tradelab.collector.settings import CollectorSettings
 from tradelab.collector.status_doc import STATUS_META
@@ -43,20 +44,27 @@ def settings(**kw: Any) -> CollectorSettings:
 
 
 class FakeStore:
-    """A TradeSink and StatusSink: records appended ids and documents; fails on request."""
+    """A TradeSink and StatusSink: records appended ids, unrepairable ranges and documents;
+    fails on request."""
 
     def __init__(self) -> None:
         self.appended: list[tuple[str, list[int]]] = []
+        self.unrepairable: list[tuple[str, list[int], list[tuple[int, int]]]] = []
         self.attempts = 0
         self.fail_with: Exception | None = None
         self.meta: dict[str, Any] = {}
         self.retention_runs = 0
 
-    def append(self, symbol: str, trades: pl.DataFrame) -> int:
+    def append(
+        self, symbol: str, trades: pl.DataFrame, *, unrepairable: list[tuple[int, int]] = ()
+    ) -> int:
         self.attempts += 1
         if self.fail_with is not None:
             raise self.fail_with
-        self.appended.append((symbol, trades["agg_id"].to_list()))
+        if trades.height:
+            self.appended.append((symbol, trades["agg_id"].to_list()))
+        if unrepairable:
+            self.unrepairable.append((symbol, trades["agg_id"].to_list(), list(unrepairable)))
         return trades.height
 
     def put_meta(self, name: str, value: dict[str, Any]) -> None:
@@ -271,7 +279,7 @@ def test_a_rest_page_is_applied_to_a_gap(caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="tradelab.collector")
     bf, tracker, gate = make_backfiller(FakeRest([]))
     open_gap(tracker, bf)
-    assert bf.open_gaps() == {SYM: [(3, 5)]} and bf.next_job() == (SYM, 3, False)
+    assert bf.open_gaps() == {SYM: [(3, 5)]} and bf.next_job() == Job(SYM, 3, False)
     again = bf.apply_page(SYM, 3, [trade(3), trade(4), trade(5), trade(6)], tail=False)
     assert again is False
     assert [t.agg_id for t in gate.take(SYM)] == [3, 4, 5]  # 6 is a duplicate
@@ -327,24 +335,166 @@ def test_a_rest_page_that_fills_the_buffer_pauses_intake() -> None:
     assert gate.paused and gate.buffered == 3
 
 
-def test_resume_points_and_saved_gaps_come_from_the_store() -> None:
-    class Stats:
-        last_time = None
+class Stats:
+    last_time = None
 
-    class Saved:
-        def last_agg_id(self, symbol: str) -> int | None:
-            return 41
 
-        def stats(self, symbol: str) -> Stats:
-            return Stats()
+class HoleyStore:
+    """A ResumeSource: last id 41, and the holes given (``(first, last, unrepairable)``)."""
 
-        def get_meta(self, name: str) -> dict[str, Any] | None:
-            return {SYM: [[30, 35]]} if name == GAPS_META else None
+    def __init__(self, holes: list[tuple[int, int, bool]]) -> None:
+        self.rows = holes
+        self.asked = 0
 
+    def last_agg_id(self, symbol: str) -> int | None:
+        return 41
+
+    def stats(self, symbol: str) -> Stats:
+        return Stats()
+
+    def holes(self, symbol: str) -> pl.DataFrame:
+        self.asked += 1
+        return pl.DataFrame(
+            {
+                "first_missing": [r[0] for r in self.rows],
+                "last_missing": [r[1] for r in self.rows],
+                "count": [r[1] - r[0] + 1 for r in self.rows],
+                "after_time": [1_700_000_000_000 + r[0] - 1 for r in self.rows],
+                "before_time": [1_700_000_000_000 + r[1] + 1 for r in self.rows],
+                "unrepairable": [r[2] for r in self.rows],
+            },
+            schema_overrides={"after_time": pl.Int64, "before_time": pl.Int64},
+        ).with_columns(pl.col("after_time", "before_time").cast(pl.Datetime("ms", "UTC")))
+
+
+def test_holes_in_the_store_become_gaps_at_start_logged_as_left_by_an_earlier_run(
+    caplog,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tradelab.collector")
     bf, tracker, _ = make_backfiller(FakeRest([]))
-    assert bf.load_resume_points(Saved()) == [(SYM, 41, None)]
-    assert tracker.high == 41 and bf.open_gaps() == {SYM: [(30, 35)]}
-    assert bf.next_job() == (SYM, 30, False)
+    store: ResumeSource = HoleyStore([(10, 12, False), (20, 21, True), (30, 35, False)])
+    assert bf.load_resume_points(store) == [(SYM, 41, None)]
+    # the unrepairable hole is not fetched again; the others are, and the tail after 41
+    assert tracker.high == 41 and bf.open_gaps() == {SYM: [(10, 12), (30, 35)]}
+    assert {bf.next_job(), bf.next_job(), bf.next_job()} == {
+        Job(SYM, 10, False),
+        Job(SYM, 30, False),
+        Job(SYM, 42, True),
+    }
+    found = events(caplog, "hole_found")
+    assert [(r.first_id, r.last_id, r.levelno) for r in found] == [
+        (10, 12, logging.WARNING),
+        (30, 35, logging.WARNING),
+    ]
+    assert "left by an earlier run: 3 aggregate trades missing (ids 10–12)" in found[0].getMessage()
+
+
+def test_after_a_reconnect_only_new_holes_are_added(caplog) -> None:
+    """Holes already being repaired, ids waiting for a write and unrepairable ranges waiting
+    for a write are not fetched twice; ids not received yet belong to the tail."""
+    caplog.set_level(logging.DEBUG, logger="tradelab.collector")
+    rest = FakeRest([])
+    tracker = GapTracker(SYM)
+    gate = IntakeGate([SYM], 1000)
+    gate.begin()
+    stop = StopSignal()
+    stop.begin()
+    flight = {SYM: ([50, 51], [(60, 61)])}
+    bf = Backfiller(
+        {SYM: tracker}, rest, gate, stop, LastErrors([SYM]), rest_limit=1000,
+        in_flight=lambda s: flight[s],
+    )  # fmt: skip
+    bf.begin()
+    store = HoleyStore([(10, 12, False)])
+    bf.load_resume_points(store)
+    store.rows = [(10, 12, False), (45, 65, False), (70, 90, False)]
+    gate.admit(SYM, trade(52))
+    gate.note_unrepairable(SYM, [(62, 62)])
+    tracker.resume(80)  # received up to 80; 81.. is the tail's, not a hole
+    bf.request_tail((SYM,))
+    assert bf.check_holes() == 4
+    assert bf.open_gaps() == {SYM: [(10, 12), (45, 49), (53, 59), (63, 65), (70, 80)]}
+    assert bf.check_holes() == 0 and store.asked == 2  # asked once per reconnect
+
+
+def test_small_holes_are_not_starved_behind_a_large_one() -> None:
+    """Round robin: with a 100,000-id hole open first, a 3-id hole of another symbol and the
+    tail still get their page within a few requests."""
+    eth = "ETHUSDT"
+    big = list(range(1, 100_001))
+    history = {SYM: [trade(a) for a in big], eth: [trade(a, eth) for a in range(1, 21)]}
+
+    class TwoSymbolRest(FakeRest):
+        async def agg_trades(self, symbol, from_id=None, limit=1000):  # type: ignore[override]
+            self.calls.append((symbol, from_id, limit))
+            ids = history[symbol]
+            i = next((k for k, t in enumerate(ids) if t.agg_id >= (from_id or 0)), len(ids))
+            return ids[i : i + limit]
+
+    rest = TwoSymbolRest([])
+    trackers = {SYM: GapTracker(SYM), eth: GapTracker(eth)}
+    gate = IntakeGate([SYM, eth], 10**7)
+    gate.begin()
+    stop = StopSignal()
+    stop.begin()
+    bf = Backfiller(trackers, rest, gate, stop, LastErrors([SYM, eth]), rest_limit=1000)
+    bf.begin()
+    trackers[SYM].observe(100_000, 1)
+    trackers[SYM].add_gap(1, 99_999)  # the large hole, opened first
+    trackers[eth].observe(10, 1)
+    trackers[eth].add_gap(5, 7)  # a small one
+    bf.request_tail((eth,))  # and the tail of ETHUSDT (11..20)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(bf.run_round())
+        for _ in range(2000):
+            await asyncio.sleep(0)
+            if len(rest.calls) >= 4:
+                break
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    # within the first 4 pages: ETHUSDT's hole is closed and its tail fetched (a short page)
+    assert [c[:2] for c in rest.calls[:4]] == [(SYM, 1), (eth, 5), (eth, 21), (SYM, 1001)]
+    assert not trackers[eth].open_gaps and bf.tails_pending() == []
+    assert [t.agg_id for t in gate.take(eth)] == [5, 6, 7, *range(11, 21)]
+    assert trackers[SYM].open_gaps  # the big one is still going
+    rr = RoundRobin()
+    jobs = [((SYM, 0, 1), Job(SYM, 1, False)), ((SYM, 1, 0), Job(SYM, 9, True))]
+    assert [rr.pick(jobs), rr.pick(jobs), rr.pick(jobs)] == [
+        Job(SYM, 1, False),
+        Job(SYM, 9, True),
+        Job(SYM, 1, False),
+    ]
+    assert rr.pick([]) is None
+
+
+def test_subtract_removes_known_ranges_and_single_ids() -> None:
+    assert subtract([(1, 10)], [(3, 4)], [7]) == [(1, 2), (5, 6), (8, 10)]
+    assert subtract([(1, 10), (20, 22)], [(0, 100)]) == []
+    assert subtract([(5, 5)], []) == [(5, 5)]
+    assert subtract([(1, 10)], [(9, 30), (2, 2)], [1, 1]) == [(3, 8)]
+
+
+def test_ids_rest_lacks_are_recorded_with_the_trades_of_that_round() -> None:
+    async def scenario() -> FakeStore:
+        bf, tracker, gate = make_backfiller(FakeRest([1, 2, 3, 5, 6]))  # REST never had 4
+        open_gap(tracker, bf)
+        await asyncio.wait_for(bf.run_round(), 2.0)
+        store = FakeStore()
+        st = settings()
+        writer = BatchWriter(st, gate, StopSignal(), LastErrors(st.symbols))
+        writer.begin(store)
+        store.fail_with = StorageWriteError("injected")
+        await writer.flush_once()  # failed: the ranges stay with the batch
+        assert writer.in_flight(SYM) == ([3, 5], [(4, 4)])
+        store.fail_with = None
+        await writer.flush_once(force=True)
+        return store
+
+    store = asyncio.run(scenario())
+    assert store.unrepairable == [(SYM, [3, 5], [(4, 4)])]  # one append: trades and record
 
 
 # --- status publisher ----------------------------------------------------------------------
@@ -367,7 +517,7 @@ def status_doc(stored: int) -> dict[str, Any]:
     return {"running": True, "symbols": {SYM: sym}}
 
 
-def test_the_status_document_is_published_with_the_open_gaps() -> None:
+def test_the_status_document_is_published() -> None:
     async def scenario() -> FakeStore:
         store = FakeStore()
         stop = StopSignal()
@@ -376,7 +526,6 @@ def test_the_status_document_is_published_with_the_open_gaps() -> None:
             settings(status_interval=0.01),
             stop,
             status=lambda: status_doc(3),
-            open_gaps=lambda: {SYM: [(3, 5)]},
         )
         pub.begin(store)
         task = asyncio.ensure_future(pub.run())
@@ -390,13 +539,13 @@ def test_the_status_document_is_published_with_the_open_gaps() -> None:
 
     store = asyncio.run(scenario())
     assert store.meta[STATUS_META] == status_doc(3)
-    assert store.meta[GAPS_META] == {SYM: [[3, 5]]}
+    assert list(store.meta) == [STATUS_META]  # no separate gap list: the store knows its holes
     assert store.retention_runs == 1  # retention runs at start, then every hour
 
 
 def test_stored_lines_report_the_trades_since_the_previous_line(caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="tradelab.collector")
-    pub = StatusPublisher(settings(log_interval=30), StopSignal(), status=dict, open_gaps=dict)
+    pub = StatusPublisher(settings(log_interval=30), StopSignal(), status=dict)
     pub.log_stored(status_doc(10))
     pub.log_stored(status_doc(25))
     lines = events(caplog, "stored")

@@ -1,42 +1,59 @@
-"""The backfiller: gap reporting and the loop that closes gaps through REST.
+"""The backfiller: every hole the store or the stream reveals is repaired through REST.
 
-Gaps come from the stream (a jump in agg ids, seen by the symbol's
-:class:`~tradelab.binance.GapTracker`), from REST pages themselves, and from the previous run
-(saved in the store under :data:`GAPS_META`). After every (re)connect or restart the *tail*
-after the highest id received is fetched too (a "probe", :meth:`Backfiller.request_tail`).
-:meth:`Backfiller.run` pages through ``aggTrades?fromId=..&limit=..`` until no gap is open and
-no probe is pending, honouring the REST weight budget and 429/418 ``Retry-After``; ids REST does
-not have are logged once as unrepairable (:meth:`Backfiller.gap_closed`). Fetched trades enter
-the :class:`~tradelab.collector.gate.IntakeGate` like streamed ones.
+Where the missing ids come from:
 
-The trackers themselves are pure (:mod:`tradelab.binance.gaps`); this part owns the REST
-conversation, the probe flags and the wake-up event.
+* the **store** — at start :meth:`Backfiller.load_resume_points` asks it for its holes
+  (``store.holes``: runs of ids missing between the first and last stored, from the block
+  headers) and logs each at WARNING as "left by an earlier run"; after every reconnect
+  (:meth:`Backfiller.request_tail`) and after a history fill (:meth:`Backfiller.recheck`) it asks
+  again, so nothing a crash, a refused write or a join between history and live left behind is
+  forgotten. No separate list of open gaps is persisted: the store's coverage *is* the list, so
+  a kill at any instant loses nothing the exchange still serves;
+* the **stream** — a jump in agg ids, seen by the symbol's
+  :class:`~tradelab.binance.GapTracker` (and REST pages that skip ids);
+* the **tail** — after every (re)connect or restart, what was published after the highest id
+  received (a "probe"); on stop, up to the stop instant (:meth:`Backfiller.begin_stop`).
+
+:meth:`Backfiller.run` pages through ``aggTrades?fromId=..&limit=..`` in turn over every open hole
+and tail (:class:`~tradelab.collector.repair.RoundRobin`: a small hole never starves behind a
+large one), honouring the REST weight budget and 429/418 ``Retry-After``. Fetched trades enter
+the :class:`~tradelab.collector.gate.IntakeGate` like streamed ones; ids REST does not have are
+logged once as unrepairable and handed to the gate too, so the writer records them in the store
+in the same atomic write as the trades of that round.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import polars as pl
 
 from tradelab.binance.backoff import exponential_backoff
 from tradelab.binance.gaps import Gap, GapTracker
 from tradelab.binance.protocol import Trade
 from tradelab.collector.gate import IntakeGate
-from tradelab.collector.ports import AggTradesSource, ResumeSource
+from tradelab.collector.ports import AggTradesSource, HoleSource, ResumeSource
+from tradelab.collector.repair import Job, JobKey, RoundRobin, subtract
 from tradelab.collector.runtime import LastErrors, StopSignal, fmt_ms
 from tradelab.exceptions import EndpointUnreachableError, ExchangeError, RateLimitedError
 from tradelab.logs import get_logger
 
-__all__ = ["GAPS_META", "Backfiller"]
+__all__ = ["Backfiller", "InFlight"]
 
 log = get_logger("tradelab.collector")
 
-GAPS_META = "collector_open_gaps"  # store meta key: gaps still open, backfilled after a restart
+InFlight = Callable[[str], tuple[list[int], list[tuple[int, int]]]]
+"""Ids and unrepairable ranges of a symbol received but not yet in the store (the writer's
+and the gate's), so a store hole that is only waiting for a write is not fetched again."""
+
+
+def _no_flight(_symbol: str) -> tuple[list[int], list[tuple[int, int]]]:
+    return [], []
 
 
 class Backfiller:
-    """Closes the gaps of ``trackers`` through ``rest``, feeding the trades into ``gate``."""
+    """Closes the holes of ``trackers`` through ``rest``, feeding the trades into ``gate``."""
 
     def __init__(
         self,
@@ -47,6 +64,7 @@ class Backfiller:
         errors: LastErrors,
         *,
         rest_limit: int,
+        in_flight: InFlight = _no_flight,
     ) -> None:
         self._trackers = trackers
         self._rest = rest
@@ -54,8 +72,14 @@ class Backfiller:
         self._stop = stop
         self._errors = errors
         self._limit = rest_limit
+        self._in_flight = in_flight
+        self._store: HoleSource | None = None
         self._probe: dict[str, bool] = dict.fromkeys(trackers, False)
+        self._recheck: dict[str, bool] = dict.fromkeys(trackers, False)
         self._short_retry: dict[str, int | None] = dict.fromkeys(trackers)
+        self._lost_seen: dict[int, int] = {}  # id(gap) -> lost ranges already recorded
+        self._turns = RoundRobin()
+        self._until_ms: int | None = None  # the stop instant, during stop()
         self._wake: asyncio.Event | None = None
 
     # --- run --------------------------------------------------------------------------------
@@ -63,17 +87,34 @@ class Backfiller:
     def begin(self) -> None:
         """Arm for a new run (call on the loop the run uses)."""
         self._wake = asyncio.Event()
+        self._until_ms = None
+        self._turns.reset()
 
     def wake(self) -> None:
-        """Look for work now (a gap, a probe, or stop)."""
+        """Look for work now (a hole, a probe, or stop)."""
         if self._wake is not None:
             self._wake.set()
 
     def request_tail(self, symbols: tuple[str, ...] | list[str]) -> None:
-        """Fetch what was published after the highest id received, for each of ``symbols``
-        that has received any (after a (re)connect: whatever came while we were away)."""
+        """After a (re)connect: fetch what was published after the highest id received, for
+        each of ``symbols`` that has received any, and ask the store for its holes again."""
         for s in symbols:
             if self._trackers[s].high is not None:
+                self._probe[s] = True
+            self._recheck[s] = True
+        self.wake()
+
+    def recheck(self, symbol: str) -> None:
+        """Ask the store for ``symbol``'s holes again (e.g. after a history fill joined)."""
+        self._recheck[symbol] = True
+        self.wake()
+
+    def begin_stop(self, until_ms: int) -> None:
+        """Stop phase: fetch every open hole and each symbol's tail up to ``until_ms`` (the stop
+        instant, unix ms): what was published before the stop but not received."""
+        self._until_ms = until_ms
+        for s, t in self._trackers.items():
+            if t.high is not None:
                 self._probe[s] = True
         self.wake()
 
@@ -81,42 +122,98 @@ class Backfiller:
         """The ids still missing, per symbol with any: ``{symbol: [(first, last), ...]}``."""
         return {s: t.open_ranges() for s, t in self._trackers.items() if t.open_gaps}
 
+    def tails_pending(self) -> list[str]:
+        """Symbols whose tail (after the highest id received) is not fetched yet."""
+        return [s for s, p in self._probe.items() if p and self._trackers[s].high is not None]
+
     def load_resume_points(self, store: ResumeSource) -> list[tuple[str, int, int | None]]:
         """Worker thread, at start: continue each symbol after its last stored id (tail probe
-        through REST) and restore the gaps the previous run left open. Returns
-        ``(symbol, last id, last time)`` of each symbol the store already holds."""
-        saved = None
-        with contextlib.suppress(Exception):
-            saved = store.get_meta(GAPS_META)
+        through REST) and turn every repairable hole of the store into a gap to backfill.
+        Returns ``(symbol, last id, last time)`` of each symbol the store already holds."""
+        self._store = store
         points: list[tuple[str, int, int | None]] = []
         for name, tracker in self._trackers.items():
             last = store.last_agg_id(name)
-            if last is not None:
-                last_time = None
-                with contextlib.suppress(Exception):
-                    st = store.stats(name)
-                    if st.last_time is not None:
-                        last_time = int(st.last_time.timestamp() * 1000)
-                tracker.resume(last, last_time)
-                points.append((name, last, last_time))
-                self._probe[name] = True  # resume from last+1 through REST
-                log.info(
-                    "Resuming %s after stored agg id %d (last trade %s)",
-                    name,
-                    last,
-                    fmt_ms(last_time),
-                    extra={"event": "resume", "symbol": name, "last_agg_id": last},
-                )
-            for lo, hi in (saved or {}).get(name, []):
-                tracker.add_gap(int(lo), int(hi))
+            if last is None:
+                continue
+            last_time = None
+            st = store.stats(name)
+            if st.last_time is not None:
+                last_time = int(st.last_time.timestamp() * 1000)
+            tracker.resume(last, last_time)
+            points.append((name, last, last_time))
+            self._probe[name] = True  # resume from last+1 through REST
+            log.info(
+                "Resuming %s after stored agg id %d (last trade %s)",
+                name,
+                last,
+                fmt_ms(last_time),
+                extra={"event": "resume", "symbol": name, "last_agg_id": last},
+            )
+            self._add_holes(name, store.holes(name), "left by an earlier run")
+        return points
+
+    def check_holes(self) -> int:
+        """On the loop: for each symbol with a recheck pending, add the store's holes that are
+        not already being repaired nor waiting for a write; returns how many were added."""
+        added = 0
+        for name, pending in self._recheck.items():
+            if not pending or self._store is None:
+                continue
+            self._recheck[name] = False
+            try:
+                holes = self._store.holes(name)
+            except Exception as exc:  # the store is failing: the next check will tell
                 log.warning(
-                    "Gap of %s left open by the previous run (ids %d–%d): backfilling",
+                    "Could not read the holes of %s from the store: %s",
                     name,
+                    exc,
+                    extra={"event": "holes_unreadable", "symbol": name, "error": str(exc)},
+                )
+                continue
+            added += self._add_holes(name, holes, "found in the store")
+        return added
+
+    def _add_holes(self, name: str, holes: pl.DataFrame, why: str) -> int:
+        tracker = self._trackers[name]
+        if tracker.high is None or not holes.height:
+            return 0
+        rows = holes.filter(~pl.col("unrepairable")).with_columns(
+            pl.col("after_time").dt.epoch("ms"), pl.col("before_time").dt.epoch("ms")
+        )
+        ids, lost = self._in_flight(name)
+        known = [*tracker.open_ranges(), *lost, *self._gate.pending_unrepairable(name)]
+        known.append((tracker.high + 1, 2**62))  # not received yet: the tail's, not a hole
+        added = 0
+        for r in rows.iter_rows(named=True):
+            span = (r["first_missing"], r["last_missing"])
+            for lo, hi in subtract([span], known, [*ids, *self._gate.pending_ids(name)]):
+                gap = tracker.add_gap(
+                    lo, hi, time_before=r["after_time"], time_after=r["before_time"]
+                )
+                added += 1
+                log.warning(
+                    "Hole in %s %s: %d aggregate trades missing (ids %d–%d) between %s and %s; "
+                    "backfilling through REST",
+                    name,
+                    why,
+                    gap.size,
                     lo,
                     hi,
-                    extra={"event": "gap_restored", "symbol": name, "first_id": lo, "last_id": hi},
+                    fmt_ms(r["after_time"]),
+                    fmt_ms(r["before_time"]),
+                    extra={
+                        "event": "hole_found",
+                        "symbol": name,
+                        "missing": gap.size,
+                        "first_id": lo,
+                        "last_id": hi,
+                        "why": why,
+                    },
                 )
-        return points
+        if added:
+            self.wake()
+        return added
 
     # --- gap reports ------------------------------------------------------------------------
 
@@ -147,6 +244,7 @@ class Backfiller:
 
     def gap_closed(self, gap: Gap) -> None:
         """Log a closed gap: backfilled (WARNING), or with ids REST lacks (ERROR, once)."""
+        self._lost_seen.pop(id(gap), None)
         span = gap.span_ms
         fields = {
             "symbol": gap.symbol,
@@ -159,7 +257,7 @@ class Backfiller:
         if gap.lost:
             log.error(
                 "Unrepairable gap in %s: %d of %d aggregate trades (ids %s) do not exist in the "
-                "REST history; between %s and %s%s. Logged once; not retried",
+                "REST history; between %s and %s%s. Recorded in the store; not retried",
                 gap.symbol,
                 gap.lost,
                 gap.size,
@@ -187,21 +285,21 @@ class Backfiller:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def next_job(self) -> tuple[str, int, bool] | None:
-        """``(symbol, fromId, is a tail probe)`` of the next page to fetch, or None."""
+    def next_job(self) -> Job | None:
+        """The next page to fetch — ``(symbol, fromId, is a tail probe)`` — in turn over every
+        open hole and pending tail (see :class:`~tradelab.collector.repair.RoundRobin`)."""
+        jobs: list[tuple[JobKey, Job]] = []
         for name, tracker in self._trackers.items():
-            start = tracker.next_missing()
-            if start is not None:
-                return name, start, False
-        if self._stop.stopping:
-            return None
-        for name, tracker in self._trackers.items():
+            for g in tracker.open_gaps:
+                if g.missing:
+                    jobs.append(((name, 0, g.first_id), Job(name, g.missing[0][0], False)))
             if self._probe[name] and tracker.high is not None:
-                return name, tracker.high + 1, True
-        return None
+                jobs.append(((name, 1, 0), Job(name, tracker.high + 1, True)))
+        return self._turns.pick(jobs)
 
     async def run(self) -> None:
-        """Backfill whenever woken, until stop (then finish what can finish in time)."""
+        """Backfill whenever woken, until stop; then the stop phase (:meth:`begin_stop`) runs
+        one more round, bounded by the stop deadline."""
         assert self._wake is not None, "Backfiller.begin() was not called"
         while True:
             if not self._stop.stopping:
@@ -222,12 +320,29 @@ class Backfiller:
             if self._stop.stopping:
                 return
 
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` before the next request; False if that passes the stop deadline
+        (give up: what is left is a hole the next start repairs)."""
+        stop = self._stop
+        if not stop.stopping:
+            await stop.sleep(seconds)  # a stop meanwhile ends the wait; the stop phase goes on
+            return True
+        if seconds > stop.time_left(asyncio.get_running_loop().time()):
+            return False
+        await asyncio.sleep(seconds)
+        return True
+
     async def run_round(self) -> None:
-        """Fetch REST pages until no gap is open and no tail probe is pending."""
+        """Fetch REST pages until no hole is open and no tail probe is pending (while
+        stopping: until the stop deadline)."""
         loop = asyncio.get_running_loop()
         stop = self._stop
         errors = exponential_backoff(0.5, 2.0, 30.0)
-        while (job := self.next_job()) is not None:
+        while True:
+            self.check_holes()
+            job = self.next_job()
+            if job is None or (stop.stopping and loop.time() >= stop.deadline):
+                return
             if self._gate.paused and not stop.stopping:
                 await self._gate.wait_open()
                 continue
@@ -240,7 +355,7 @@ class Backfiller:
                     wait,
                     extra={"event": "rest_weight_wait", "wait": wait},
                 )
-                if await stop.sleep(wait) and stop.stopping and wait > 1:
+                if not await self._pause(wait):
                     return
             try:
                 page = await self._rest.agg_trades(name, from_id, self._limit)
@@ -257,12 +372,8 @@ class Backfiller:
                         "symbol": name,
                     },
                 )
-                if stop.stopping:
-                    if exc.retry_after > stop.time_left(loop.time()):
-                        return
-                    await asyncio.sleep(exc.retry_after)
-                else:
-                    await stop.sleep(exc.retry_after)
+                if not await self._pause(exc.retry_after):
+                    return
                 continue
             except (ExchangeError, EndpointUnreachableError, OSError) as exc:
                 delay = next(errors)
@@ -281,13 +392,13 @@ class Backfiller:
                         "retry_in": delay,
                     },
                 )
-                if stop.stopping:
+                if not await self._pause(delay):
                     return
-                await stop.sleep(delay)
                 continue
             errors = exponential_backoff(0.5, 2.0, 30.0)
             if self.apply_page(name, from_id, page, tail):
-                await stop.sleep(0.5)  # REST may lag the stream: ask again shortly
+                if not await self._pause(0.5):  # REST may lag the stream: ask again shortly
+                    return
             elif not stop.stopping:
                 await asyncio.sleep(0)  # let the stream breathe between pages
 
@@ -307,6 +418,12 @@ class Backfiller:
             declare = False  # REST may lag the stream by a moment: ask once more first
             self._short_retry[name] = from_id
         out = tr.apply_rest(from_id, page, limit=limit, declare_tail_lost=declare)
+        lost: list[tuple[int, int]] = []
+        for gap in [*tr.open_gaps, *out.closed]:
+            seen = self._lost_seen.get(id(gap), 0)
+            if len(gap.lost_ranges) > seen:
+                lost += gap.lost_ranges[seen:]
+                self._lost_seen[id(gap)] = len(gap.lost_ranges)
         for gap in out.opened:
             self.gap_detected(gap, source="rest")
         for gap in out.closed:
@@ -327,7 +444,10 @@ class Backfiller:
                     "last_id": out.accepted[-1].agg_id,
                 },
             )
-        if tail and short:
+        until = self._until_ms
+        if tail and (short or (until is not None and page and page[-1].time >= until)):
             self._probe[name] = False
+        if lost:
+            self._gate.note_unrepairable(name, lost)  # stored with this round's trades
         self._gate.admit_many(name, out.accepted)  # may pause intake at the bound
         return not declare

@@ -17,9 +17,17 @@
 * **batches** — every ``batch_interval`` (1 s) each symbol's new trades go to
   ``store.append`` as one atomic write, in a worker thread (``asyncio.to_thread``) so the loop
   never waits on RocksDB.
-* **backfill** — gaps (and, after every (re)connect or restart, the tail after the last id) are
-  fetched through REST ``aggTrades?fromId=..&limit=1000`` until closed, honouring the weight
-  header and 429/418 ``Retry-After``; ids REST does not have are logged once as unrepairable.
+* **repair** — every hole is fetched through REST ``aggTrades?fromId=..&limit=1000`` until
+  closed, in turn so none starves: the store's holes (asked at start and after every
+  reconnect: the store knows its coverage, so a kill at any instant loses nothing the exchange
+  still serves), gaps the stream reveals, and the tail after the last id after every
+  (re)connect or restart; honouring the weight header and 429/418 ``Retry-After``. Ids REST
+  does not have are logged once and recorded as unrepairable in the store, in the same write
+  as the trades of that round.
+* **history** — with ``history_hours`` the last hours are filled from the daily archives and
+  REST while going live (:mod:`~tradelab.collector.history_fill`).
+* **stop** — everything published before the stop instant is stored: what was received, then
+  (within ``stop_fetch_timeout``) what REST still has of the holes and of the tail.
 * **no silent loss** — a failed write keeps its batch in memory and retries with backoff. The
   buffer is bounded (``max_buffered`` trades): at the bound the collector *pauses intake* — it
   closes its stream connections, logs an ERROR, and reconnects once the store has accepted the
@@ -38,6 +46,7 @@ narrow interface (the store and the REST client reach them as the protocols of
 * :class:`~tradelab.collector.streams.StreamSupervisor` — connections, rotation, the read path;
 * :class:`~tradelab.collector.backfill.Backfiller` — gap reports and REST backfill;
 * :class:`~tradelab.collector.writer.BatchWriter` — batch writes, retries, stored counts;
+* :class:`~tradelab.collector.history_fill.HistoryRunner` — the history fill on start;
 * :class:`~tradelab.collector.publisher.StatusPublisher` — status document, log lines,
   retention;
 * :mod:`~tradelab.collector.runtime` — the stop signal, task handles, last errors.
@@ -58,6 +67,7 @@ from tradelab.binance.gaps import GapTracker
 from tradelab.binance.rest import RestClient
 from tradelab.collector.backfill import Backfiller
 from tradelab.collector.gate import IntakeGate
+from tradelab.collector.history_fill import HistoryRunner
 from tradelab.collector.publisher import StatusPublisher
 from tradelab.collector.runtime import LastErrors, StopSignal, TaskSet, wait_tasks
 from tradelab.collector.settings import CollectorSettings
@@ -96,7 +106,8 @@ class Collector:
     ``reconnect_max``, ``healthy_after``, ``ping_interval``, ``ping_timeout``,
     ``open_timeout``, ``rest_timeout``, ``rest_limit``, ``write_retry_initial``,
     ``write_retry_max``, ``status_interval``, ``log_interval``, ``retention_interval``,
-    ``stop_timeout``, ``max_streams``, ``read_coalesce``), documented and defaulted there;
+    ``stop_timeout``, ``stop_fetch_timeout``, ``max_streams``, ``read_coalesce``,
+    ``history_hours``, ``archive_url``, ``history_weight_share``), documented and defaulted there;
     every value is validated here, at construction, with a message naming the setting. An
     unknown keyword raises :class:`TypeError`.
     """
@@ -138,6 +149,7 @@ class Collector:
             self._stop,
             self._errors,
             rest_limit=st.rest_limit,
+            in_flight=self._in_flight,
         )
         self._streams = StreamSupervisor(
             st,
@@ -152,7 +164,10 @@ class Collector:
             st, self._gate, self._stop, self._errors, on_round=self._backfiller.report_closed_gaps
         )
         """The batch writer (``write_batches`` runs in the worker thread; benchmarks time it)."""
-        self._publisher = StatusPublisher(st, self._stop, self.status, self._backfiller.open_gaps)
+        self._publisher = StatusPublisher(st, self._stop, self.status)
+        self._history = HistoryRunner(
+            st, self._trackers, self._stop, on_filled=self._backfiller.recheck
+        )
         # run state
         self._running = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,6 +176,7 @@ class Collector:
         self._flusher: asyncio.Task[Any] | None = None
         self._backfill_task: asyncio.Task[Any] | None = None
         self._report_task: asyncio.Task[Any] | None = None
+        self._history_task: asyncio.Task[Any] | None = None
         self._supervisors: list[asyncio.Task[Any]] = []
         self._tasks = TaskSet()
 
@@ -201,8 +217,13 @@ class Collector:
         """The agg ids still missing (not yet backfilled), per symbol that has any."""
         return self._backfiller.open_gaps()
 
+    def _in_flight(self, symbol: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Received but not yet stored (the writer's batch and retries): not a hole to fetch."""
+        return self.writer.in_flight(symbol)
+
     async def start(self, *, check: bool = False) -> None:
-        """Open the store, resume each symbol after its last stored id, and start collecting.
+        """Open the store, resume each symbol after its last stored id, queue every hole the
+        store reports for repair (logged at WARNING), and start collecting.
 
         Returns once the background tasks run. With ``check=True`` (the CLI) it first asks the
         REST API for one trade of each symbol and then waits for every stream connection's first
@@ -245,6 +266,11 @@ class Collector:
         self._flusher = self._tasks.spawn(self.writer.run(), "flush")
         self._backfill_task = self._tasks.spawn(self._backfiller.run(), "backfill")
         self._report_task = self._tasks.spawn(self._publisher.run(), "report")
+        self._history_task = (
+            self._tasks.spawn(self._history.run(store), "history")
+            if self._history.enabled
+            else None
+        )
         self._backfiller.wake()
         if check:
             try:
@@ -254,12 +280,16 @@ class Collector:
                 raise
 
     async def stop(self) -> None:
-        """Stop collecting and store everything received, then return.
+        """Stop collecting; store everything published before the stop; then return.
 
-        Order: close the streams (no new trades), finish the backfills that can finish within
-        ``stop_timeout``, write every buffered trade (retrying a failing store until the same
-        deadline), publish a final status. Anything that could not be stored is logged as an
-        ERROR with its count — never dropped silently.
+        The stop instant is taken first. Then: close the streams (no new frames) and write what
+        was received; fetch through REST, for up to ``stop_fetch_timeout``, every open hole and
+        each symbol's tail up to the stop instant — what was published before the stop but not
+        received, e.g. while waiting to reconnect — writing it as it comes; write everything
+        left (retrying a failing store for up to ``stop_timeout``); publish a final status.
+        What could not be fetched is a hole the next start repairs: the stop log line says how
+        many ids. Received trades the store would not take are logged as an ERROR with their
+        count — never dropped silently.
         """
         if not self._running:
             raise CollectorStateError("the collector is not running; call start() first")
@@ -267,25 +297,59 @@ class Collector:
         assert self._flusher is not None and self._backfill_task is not None
         assert self._report_task is not None
         loop = self._loop
-        deadline = loop.time() + self.settings.stop_timeout
-        self._stop.request(deadline)
+        st = self.settings
+        until_ms = _now_ms()
+        fetch_deadline = loop.time() + st.stop_fetch_timeout
+        self._stop.request(fetch_deadline)
+        self._history.halt()
         self._gate.release_waiters()
         log.info(
-            "Collector stopping: closing streams, finishing backfills, flushing",
-            extra={"event": "collector_stopping"},
+            "Collector stopping: closing streams, writing what was received, fetching what was "
+            "published before the stop",
+            extra={"event": "collector_stopping", "until_ms": until_ms},
         )
-        # 1. no new frames: close every connection (supervisors exit on the stop signal)
+        # 1. no new frames: close every connection (supervisors exit on the stop signal); the
+        #    writer's loop ends by itself at its next tick (never cancelled: it may be writing)
         await self._streams.close_all()
         await wait_tasks(self._supervisors, 3.0)
-        # 2. backfills that can finish promptly
-        self._backfiller.wake()
-        await wait_tasks([self._backfill_task], max(0.1, deadline - loop.time() - 1.0))
+        await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.writer.flush_once(force=True)
+        # 2. the stop phase of the backfill: holes and tails up to the stop instant
+        self._backfiller.begin_stop(until_ms)
+        bf = self._backfill_task
+        while not bf.done() and loop.time() < fetch_deadline:
+            left = max(0.01, min(st.batch_interval, fetch_deadline - loop.time()))
+            await asyncio.wait([bf], timeout=left)
+            await self.writer.flush_once(force=True)
+        await wait_tasks([bf], 0.0)
+        live = [t for t in (self._history_task, self._report_task) if t is not None]
+        await wait_tasks(live, max(0.5, fetch_deadline - loop.time()))
+        await wait_tasks([*self._tasks.live(), *self._streams.live_tasks()], 1.0)
+        # 3. write everything, retrying a failing store until its deadline
+        store_deadline = loop.time() + st.stop_timeout
+        while self._gate.buffered and loop.time() < store_deadline:
+            await self.writer.flush_once(force=True)
+            if self._gate.buffered:
+                await asyncio.sleep(min(0.2, max(0.0, store_deadline - loop.time())))
+        lost = {s: n for s in self.symbols if (n := self._gate.buffered_of(s))}
+        for name, n in lost.items():
+            log.error(
+                "%d received trades of %s could NOT be stored before stop (the store kept "
+                "failing for %.0f s); the next start fetches them again while the exchange "
+                "serves them",
+                n,
+                name,
+                st.stop_timeout,
+                extra={"event": "trades_lost_at_stop", "symbol": name, "trades": n},
+            )
+        # 4. what is still missing: a hole (or tail) the next start repairs
         open_gaps = self._backfiller.open_gaps()
+        tails = self._backfiller.tails_pending()
         for name, ranges in open_gaps.items():
             n = sum(hi - lo + 1 for lo, hi in ranges)
-            log.error(
-                "Stopping with %d trades of %s still missing in %d gap(s) %s: REST did not "
-                "answer in time; saved so the next start backfills them",
+            log.warning(
+                "Stopping with %d trades of %s still missing in %d hole(s) %s: REST did not "
+                "serve them in time; the next start repairs them",
                 n,
                 name,
                 len(ranges),
@@ -297,39 +361,26 @@ class Collector:
                     "ranges": ranges[:20],
                 },
             )
-        # 3. flush everything, retrying until the deadline. The flush task is never cancelled
-        #    (it may be inside a write); it returns by itself once the stop signal is set.
-        await asyncio.gather(self._flusher, return_exceptions=True)
-        await wait_tasks([self._report_task], max(0.1, deadline - loop.time()))
-        await wait_tasks([*self._tasks.live(), *self._streams.live_tasks()], 1.0)
-        while self._gate.buffered and loop.time() < deadline:
-            await self.writer.flush_once(force=True)
-            if self._gate.buffered:
-                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
-        lost = {s: n for s in self.symbols if (n := self._gate.buffered_of(s))}
-        for name, n in lost.items():
-            log.error(
-                "%d received trades of %s could NOT be stored before stop (the store "
-                "kept failing for %.0f s); they are lost",
-                n,
-                name,
-                self.settings.stop_timeout,
-                extra={"event": "trades_lost_at_stop", "symbol": name, "trades": n},
-            )
-        # 4. final status
+        holes_left = sum(hi - lo + 1 for r in open_gaps.values() for lo, hi in r)
         self._running = False
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self._publisher.publish, self.status(), open_gaps)
+            await asyncio.to_thread(self._publisher.publish, self.status())
         counts = self.writer.counts
         total = sum(c.trades_stored for c in counts.values())
         log.info(
-            "Collector stopped: %d trades stored this run; highest agg id received: %s",
+            "Collector stopped: %d trades stored this run; highest agg id received: %s; "
+            "%d ids not fetched in %d hole(s)%s (the next start repairs them)",
             total,
             ", ".join(f"{s} {t.high}" for s, t in self._trackers.items()),
+            holes_left,
+            sum(len(r) for r in open_gaps.values()),
+            f"; tail up to the stop instant not fetched for {', '.join(tails)}" if tails else "",
             extra={
                 "event": "collector_stop",
                 "trades": total,
                 "unstored": sum(lost.values()),
+                "holes_left": holes_left,
+                "tails_unfetched": tails,
                 "last_received": {s: t.high for s, t in self._trackers.items()},
                 "stored": {s: c.trades_stored for s, c in counts.items()},
             },
@@ -356,6 +407,8 @@ class Collector:
                 "gaps_detected": tr.gaps_detected,
                 "gaps_backfilled": tr.gaps_backfilled,
                 "gaps_unrepairable": tr.gaps_unrepairable,
+                "missing": tr.missing_count,
+                "history": dict(h) if (h := self._history.progress.get(name)) else None,
                 "uptime_ratio": round(min(1.0, up / elapsed), 4) if elapsed else 0.0,
                 "buffered": self._gate.buffered_of(name),
                 "last_error": self._errors.get(name),

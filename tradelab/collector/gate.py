@@ -11,6 +11,10 @@ pause listeners (the stream supervisor closes its connections), and keeps
 :meth:`IntakeGate.wait_open` waiting. Once the writer has brought the count down to half the
 bound it *resumes* and logs so; the trades published meanwhile are then a gap for the backfill.
 Memory stays bounded and nothing buffered is dropped.
+
+The gate also holds the id ranges the backfill found the exchange does not have
+(:meth:`IntakeGate.note_unrepairable`): the writer takes them with the trades of the same round
+(:meth:`IntakeGate.take_unrepairable`) so the store records them in the same atomic write.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class IntakeGate:
     def __init__(self, symbols: Iterable[str], max_buffered: int) -> None:
         self.max_buffered = max_buffered
         self._pending: dict[str, list[Trade]] = {s: [] for s in symbols}
+        self._lost: dict[str, list[tuple[int, int]]] = {s: [] for s in self._pending}
         self._held: dict[str, int] = dict.fromkeys(self._pending, 0)
         self._total = 0
         self._paused = False
@@ -77,8 +82,16 @@ class IntakeGate:
         return len(self._pending[symbol]) + self._held[symbol]
 
     def has_pending(self, symbol: str) -> bool:
-        """True if ``symbol`` has trades the writer has not taken yet."""
-        return bool(self._pending[symbol])
+        """True if ``symbol`` has trades (or unrepairable ranges) the writer has not taken."""
+        return bool(self._pending[symbol] or self._lost[symbol])
+
+    def pending_ids(self, symbol: str) -> list[int]:
+        """The agg ids of ``symbol`` waiting for the writer."""
+        return [t.agg_id for t in self._pending[symbol]]
+
+    def pending_unrepairable(self, symbol: str) -> list[tuple[int, int]]:
+        """The unrepairable id ranges of ``symbol`` waiting for the writer."""
+        return list(self._lost[symbol])
 
     # --- intake (stream reader, backfill) ---------------------------------------------------
 
@@ -102,7 +115,16 @@ class IntakeGate:
             return True
         return False
 
+    def note_unrepairable(self, symbol: str, ranges: Sequence[tuple[int, int]]) -> None:
+        """Ids the exchange does not have: recorded with the next write of ``symbol``."""
+        self._lost[symbol].extend(ranges)
+
     # --- output (batch writer) --------------------------------------------------------------
+
+    def take_unrepairable(self, symbol: str) -> list[tuple[int, int]]:
+        """Hand ``symbol``'s unrepairable ranges to the writer (with :meth:`take`)."""
+        out, self._lost[symbol] = self._lost[symbol], []
+        return out
 
     def take(self, symbol: str) -> list[Trade]:
         """Hand ``symbol``'s pending trades to the writer; they stay buffered until settled."""

@@ -5,9 +5,10 @@ The parts never name :class:`~tradelab.store.TradeStore` or
 hands it a small fake (a list that records appends, a REST source that serves canned pages)
 and the end-to-end tests run the real ones.
 
-* :class:`TradeSink` — the batch writer's store: ``append``;
+* :class:`TradeSink` — the batch writer's store: ``append`` (with the unrepairable ranges);
 * :class:`StatusSink` — the status publisher's store: ``put_meta`` and ``enforce_retention``;
-* :class:`ResumeSource` — what start-up reads from the store: last ids and the saved gaps;
+* :class:`HoleSource` — the backfiller's view of the store's coverage: ``holes``;
+* :class:`ResumeSource` — what start-up reads from the store: last ids and the holes;
 * :class:`AggTradesSource` — the backfiller's REST client: one ``aggTrades`` page, the weight
   budget.
 """
@@ -20,15 +21,26 @@ import polars as pl
 
 from tradelab.binance.protocol import MAX_REST_LIMIT, Trade
 
-__all__ = ["AggTradesSource", "ResumeSource", "StatusSink", "TradeSink", "WeightInfo"]
+__all__ = [
+    "AggTradesSource",
+    "HoleSource",
+    "ResumeSource",
+    "StatusSink",
+    "TradeSink",
+    "WeightInfo",
+]
 
 
 class TradeSink(Protocol):
     """Where batches go: one atomic append per symbol; raises on failure (StorageError:
     retried; anything else: the trades are refused)."""
 
-    def append(self, symbol: str, trades: pl.DataFrame) -> int:
-        """Store ``trades`` of ``symbol``; returns how many were new."""
+    def append(
+        self, symbol: str, trades: pl.DataFrame, *, unrepairable: list[tuple[int, int]] = ...
+    ) -> int:
+        """Store ``trades`` of ``symbol`` and, in the same atomic write, the id ranges the
+        exchange said it does not have (``unrepairable``; the writer passes it only when there
+        are some); returns how many trades were new."""
         ...
 
 
@@ -53,8 +65,17 @@ class LastTime(Protocol):
         ...
 
 
-class ResumeSource(Protocol):
-    """What start-up reads from the store: where each symbol left off, the gaps left open."""
+class HoleSource(Protocol):
+    """The store's coverage (:meth:`tradelab.store.TradeStore.holes`)."""
+
+    def holes(self, symbol: str) -> pl.DataFrame:
+        """The missing runs of ids of ``symbol`` (``first_missing``, ``last_missing``,
+        ``after_time``, ``before_time``, ``unrepairable``, ...), one row each."""
+        ...
+
+
+class ResumeSource(HoleSource, Protocol):
+    """What start-up reads from the store: where each symbol left off, and its holes."""
 
     def last_agg_id(self, symbol: str) -> int | None:
         """The highest stored agg id of ``symbol``, or None."""
@@ -62,10 +83,6 @@ class ResumeSource(Protocol):
 
     def stats(self, symbol: str) -> LastTime:
         """Statistics of ``symbol`` (only ``last_time`` is read)."""
-        ...
-
-    def get_meta(self, name: str) -> dict[str, Any] | None:
-        """The document stored under ``name``, or None."""
         ...
 
 

@@ -3,12 +3,12 @@
 Every ``status_interval`` :class:`StatusPublisher` writes the collector's status document (the
 ``status`` callable: :meth:`~tradelab.collector.Collector.status`) to
 ``sink.put_meta(STATUS_META, ...)`` — read by other processes through
-:mod:`tradelab.collector.status_doc` — together with the gaps still open (``open_gaps``, under
-:data:`~tradelab.collector.backfill.GAPS_META`, backfilled by the next start). Every
-``log_interval`` it logs one "Stored N trades" line per symbol from the same document, and every
+:mod:`tradelab.collector.status_doc`. (The holes still open need no document of their own: the
+store knows its coverage, and the next start repairs what is missing.) Every ``log_interval`` it
+logs one "Stored N trades" line per symbol from the same document, and every
 ``retention_interval`` it runs ``sink.enforce_retention``.
 
-It reads nothing but those two callables and its settings, so a unit test drives it with a
+It reads nothing but that callable and its settings, so a unit test drives it with a
 dictionary and a fake sink.
 """
 
@@ -18,7 +18,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from tradelab.collector.backfill import GAPS_META
 from tradelab.collector.ports import StatusSink
 from tradelab.collector.runtime import StopSignal, fmt_ms
 from tradelab.collector.settings import CollectorSettings
@@ -30,19 +29,15 @@ __all__ = ["StatusPublisher"]
 log = get_logger("tradelab.collector")
 
 StatusFn = Callable[[], dict[str, Any]]
-GapsFn = Callable[[], dict[str, list[tuple[int, int]]]]
 
 
 class StatusPublisher:
-    """Publishes ``status()`` and ``open_gaps()`` to the store; logs; applies retention."""
+    """Publishes ``status()`` to the store; logs; applies retention."""
 
-    def __init__(
-        self, settings: CollectorSettings, stop: StopSignal, status: StatusFn, open_gaps: GapsFn
-    ) -> None:
+    def __init__(self, settings: CollectorSettings, stop: StopSignal, status: StatusFn) -> None:
         self._settings = settings
         self._stop = stop
         self._status = status
-        self._open_gaps = open_gaps
         self._sink: StatusSink | None = None
         self._logged: dict[str, int] = {}  # trades_stored per symbol at the last "Stored" line
 
@@ -50,11 +45,10 @@ class StatusPublisher:
         """Publish to ``sink`` from now on (the store the collector opened)."""
         self._sink = sink
 
-    def publish(self, doc: dict[str, Any], gaps: dict[str, list[tuple[int, int]]]) -> None:
-        """Worker thread: write the status document and the open gaps to the store."""
+    def publish(self, doc: dict[str, Any]) -> None:
+        """Worker thread: write the status document to the store."""
         assert self._sink is not None, "StatusPublisher.begin() was not called"
         self._sink.put_meta(STATUS_META, doc)
-        self._sink.put_meta(GAPS_META, {k: [list(r) for r in v[:1000]] for k, v in gaps.items()})
 
     async def run(self) -> None:
         """Publish, log and apply retention on their intervals until stop is requested."""
@@ -64,7 +58,7 @@ class StatusPublisher:
         next_retention = loop.time() if st.retention_interval else None
         while True:
             try:
-                await asyncio.to_thread(self.publish, self._status(), self._open_gaps())
+                await asyncio.to_thread(self.publish, self._status())
             except Exception as exc:
                 log.warning(
                     "Could not publish the collector status: %s",

@@ -21,6 +21,7 @@ from tradelab.config import (
     DEFAULT_WS_URL,
     environment_urls,
     parse_symbols,
+    retention_days_from_env,
     validate_url,
 )
 from tradelab.exceptions import InvalidParameterError
@@ -97,7 +98,22 @@ class CollectorSettings:
     retention_interval: float | None = 3600.0
     """Run ``store.enforce_retention`` this often; None switches retention off."""
     stop_timeout: float = 15.0
-    """How long ``stop()`` may spend on backfills and on retrying a failing store."""
+    """How long ``stop()`` may spend retrying a failing store (what was received is kept in
+    memory and written until then)."""
+    stop_fetch_timeout: float = 10.0
+    """How long ``stop()`` may spend fetching through REST what was published up to the stop
+    instant but not received (open holes, and the tail after the last id received, e.g. while
+    waiting to reconnect). What it cannot fetch in time is a hole the next start repairs."""
+    history_hours: float | None = None
+    """On start, fill the last this-many hours through the daily archives and REST while going
+    live (:func:`tradelab.history.fill_window`), 1 ≤ hours ≤ the retention (``retention_days``
+    × 24); None or 0: off (collection starts from now)."""
+    archive_url: str | None = None
+    """Base URL of Binance's daily archives for the history fill (None: ``$TRADELAB_ARCHIVE_URL``,
+    then https://data.binance.vision)."""
+    history_weight_share: float = 0.5
+    """Share (0 < share ≤ 1) of the REST weight budget the history fill may use; the rest stays
+    free for the live collector's repairs."""
     max_streams: int = MAX_STREAMS_PER_CONNECTION
     """Symbols per WebSocket connection (Binance allows 1024)."""
     read_coalesce: float | None = 0.25
@@ -148,6 +164,7 @@ class CollectorSettings:
             "status_interval",
             "log_interval",
             "stop_timeout",
+            "stop_fetch_timeout",
         ):
             normalised[name] = float(_positive(name, getattr(self, name)))
         healthy_after = self.healthy_after
@@ -183,6 +200,19 @@ class CollectorSettings:
                 f"reconnect_max ({self.reconnect_max}) must be >= reconnect_initial "
                 f"({self.reconnect_initial})"
             )
+        normalised["history_hours"] = self._history_hours()
+        normalised["archive_url"] = (
+            None
+            if self.archive_url is None
+            else validate_url(self.archive_url, schemes=("http", "https"), name="archive URL")
+        )
+        share = self.history_weight_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise InvalidParameterError(
+                f"history_weight_share must be a share of the REST weight budget, 0 < share "
+                f"<= 1, got {share!r}"
+            )
+        normalised["history_weight_share"] = float(share)
         normalised["healthy_after"] = float(healthy_after)
         normalised["max_buffered"] = int(self.max_buffered)
         normalised["max_streams"] = int(self.max_streams)
@@ -190,3 +220,22 @@ class CollectorSettings:
         normalised["read_coalesce"] = None if read_coalesce is None else float(read_coalesce)
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
+
+    def _history_hours(self) -> float | None:
+        """``history_hours`` checked: None/0 is off, else 1 ≤ hours ≤ the retention."""
+        hours = self.history_hours
+        if hours is None or (hours == 0 and not isinstance(hours, bool)):
+            return None
+        limit = retention_days_from_env() * 24
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or hours != hours:
+            raise InvalidParameterError(
+                f"history_hours must be a number of hours from 1 to {limit:g} (the retention), "
+                f"or 0/None for no history; got {hours!r}"
+            )
+        if not 1 <= hours <= limit:
+            raise InvalidParameterError(
+                f"history_hours={hours!r} is outside 1 to {limit:g} hours: the store keeps "
+                f"{limit / 24:g} days (TRADELAB_RETENTION_DAYS), so older history would be "
+                "deleted again at once"
+            )
+        return float(hours)

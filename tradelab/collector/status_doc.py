@@ -47,6 +47,20 @@ def _ms(ms: Any) -> str:
     return utc_text(ms) if isinstance(ms, int | float) else "-"
 
 
+def _history(h: Any) -> str:
+    """A history fill's progress as a short cell: "-" (none), "done 12,345", "40% eta 12 s"."""
+    if not isinstance(h, dict):
+        return "-"
+    if h.get("error"):
+        return "failed"
+    if h.get("done"):
+        return f"done {h.get('trades', 0):,}"
+    total = h.get("days_total") or 0
+    pct = f"{100 * h.get('days_done', 0) / total:.0f}%" if total else "0%"
+    eta = h.get("eta_s")
+    return f"{pct} {h.get('trades', 0):,}" + (f" eta {eta:.0f} s" if eta is not None else "")
+
+
 def format_status(doc: dict[str, Any] | None) -> str:
     """A human-readable report: one header line, then a table with one row per symbol."""
     if doc is None:
@@ -70,6 +84,8 @@ def format_status(doc: dict[str, Any] | None) -> str:
         "last trade (UTC)",
         "last id",
         "gaps d/b/u",
+        "missing",
+        "history",
         "uptime",
         "buffered",
         "last error",
@@ -86,6 +102,8 @@ def format_status(doc: dict[str, Any] | None) -> str:
                 str(s.get("last_agg_id") if s.get("last_agg_id") is not None else "-"),
                 f"{s.get('gaps_detected', 0)}/{s.get('gaps_backfilled', 0)}/"
                 f"{s.get('gaps_unrepairable', 0)}",
+                str(s.get("missing", 0)),
+                _history(s.get("history")),
                 f"{100 * float(s.get('uptime_ratio', 0.0)):.1f}%",
                 str(s.get("buffered", 0)),
                 (s.get("last_error") or "-")[:60],

@@ -63,12 +63,14 @@ class StoredCounts:
 
 
 class _Retry:
-    """A symbol's batch kept after a failed write, and when to try again."""
+    """A symbol's batch kept after a failed write (trades and unrepairable ranges), and when to
+    try again."""
 
-    __slots__ = ("backoff", "failures", "retry_at", "unwritten")
+    __slots__ = ("backoff", "failures", "lost", "retry_at", "unwritten")
 
     def __init__(self) -> None:
         self.unwritten: list[Trade] = []
+        self.lost: list[tuple[int, int]] = []
         self.retry_at = 0.0
         self.backoff: Generator[float, None, None] | None = None
         self.failures = 0
@@ -98,6 +100,7 @@ class BatchWriter:
         self._on_round = on_round
         self._sink: TradeSink | None = None
         self._retry = {s: _Retry() for s in settings.symbols}
+        self._in_flight: dict[str, tuple[list[Trade], list[tuple[int, int]]]] = {}
         self.counts: dict[str, StoredCounts] = {s: StoredCounts() for s in settings.symbols}
 
     def begin(self, sink: TradeSink) -> None:
@@ -129,45 +132,72 @@ class BatchWriter:
                     extra={"event": "flush_crashed"},
                 )
 
+    def in_flight(self, symbol: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids and unrepairable ranges of ``symbol`` taken from the gate and not yet stored
+        (being written now, or kept for a retry): received, though the store lacks them."""
+        r = self._retry[symbol]
+        trades, lost = self._in_flight.get(symbol, ((), ()))
+        return [t.agg_id for t in (*trades, *r.unwritten)], [*lost, *r.lost]
+
     async def flush_once(self, *, force: bool = False) -> None:
         """One round: every symbol with trades to write (and no retry pending, unless
-        ``force``) gets one ``append``; then settle with the gate."""
+        ``force``) gets one ``append`` (with its unrepairable ranges); then settle with the
+        gate."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._on_round is not None:
             self._on_round()
         gate = self._gate
         batches: dict[str, list[Trade]] = {}
+        lost: dict[str, list[tuple[int, int]]] = {}
         for name, r in self._retry.items():
-            if not (r.unwritten or gate.has_pending(name)) or (r.retry_at > now and not force):
+            if not (r.unwritten or r.lost or gate.has_pending(name)) or (
+                r.retry_at > now and not force
+            ):
                 continue
             taken = gate.take(name)
             batches[name] = r.unwritten + taken if r.unwritten else taken
-            r.unwritten = []
+            lost[name] = r.lost + gate.take_unrepairable(name)
+            r.unwritten, r.lost = [], []
+            self._in_flight[name] = (batches[name], lost[name])
         if not batches:
             return
-        results = await asyncio.to_thread(self.write_batches, batches)
+        try:
+            results = await asyncio.to_thread(self.write_batches, batches, lost)
+        finally:
+            self._in_flight.clear()
         now = loop.time()
         settled: dict[str, int] = {}
         for name, batch in batches.items():
             result = results[name]
             if isinstance(result, BaseException):
-                if self._write_failed(name, batch, result, now):
+                if self._write_failed(name, batch, lost[name], result, now):
                     settled[name] = len(batch)
                 continue
             settled[name] = len(batch)
-            self._stored(name, batch, result, now)
+            if batch:
+                self._stored(name, batch, result, now)
         gate.settle(settled)
 
-    def write_batches(self, batches: dict[str, list[Trade]]) -> dict[str, Any]:
-        """Worker thread: one atomic ``sink.append`` per symbol; an exception is returned
-        (as that symbol's result), not raised, so one failing symbol does not hide another."""
+    def write_batches(
+        self,
+        batches: dict[str, list[Trade]],
+        lost: dict[str, list[tuple[int, int]]] | None = None,
+    ) -> dict[str, Any]:
+        """Worker thread: one atomic ``sink.append`` per symbol, with the symbol's unrepairable
+        ranges (``lost``) in the same write; an exception is returned (as that symbol's
+        result), not raised, so one failing symbol does not hide another."""
         sink = self._sink
         assert sink is not None, "BatchWriter.begin() was not called"
         out: dict[str, Any] = {}
         for name, batch in batches.items():
+            ranges = (lost or {}).get(name)
             try:
-                out[name] = sink.append(name, trades_to_frame(batch))
+                frame = trades_to_frame(batch)
+                if ranges:
+                    out[name] = sink.append(name, frame, unrepairable=ranges)
+                else:
+                    out[name] = sink.append(name, frame)
             except Exception as exc:  # a failed write keeps the batch; see _write_failed
                 out[name] = exc
         return out
@@ -196,7 +226,14 @@ class BatchWriter:
             r.retry_at = 0.0
             self._errors.clear(name)
 
-    def _write_failed(self, name: str, batch: list[Trade], exc: BaseException, now: float) -> bool:
+    def _write_failed(
+        self,
+        name: str,
+        batch: list[Trade],
+        lost: list[tuple[int, int]],
+        exc: BaseException,
+        now: float,
+    ) -> bool:
         """Handle a failed write; True if the batch leaves the buffer (refused, not retried)."""
         if not isinstance(exc, StorageError):
             # not the disk: the store refused the trades themselves (InputError) or a bug;
@@ -217,6 +254,7 @@ class BatchWriter:
             return True
         r = self._retry[name]
         r.unwritten = batch + r.unwritten
+        r.lost = lost + r.lost
         r.failures += 1
         if r.backoff is None:
             r.backoff = exponential_backoff(
