@@ -98,6 +98,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "raise it above a previous run's ids to reuse a store",
     )
     p.add_argument("--no-loop", action="store_true", help="replay the recordings only once")
+    p.add_argument(
+        "--history-hours",
+        type=float,
+        default=0.0,
+        metavar="H",
+        help="seed H hours of synthetic history before going live, served through REST and as "
+        "daily archives (for `tradelab backfill` and `collect --history`; default 0)",
+    )
     f = p.add_argument_group("faults (all off by default)")
     f.add_argument(
         "--drop-every",
@@ -233,6 +241,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         max_trades=args.max_trades,
         first_agg_id=args.first_id,
         loop=not args.no_loop,
+        history_hours=args.history_hours,
     )
     return asyncio.run(_serve(sim))
 
@@ -256,6 +265,14 @@ async def _serve(sim: Simulator) -> int:
         f"--ws-url {sim.ws_url} --rest-url {sim.rest_url}",
         flush=True,
     )
+    if sim.history_hours:
+        print(f"  archives: {sim.archive_url} ({sim.history_hours:g} h of history)", flush=True)
+        print(
+            f"  backfill with: tradelab backfill {' '.join(sim.symbols)} --hours "
+            f"{max(1, int(sim.history_hours))} --rest-url {sim.rest_url} "
+            f"--archive-url {sim.archive_url}",
+            flush=True,
+        )
     if sim.faults.active:
         print(f"  faults: {sim.faults.active}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
