@@ -328,6 +328,26 @@ def test_tail_probe_after_a_reconnect_fetches_what_came_meanwhile(caplog) -> Non
     assert (tail.first_id, tail.last_id) == (3, 4)
 
 
+def test_ids_published_after_a_short_page_was_served_are_not_declared_lost() -> None:
+    """A race seen in the crash test: the tail page comes back short (REST had nothing newer
+    when it answered) while the stream, meanwhile, revealed a gap above it. Those ids were
+    published after the answer: they are fetched, not declared unrepairable."""
+    bf, tracker, gate = make_backfiller(FakeRest([]))
+    for a in range(1, 11):
+        tracker.observe(a, a)
+    bf.request_tail((SYM,))
+    sent_at = tracker.high  # the request leaves with 10 received
+    for a in (13, 17):  # in flight: the stream delivers 13, skips 14..16, delivers 17
+        verdict = tracker.observe(a, a)
+        if verdict is not True:
+            bf.gap_detected(verdict)  # type: ignore[arg-type]
+    bf.apply_page(SYM, 11, [trade(11), trade(12)], tail=True, high_at_request=sent_at)
+    assert tracker.gaps_unrepairable == 0 and bf.open_gaps() == {SYM: [(14, 16)]}
+    assert gate.pending_unrepairable(SYM) == [] and bf.tails_pending() == []
+    assert [t.agg_id for t in gate.take(SYM)] == [11, 12]
+    assert bf.next_job() == Job(SYM, 14, False)
+
+
 def test_a_rest_page_that_fills_the_buffer_pauses_intake() -> None:
     bf, tracker, gate = make_backfiller(FakeRest([]), max_buffered=2)
     open_gap(tracker, bf)

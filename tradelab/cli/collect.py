@@ -3,14 +3,18 @@
 ::
 
     tradelab collect --symbols BTCUSDT,ETHUSDT --data DIR [--ws-url URL] [--rest-url URL]
+                     [--history HOURS] [--archive-url URL]
                      [--log-format json] [--duration SECONDS]
     tradelab status --data DIR [--json]
 
-``collect`` runs until SIGTERM or SIGINT (Ctrl-C), then stops gracefully: every received trade
-is written before it exits (exit code 0). At start it checks its configuration once — symbol
-format, URLs, that the REST API knows each symbol and that the stream accepts a connection —
-and exits with code 2 and a one-line message if not. Once running, it never gives up: lost
-connections are retried forever with backoff, each failure logged as an ERROR.
+``collect`` runs until SIGTERM or SIGINT (Ctrl-C), then stops gracefully: every trade published
+before the signal is written before it exits (exit code 0) — what was received, and what REST
+still has of what was missed (within 10 s; the rest is a hole the next start repairs). At start
+it checks its configuration once — symbol format, URLs, that the REST API knows each symbol and
+that the stream accepts a connection — and exits with code 2 and a one-line message if not; it
+repairs every hole the store reports (a killed earlier run's). ``--history H`` also fills the
+last H hours from the daily archives and REST while going live. Once running, it never gives
+up: lost connections are retried forever with backoff, each failure logged as an ERROR.
 
 ``status`` reads the status the collector publishes in the store every 5 s; it works from any
 process while the collector runs (and says "NOT RUNNING" if the collector died).
@@ -86,6 +90,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/api/v3/aggTrades?...",
     )
     p.add_argument(
+        "--history",
+        type=float,
+        default=None,
+        metavar="HOURS",
+        help="also fill the last HOURS hours (1 to the retention, 168 by default) from the "
+        "daily archives and REST while going live (default: collect from now)",
+    )
+    p.add_argument(
+        "--archive-url",
+        default=None,
+        help="daily archives base URL for --history (default $TRADELAB_ARCHIVE_URL or "
+        "https://data.binance.vision)",
+    )
+    p.add_argument(
         "--duration",
         type=_positive_float,
         default=None,
@@ -132,6 +150,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         ws_url=settings.ws_url,
         rest_url=settings.rest_url,
         max_buffered=args.max_buffered,
+        history_hours=args.history,
+        archive_url=args.archive_url,
     )
     try:
         return asyncio.run(_run(collector, args.duration))
@@ -165,7 +185,8 @@ async def _run(collector: Collector, duration: float | None) -> int:
         print(
             f"{sym}: {s['trades_stored']} trades stored this run, last agg id "
             f"{s['last_agg_id']}, gaps {s['gaps_detected']} detected / "
-            f"{s['gaps_backfilled']} backfilled / {s['gaps_unrepairable']} unrepairable"
+            f"{s['gaps_backfilled']} backfilled / {s['gaps_unrepairable']} unrepairable, "
+            f"{s['missing']} ids still missing"
         )
     return 0
 

@@ -347,6 +347,7 @@ class Backfiller:
                 await self._gate.wait_open()
                 continue
             name, from_id, tail = job
+            high = self._trackers[name].high
             wait = self._rest.weight_delay()
             if wait > 0:
                 log.warning(
@@ -396,28 +397,47 @@ class Backfiller:
                     return
                 continue
             errors = exponential_backoff(0.5, 2.0, 30.0)
-            if self.apply_page(name, from_id, page, tail):
+            if self.apply_page(name, from_id, page, tail, high):
                 if not await self._pause(0.5):  # REST may lag the stream: ask again shortly
                     return
             elif not stop.stopping:
                 await asyncio.sleep(0)  # let the stream breathe between pages
 
-    def apply_page(self, name: str, from_id: int, page: list[Trade], tail: bool) -> bool:
+    def apply_page(
+        self,
+        name: str,
+        from_id: int,
+        page: list[Trade],
+        tail: bool,
+        high_at_request: int | None = None,
+    ) -> bool:
         """Apply one REST page asked with ``fromId=from_id``; True if it should be asked again
-        shortly before declaring ids lost (a short page while a gap above it is open)."""
+        shortly before declaring ids lost (a short page while a hole above it is open).
+
+        ``high_at_request``: the highest id received when the request was sent (default: now).
+        A short page says REST had nothing newer *then*, so only missing ids up to that bound
+        can be declared unrepairable — a stream gap opened while the request was in flight
+        (ids published after REST answered) is not, whatever the page looked like.
+        """
         tr = self._trackers[name]
         limit = self._limit
         short = len(page) < limit
-        declare = True
-        if (
+        upper = page[-1].agg_id if page else from_id - 1
+        bound = tr.high if high_at_request is None else high_at_request
+        doubt = (
             not tail
             and short
-            and tr.tail_lost_pending(from_id, page)
-            and self._short_retry[name] != from_id
-        ):
+            and bound is not None
+            and any(lo <= bound and hi > upper and hi >= from_id for lo, hi in tr.open_ranges())
+        )
+        declare = True
+        if doubt and self._short_retry[name] != from_id:
             declare = False  # REST may lag the stream by a moment: ask once more first
             self._short_retry[name] = from_id
-        out = tr.apply_rest(from_id, page, limit=limit, declare_tail_lost=declare)
+        out = tr.apply_rest(from_id, page, limit=limit, declare_tail_lost=False)
+        if short and declare and bound is not None and bound > upper:
+            tr.lose(max(from_id, upper + 1), bound)
+            out.closed += tr.pop_closed()
         lost: list[tuple[int, int]] = []
         for gap in [*tr.open_gaps, *out.closed]:
             seen = self._lost_seen.get(id(gap), 0)
