@@ -367,7 +367,7 @@ def session_profiles_from_trades(
     ``start``/``end`` bound the range (default: the first trade and just after the last);
     ``row_size``, ``tick_size``, ``value_area`` and ``method`` as in
     :func:`~tradelab.analytics.volume_profile`, shared by every session. Sessions without
-    trades are left out; no trade in the range at all raises
+    trades (or with only zero-quantity trades) are left out; no trade in the range at all raises
     :class:`~tradelab.exceptions.InvalidTradesError`.
     """
     spec = parse_session(session)
@@ -380,10 +380,11 @@ def session_profiles_from_trades(
     if hi <= lo:
         raise InvalidParameterError("end must be after start: the range is [start, end)")
     price = frame["price"].cast(pl.Float64).to_numpy()
+    qty = frame["qty"].cast(pl.Float64).to_numpy()
     cuts = []
     for day, s, e in session_windows(spec, lo, hi):
         a, b = int(np.searchsorted(t, s, "left")), int(np.searchsorted(t, e, "left"))
-        if b > a:
+        if b > a and qty[a:b].max() > 0:  # a session of zero-quantity trades has no profile
             cuts.append((day, s, e, a, b))
     if not cuts:
         raise InvalidTradesError(
