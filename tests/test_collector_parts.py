@@ -23,7 +23,7 @@ from tradelab.collector.publisher import StatusPublisher
 from tradelab.collector.repair import Job, RoundRobin, subtract
 from tradelab.collector.runtime import LastErrors, StopSignal
 from tradelab.collector.settings import CollectorSettings
-from tradelab.collector.status_doc import STATUS_META
+from tradelab.collector.status_doc import STATUS_META, format_status
 from tradelab.collector.streams import Connection, StreamSupervisor
 from tradelab.collector.writer import BatchWriter
 from tradelab.exceptions import InputError, RateLimitedError, StorageWriteError
@@ -591,3 +591,18 @@ def test_collector_settings_are_one_frozen_object() -> None:
     assert [s.symbols for s in c.streams] == [(SYM,)] and c.open_gaps() == {}
     doc = c.status()  # before start: a complete document with zeros
     assert doc["running"] is False and doc["symbols"][SYM]["trades_stored"] == 0
+
+
+def test_status_table_shows_missing_ids_and_history_progress() -> None:
+    doc = {"running": True, "symbols": {SYM: dict(status_doc(3)["symbols"][SYM])}}
+    sym = doc["symbols"][SYM]
+    sym.update(missing=1234, history={"trades": 5000, "days_done": 0.4, "days_total": 1.0,
+                                      "eta_s": 12.0, "done": False})  # fmt: skip
+    table = format_status(doc)
+    header, row = table.splitlines()[2:4]
+    assert "missing" in header and "history" in header
+    assert "1234" in row and "40% 5,000 eta 12 s" in row
+    sym["history"] = {"trades": 90_000, "done": True}
+    assert "done 90,000" in format_status(doc)
+    sym["history"] = None
+    assert format_status(doc).splitlines()[3].split()[8:10] == ["1234", "-"]

@@ -48,11 +48,11 @@ Event = dict[str, Any]
 class Collect:
     """A ``tradelab collect`` process whose JSON log lines are read on a thread."""
 
-    def __init__(self, data: Path, sim: Simulator) -> None:
+    def __init__(self, data: Path, sim: Simulator, *extra: str) -> None:
         cmd = [
             sys.executable, "-m", "tradelab", "--log-level", "DEBUG", "--log-format", "json",
             "collect", "--symbols", ",".join(SYMS), "--data", str(data),
-            "--ws-url", sim.ws_url, "--rest-url", sim.rest_url,
+            "--ws-url", sim.ws_url, "--rest-url", sim.rest_url, *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
