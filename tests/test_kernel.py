@@ -293,3 +293,59 @@ def test_second_notebook_reads_the_store_and_sees_the_status(kernel, tmp_path):
             other.shutdown()
         kernel.ok("%tradelab stop")
         assert_nothing_lost(path, sim, "BTCUSDT")
+
+
+def test_live_view_redraws_in_place_on_the_kernels_loop_and_stops(kernel, tmp_path):
+    """``%tradelab watch``: one output, replaced in place (update_display_data) while the
+    kernel runs other cells; two views at once; ``--stop`` ends them and nothing follows."""
+    from tradelab.recordings import synthetic_trades
+
+    path = tmp_path / "store"
+    now = int(time.time() * 1000)
+    with TradeStore(path) as store:
+        store.append("BTCUSDT", synthetic_trades("BTCUSDT", now - 600_000, 3000, rate_per_s=5))
+    kernel.ok("%load_ext tradelab")
+    out = kernel.ok(f"%tradelab watch BTCUSDT --hours 1 --every 1 --data {path}")
+    assert out.png == 1 and "Live view of BTCUSDT" in out.text
+    kernel.ok(
+        f"import tradelab\nh2 = tradelab.jupyter.watch('BTCUSDT', 2, '1s', data={str(path)!r})"
+    )
+    # a later cell runs while the views redraw on the loop; the updates arrive on iopub
+    # (attributed to the cell that created each view, as their outputs are that cell's)
+
+    def run_collecting_updates(code: str, timeout: float = 60) -> tuple[str, list[dict]]:
+        msg_id = kernel.kc.execute(code)
+        found: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = kernel.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if msg["msg_type"] == "update_display_data":
+                found.append(msg)
+            parent = msg.get("parent_header", {}).get("msg_id")
+            if (
+                parent == msg_id
+                and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+            ):
+                break
+        reply = kernel.kc.get_shell_msg(timeout=timeout)
+        return reply["content"]["status"], found
+
+    code = (
+        "import asyncio, tradelab\n"
+        "views = tradelab.jupyter.watching()\n"
+        "while min(v.redraws for v in views) < 2:\n"
+        "    await asyncio.sleep(0.1)\n"
+        "print(len(views), [v.redraws >= 2 for v in views])"
+    )
+    status, found = run_collecting_updates(code)
+    assert status == "ok"
+    updates = [m for m in found if "image/png" in m["content"]["data"]]
+    assert len(updates) >= 4  # two views, at least two redraws each
+    assert len({m["content"]["transient"]["display_id"] for m in updates}) == 2
+    out = kernel.ok("h2.stop(); print(len(tradelab.jupyter.watching()))")
+    assert out.text.strip().endswith("1")
+    out = kernel.ok("%tradelab watch --stop")
+    assert "Stopped 1 live view (BTCUSDT)." in out.text
+    status, late = run_collecting_updates("await asyncio.sleep(2.5)")
+    assert status == "ok" and late == []
