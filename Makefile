@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo lab test bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ setup: $(STAMP)
 ## The main job end to end: simulator -> collector -> store -> profile printed and plotted.
 demo: $(STAMP)
 	$(BIN)/tradelab demo
+
+## Open the notebooks in JupyterLab (added to .venv here, not a dependency of the package).
+lab: $(STAMP)
+	$(BIN)/jupyter-lab --version >/dev/null 2>&1 || $(BIN)/python -m pip install -q jupyterlab
+	env -u MPLBACKEND $(BIN)/jupyter lab --notebook-dir=notebooks
 
 ## Every test, notebooks included (nbmake runs them on a real kernel).
 test: $(STAMP)

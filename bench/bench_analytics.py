@@ -13,6 +13,12 @@ Run: ``python bench/bench_analytics.py`` (or ``make bench``; ``python -m bench a
    this process's writer and from a reader (as another notebook would); against the baseline
    "same read + the Polars implementation".
 
+3. Ranges (issue 13), on the same store: ``session_profiles("BTCUSDT", days=7)`` (7 daily
+   session profiles over the whole store) against one ``get_volume_profile(168)`` — target
+   ≤ 2× — and ``developing_profile`` at 5-minute steps over 24 h (288 steps) against one
+   ``get_volume_profile(24)`` — target ≤ 3×. The machine's load average is printed beside
+   each figure.
+
 Figures are the median (and best) of several warm runs. The machine is shared (2 cores, other
 engineers' jobs): expect tens of percent of drift; the ratios measured in one run are what hold.
 """
@@ -32,7 +38,12 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tradelab.analytics import get_volume_profile, volume_profile
+from tradelab.analytics import (
+    developing_profile,
+    get_volume_profile,
+    session_profiles,
+    volume_profile,
+)
 from tradelab.recordings import synthetic_trades
 from tradelab.store.tradestore import HOUR_MS, TradeStore
 
@@ -190,6 +201,47 @@ def bench_end_to_end(store: TradeStore) -> list[tuple[str, float, float, float, 
     return table
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} (1 / 5 min, {os.cpu_count()} cores)"
+
+
+def bench_ranges(store: TradeStore) -> list[tuple[str, float, float, float, str]]:
+    """Sessions vs one 168 h profile; a 288-step developing profile vs one 24 h profile."""
+    table = []
+    cases = (
+        (
+            "session_profiles days=7 (7 daily profiles)",
+            lambda: session_profiles(SYM, days=7, store=store),
+            lambda: get_volume_profile(SYM, 168, store=store),
+            "one 168 h profile",
+            2.0,
+        ),
+        (
+            "developing_profile 24 h every 5m (288 steps)",
+            lambda: developing_profile(SYM, "5m", hours=24, store=store),
+            lambda: get_volume_profile(SYM, 24, store=store),
+            "one 24 h profile",
+            3.0,
+        ),
+    )
+    for name, fn, base_fn, base_name, limit in cases:
+        fn(), base_fn()  # warm
+        b_med, _, _ = timed(base_fn, 5)
+        med, best, out = timed(fn, 5)
+        b_med2, _, _ = timed(base_fn, 5)  # the baseline again: drift shows
+        base = min(b_med, b_med2)
+        size = len(out) if not isinstance(out, pl.DataFrame) else out.height
+        print(
+            f"{name}: median {med * 1e3:7.1f} ms (best {best * 1e3:7.1f}), {size} results | "
+            f"{base_name} {base * 1e3:7.1f} ms | ratio {med / base:4.2f}x (target <= "
+            f"{limit:g}x) | {load()}",
+            flush=True,
+        )
+        table.append((f"{name} vs {base_name}", med, best, base, f"≤ {limit:g}× the baseline"))
+    return table
+
+
 def main() -> int:
     t0 = time.perf_counter()
     df = synthetic_trades(SYM, 1_767_225_600_000, 14_000_000, rate_per_s=RATE)
@@ -201,6 +253,7 @@ def main() -> int:
         store, _n = build_store(root)
         try:
             table += bench_end_to_end(store)
+            table += bench_ranges(store)
         finally:
             store.close()
     finally:
@@ -212,7 +265,8 @@ def main() -> int:
             f"| {name} | {med * 1e3:.1f} / {best * 1e3:.1f} ms | {base * 1e3:.0f} ms | "
             f"{base / med:.1f}× | {target} |"
         )
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    print(f"\n{load()}")
+    print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 
 
