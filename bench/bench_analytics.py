@@ -238,7 +238,15 @@ def bench_ranges(store: TradeStore) -> list[tuple[str, float, float, float, str]
             f"{limit:g}x) | {load()}",
             flush=True,
         )
-        table.append((f"{name} vs {base_name}", med, best, base, f"≤ {limit:g}× the baseline"))
+        table.append(
+            (
+                f"{name} vs {base_name} (measured {med / base:.2f}× the baseline)",
+                med,
+                best,
+                base,
+                f"≤ {limit:g}× the baseline",
+            )
+        )
     return table
 
 
