@@ -82,13 +82,16 @@ def test_tools_are_listed_with_descriptions_and_schemas(store_dir: Path) -> None
     assert schema["required"] == ["symbol"]
     assert props["symbol"]["type"] == "string"
     assert props["symbol"]["pattern"] == "^[A-Za-z0-9]{2,20}$"
+    # null by default (24 h when no start is given): a client filling in defaults must not
+    # send a window length with a range
     assert props["duration_hours"] == {
         **props["duration_hours"],
         "type": "number",
         "minimum": 1,
         "maximum": 168,
-        "default": 24,
+        "default": None,
     }
+    assert "Default 24" in props["duration_hours"]["description"]
     assert {"type": "number", "exclusiveMinimum": 0} in props["tick_size"]["anyOf"]
     assert {"type": "null"} in props["tick_size"]["anyOf"]
     assert "ctx" not in props
