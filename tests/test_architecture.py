@@ -30,6 +30,8 @@ PURE = (
     "tradelab.exceptions",
     "tradelab.simulator.protocol",
     "tradelab.history.plan",
+    "tradelab.store.coverage",
+    "tradelab.collector.repair",
 )
 IO_MODULES = (
     "asyncio",

@@ -212,3 +212,25 @@ def test_weight_share_is_honoured_per_minute(tmp_path) -> None:
     assert all(r.status == 200 for r in rest)  # never a 429
     per_minute = Counter(int(r.at // 60) for r in rest)
     assert max(per_minute.values()) * 4 <= 100 and len(per_minute) >= 2
+
+
+def test_ids_the_exchange_lacks_are_recorded_unrepairable_with_the_trades(tmp_path) -> None:
+    faults = Faults(skip_rate=0.01, skip_length=3, skip_unrepairable=1.0)
+    with Simulator((SYM,), speed=20, seed=11, faults=faults) as sim:
+        deadline = time.monotonic() + 30
+        while len(sim.published(SYM)) < 3000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(sim.published(SYM)) >= 3000
+        with TradeStore(tmp_path / "db") as store:
+            report = fill_window(
+                store, SYM, _now() - HOUR, _now(), rest_url=sim.rest_url, use_archives=False
+            )
+            holes = store.holes(SYM)
+            stored = store.trades(SYM, 0, _now() + HOUR)["agg_id"].to_list()
+        published = sim.published(SYM)  # after the fill: it may have stored newer trades
+    assert report.unrepairable, "the simulator skipped ids that REST does not have"
+    assert holes.height > 0 and holes["unrepairable"].all()
+    # exactly the ids the exchange never published, between the first and last stored id
+    never = set(range(stored[0], stored[-1] + 1)) - set(published)
+    assert sum(holes["count"]) == len(never) and set(stored) <= set(published)
+    assert main(["check", "--data", str(tmp_path / "db")]) == 0

@@ -182,6 +182,7 @@ class _Filler:
         self.t0 = clock()
         self.tally = _Tally()
         self.buffer: list[Trade] = []
+        self.lost: list[tuple[int, int]] = []  # unrepairable ranges not yet written
         self.total_ms = max(plan.missing_ms, 1)
         self.calls = 0
 
@@ -208,16 +209,24 @@ class _Filler:
 
     # --- storing ---------------------------------------------------------------------------
 
+    def lose(self, first: int, last: int) -> None:
+        """Ids ``first..last`` the exchange does not serve: reported, and recorded as
+        unrepairable in the store with the next trades stored (the same atomic write)."""
+        self.tally.unrepairable.append((first, last))
+        self.lost.append((first, last))
+
     def store_frame(self, frame: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
-        """Store the trades of ``frame`` with ``lo <= time < hi``; returns them."""
+        """Store the trades of ``frame`` with ``lo <= time < hi``, with the unrepairable ranges
+        found since the last write; returns the trades kept."""
         ms = frame["time"].dt.epoch("ms")
         frame = frame.filter((ms >= lo) & (ms < hi))
-        if frame.height:
-            self.tally.trades += self.store.append(self.symbol, frame)
+        if frame.height or self.lost:
+            lost, self.lost = self.lost, []
+            self.tally.trades += self.store.append(self.symbol, frame, unrepairable=lost)
         return frame
 
     def flush(self) -> None:
-        if self.buffer:
+        if self.buffer or self.lost:
             frame, self.buffer = trades_to_frame(self.buffer), []
             self.store_frame(frame, self.plan.start, self.plan.end)
 
@@ -244,8 +253,11 @@ class _Filler:
                 extra={"symbol": self.symbol, "day": date},
             )
             return False
-        kept = self.store_frame(frame, *keep)
-        self.tally.unrepairable.extend(id_jumps(kept["agg_id"].to_numpy()))
+        ms = frame["time"].dt.epoch("ms")
+        kept = frame.filter((ms >= keep[0]) & (ms < keep[1]))
+        for first, last in id_jumps(kept["agg_id"].to_numpy()):
+            self.lose(first, last)
+        self.store_frame(kept, *keep)
         self.tally.archive_days.append(date)
         self.tally.done_ms += missing_ms
         self.report()
@@ -300,7 +312,7 @@ class _Filler:
             if prev is not None and a > prev + 1:
                 hi = a - 1 if stop_id is None else min(a - 1, stop_id)
                 if hi >= prev + 1:
-                    self.tally.unrepairable.append((prev + 1, hi))
+                    self.lose(prev + 1, hi)
             prev = a
 
     def rest_span(self, span: Span, base_ms: float) -> None:
@@ -350,7 +362,7 @@ class _Filler:
                 or (by_id and len(page) < MAX_REST_LIMIT)
             ):
                 if span.stop_id is not None and expected is not None and expected <= span.stop_id:
-                    self.tally.unrepairable.append((expected, span.stop_id))
+                    self.lose(expected, span.stop_id)
                 return
             by_id = True
             nxt = self.call(from_id=last.agg_id + 1)
