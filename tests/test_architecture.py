@@ -32,6 +32,10 @@ PURE = (
     "tradelab.history.plan",
     "tradelab.store.coverage",
     "tradelab.collector.repair",
+    "tradelab.timerange",
+    "tradelab.analytics.sessions",
+    "tradelab.analytics.developing",
+    "tradelab.analytics.naked",
 )
 IO_MODULES = (
     "asyncio",

@@ -88,6 +88,8 @@ def parse(line: str) -> str | None:
     """None if ``line`` parses with the real parser, else argparse's complaint."""
     magic = line.startswith("%")
     words = shlex.split(line.lstrip("%"), comments=True)[1:]
+    if len(words) == 1:  # a command named in prose ("`tradelab backfill` does it"): it exists
+        return None if words[0] in (MAGIC if magic else CLI) else f"{line!r}: no such command"
     parser = build_magic_parser() if magic else build_parser()
     parser.exit_on_error = False
     for sub in subcommands(parser).values():
@@ -112,6 +114,7 @@ def test_the_checker_catches_a_wrong_option() -> None:
     assert parse("tradelab profile BTCUSDT --no-such-option 1") is not None
     assert parse("%tradelab profile BTCUSDT --hours 1") is None
     assert parse("%tradelab profile BTCUSDT --no-such-option") is not None
+    assert parse("tradelab backfill") is None and parse("tradelab nonesuch") is not None
 
 
 def test_every_command_line_in_the_readme_parses() -> None:

@@ -366,3 +366,35 @@ def test_stored_frame_helper_sees_gaps(tmp_path):
     frame = synthetic_trades("BTCUSDT", int(time.time() * 1000) - 60_000, 20)
     store.append("BTCUSDT", frame.filter(~pl.col("agg_id").is_in([5, 6, 12])))
     assert agg_id_gaps(store, "BTCUSDT") == [(5, 6), (12, 12)]
+
+
+def test_start_with_history_opens_with_the_last_hours_filled(ip, tmp_path, capsys):
+    path = tmp_path / "history"
+    with Simulator(("BTCUSDT",), speed=1, seed=4, history_hours=2.5) as sim:
+        magic(
+            ip,
+            f"start BTCUSDT --data {path} --ws-url {sim.ws_url} --rest-url {sim.rest_url} "
+            f"--history 2 --archive-url {sim.archive_url}",
+        )
+
+        def history() -> dict:
+            return tradelab.status()["symbols"]["BTCUSDT"].get("history") or {}
+
+        _wait(lambda: history().get("done"), timeout=90)
+        now = int(time.time() * 1000)
+        vp = tradelab.get_volume_profile("BTCUSDT", 1, data=path)
+        published = sim.history_frame("BTCUSDT", now - 3_600_000, now).height
+        # the hour before the fill ended is there, not just the seconds since start
+        assert vp.trade_count >= 0.95 * published > 10_000
+        assert history()["trades"] > 0 and history()["days_total"] > 0
+        magic(ip, "stop")
+    capsys.readouterr()
+
+
+def test_start_with_an_impossible_history_is_one_line(ip, sim):
+    with pytest.raises(UsageError, match="history_hours") as exc:
+        magic(ip, f"start BTCUSDT --ws-url {sim.ws_url} --rest-url {sim.rest_url} --history 0.5")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(UsageError, match="--history"):
+        magic(ip, "start BTCUSDT --history soon")
+    assert session.current() is None

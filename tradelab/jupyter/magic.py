@@ -4,6 +4,7 @@
 
     %load_ext tradelab
     %tradelab start BTCUSDT ETHUSDT [--data DIR] [--ws-url URL] [--rest-url URL] [--background]
+                                    [--history H] [--archive-url URL]
     %tradelab status [--data DIR]
     %tradelab profile BTCUSDT [--hours H | --start T [--end T]] [--data DIR]
     %tradelab vacuums BTCUSDT [--hours H | --start T [--end T]] [--data DIR]
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="collect on a thread of its own, so blocking cells do not pause it",
     )
+    p.add_argument(
+        "--history",
+        type=float,
+        metavar="H",
+        help="also fill the last H hours (1 to the retention) from the archives and REST",
+    )
+    p.add_argument("--archive-url", metavar="URL", help="daily archives base URL (default Binance)")
 
     sub.add_parser("stop", help="flush every received trade and stop")
 
@@ -206,6 +214,8 @@ class TradelabMagics(Magics):
             ws_url=args.ws_url,
             rest_url=args.rest_url,
             background=args.background,
+            history=args.history,
+            archive_url=args.archive_url,
         )
         print(repr(info))
 

@@ -147,13 +147,19 @@ def start(
     ws_url: str | None = None,
     rest_url: str | None = None,
     background: bool = False,
+    history: float | None = None,
+    archive_url: str | None = None,
     **collector_kwargs: Any,
 ) -> SessionInfo:
     """Start collecting ``symbols`` into the store at ``data``; returns at once.
 
     Arguments fall back to the environment (``TRADELAB_SYMBOLS``, ``TRADELAB_DATA``,
     ``TRADELAB_WS_URL``, ``TRADELAB_REST_URL``), then to the defaults (BTCUSDT and ETHUSDT,
-    ``~/.tradelab/data``, Binance). ``collector_kwargs`` go to :class:`tradelab.Collector`.
+    ``~/.tradelab/data``, Binance). ``history=H`` also fills the last H hours (1 to the
+    retention) from Binance's daily archives (``archive_url``, default
+    ``$TRADELAB_ARCHIVE_URL`` or data.binance.vision) and REST while collection goes live, so a
+    24-hour profile works within minutes; ``status()`` shows its progress.
+    ``collector_kwargs`` go to :class:`tradelab.Collector`.
     An explicit ``data`` becomes this process's default store (``TRADELAB_DATA``), so
     ``tradelab.trades()`` and ``tradelab.get_volume_profile()`` read what is being collected.
 
@@ -178,6 +184,10 @@ def start(
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.data_dir, write=True)
+        if history is not None:
+            collector_kwargs["history_hours"] = history
+        if archive_url is not None:
+            collector_kwargs["archive_url"] = archive_url
         try:
             collector = Collector(
                 settings.symbols,
