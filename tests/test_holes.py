@@ -13,7 +13,7 @@ import pytest
 
 from tradelab.exceptions import InvalidParameterError, StorageWriteError
 from tradelab.schema import TRADE_SCHEMA
-from tradelab.store import TradeStore
+from tradelab.store import TradeStore, recovery
 from tradelab.store.coverage import MAX_INNER_RUNS
 from tradelab.store.keys import HOUR_MS, index_key
 
@@ -131,7 +131,7 @@ def test_a_block_with_more_inner_runs_than_the_header_keeps(store) -> None:
     assert rows(store) == brute_force(set(ids))
 
 
-def test_unrepairable_is_recorded_in_the_same_write_as_the_trades(store) -> None:
+def test_unrepairable_is_recorded_in_the_same_write_as_the_trades(store, monkeypatch) -> None:
     store.append("BTCUSDT", trades(range(1, 101)))
     store.append("BTCUSDT", trades(range(131, 201)), unrepairable=[(101, 110), (120, 125)])
     assert rows(store) == [
@@ -140,22 +140,31 @@ def test_unrepairable_is_recorded_in_the_same_write_as_the_trades(store) -> None
         (120, 125, 6, True),
         (126, 130, 5, False),
     ]
-    # a write that fails records neither the trades nor the ranges
-    real = store._db
+    # a write that fails records neither the trades nor the ranges (the disk refuses writes
+    # on the store's handle and on every handle it reopens meanwhile)
+    refusing = [True]
 
     class Refusing:
+        def __init__(self, db: Any) -> None:
+            self._db = db
+
         def write(self, *a: Any) -> None:
             raise Exception("IO error: No space left on device")
 
         def __getattr__(self, name: str) -> Any:
-            return getattr(real, name)
+            return getattr(self._db, name)
 
-    store._db = Refusing()
+    real_open = recovery.open_writer
+    monkeypatch.setattr(
+        recovery, "open_writer", lambda p: Refusing(real_open(p)) if refusing[0] else real_open(p)
+    )
+    store._recovery.every_s = 0.0
+    store._db = Refusing(store._db)
     with pytest.raises(StorageWriteError):
         store.append("BTCUSDT", trades(range(300, 310)), unrepairable=[(201, 299)])
     with pytest.raises(StorageWriteError):
         store.append("BTCUSDT", trades([]), unrepairable=[(111, 119)])
-    store._db = real
+    refusing[0] = False
     assert rows(store)[1] == (111, 119, 9, False)
     assert store.last_agg_id("BTCUSDT") == 200
     # ids stored later are no longer missing, whatever the record says

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from tradelab.exceptions import StorageError, StorageWriteError
 from tradelab.recordings import synthetic_trades
-from tradelab.store import TradeStore
+from tradelab.store import TradeStore, recovery
 from tradelab.store.keys import HOUR_MS
 
 T0 = 1_700_002_800_000
@@ -37,9 +38,11 @@ class _RefusingDB:
 
 
 def _snapshot(store: TradeStore) -> tuple:
+    # bytes_on_disk is the files' size, not the content: reopening after a refused write
+    # flushes the write-ahead log into a table file
     return (
         store.trades("BTCUSDT", 0, FAR),
-        store.stats("BTCUSDT"),
+        dataclasses.replace(store.stats("BTCUSDT"), bytes_on_disk=0),
         store.symbols(),
         store.get_meta("status"),
         store.block_count("BTCUSDT", 0, FAR),
@@ -51,15 +54,24 @@ def _same(a: tuple, b: tuple) -> None:
     assert a[1:] == b[1:]
 
 
-def test_failed_writes_leave_the_store_and_its_counters_unchanged(tmp_path):
+def test_failed_writes_leave_the_store_and_its_counters_unchanged(tmp_path, monkeypatch):
     df = synthetic_trades("BTCUSDT", T0 - HOUR_MS + 1_000, 120_000, rate_per_s=30)
     with TradeStore(tmp_path / "db") as store:
         store.append("BTCUSDT", df[:60_000])  # into the open hour, so later appends roll up
         store.put_meta("status", {"ok": True})
         assert store.wait_idle()
         before = _snapshot(store)
-        real = store._db
-        store._db = _RefusingDB(real)
+        # the disk refuses writes: the store's handle, and every handle it reopens meanwhile
+        refusing = [True]
+        real_open = recovery.open_writer
+
+        def open_writer(p: Any) -> Any:
+            db = real_open(p)
+            return _RefusingDB(db) if refusing[0] else db
+
+        monkeypatch.setattr(recovery, "open_writer", open_writer)
+        store._recovery.every_s = 0.0  # try to reopen before every write
+        store._db = _RefusingDB(store._db)
         try:
             # a plain append, one that closes an hour (roll-up), a backfill, retention, meta
             for frame in (df[60_000:60_030], df[60_000:], pl.concat([df[:10], df[70_000:]])):
@@ -73,9 +85,10 @@ def test_failed_writes_leave_the_store_and_its_counters_unchanged(tmp_path):
                 store.append("ETHUSDT", synthetic_trades("ETHUSDT", T0, 10))
             _same(_snapshot(store), before)
         finally:
-            store._db = real
+            refusing[0] = False
         _same(_snapshot(store), before)
-        # the in-memory counters were not advanced either: the retry stores everything
+        # the in-memory counters were not advanced either: the retry (which reopens the
+        # database first) stores everything
         assert store.append("BTCUSDT", df[60_000:]) == 60_000
         assert store.trades("BTCUSDT", 0, FAR).equals(df)
     with TradeStore(tmp_path / "db") as store:

@@ -7,8 +7,13 @@ Plain functions of the store's path, used by :class:`tradelab.store.TradeStore` 
 * one writer per path — RocksDB's ``LOCK`` plus the owner file ``TRADELAB-WRITER.json`` (pid,
   host, start), so a second writer gets :class:`StoreLockedError` naming the holder instead of
   RocksDB's raw ``IO error: While lock file``;
-* readers are RocksDB *secondary* instances in a temporary directory of their own; the set of
+* readers are RocksDB *secondary* instances in a scratch directory of their own
+  (:mod:`.scratch`: under the temporary directory, removed on close and, after a kill, by the
+  next reader; on read-only media they read through a view of symbolic links); the set of
   write-ahead logs seen at open (:func:`wal_files`) tells a reader when the writer flushed;
+* every RocksDB error becomes a one-line :class:`~tradelab.exceptions.StorageError`
+  (:mod:`.errors`): a damaged or missing file is
+  :class:`~tradelab.store.errors.CorruptStoreError` naming it, for readers and writers alike;
 * a file, a non-empty directory without a RocksDB or a RocksDB without the marker key is
   :class:`NotADatabaseError`; a reader on a missing/empty path is :class:`NoDataError`.
 
@@ -21,9 +26,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,20 +45,32 @@ from tradelab.exceptions import (
     StoreLockedError,
 )
 from tradelab.logs import get_logger
+from tradelab.store.errors import (
+    CorruptStoreError,
+    corrupt_message,
+    describe_cause,
+    is_rocksdb_error,
+    one_line,
+    storage_error,
+)
 from tradelab.store.keys import MARKER, OWNER_FILE, STORE_FORMAT, utc_datetime
+from tradelab.store.scratch import new_scratch_dir, pid_alive, store_writable, sync_view
 
 __all__ = [
     "SecondaryFollower",
+    "check_live_files",
     "check_marker",
     "check_path",
     "dir_size",
     "locked_message",
+    "open_fallback_reader",
     "open_secondary",
     "open_writer",
     "options",
     "read_owner",
     "wal_files",
     "write_owner",
+    "writer_alive",
 ]
 
 log = get_logger("tradelab.store")  # one logger for the whole store
@@ -92,6 +109,10 @@ def options(create: bool) -> rd.Options:
     return opts
 
 
+def _is_lock_error(msg: str) -> bool:
+    return "While lock file" in msg or "lock hold by" in msg or "/LOCK:" in msg
+
+
 def open_writer(p: Path) -> rd.Rdict:
     """Open (creating if needed) the store at ``p`` for writing: lock, marker, owner file."""
     try:
@@ -101,12 +122,12 @@ def open_writer(p: Path) -> rd.Rdict:
     try:
         db = rd.Rdict(str(p), options(create=True))
     except Exception as exc:
-        msg = str(exc)
-        if "lock" in msg.lower():
+        msg = one_line(exc)
+        if _is_lock_error(msg):
             raise StoreLockedError(locked_message(p)) from None
-        if "Corruption" in msg or "Invalid argument" in msg or "CURRENT" in msg:
+        if "Invalid argument" in msg:
             raise NotADatabaseError(f"{p} is not a readable tradelab store: {msg}") from None
-        raise StorageError(f"cannot open the store at {p} for writing: {msg}") from None
+        raise storage_error(p, exc, f"opening the store at {p} for writing") from None
     try:
         marker = db.get(MARKER)
         if marker is None:
@@ -121,11 +142,29 @@ def open_writer(p: Path) -> rd.Rdict:
         else:
             check_marker(p, marker)
         write_owner(p)
-    except BaseException:
-        db.close()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            db.close()
+        if is_rocksdb_error(exc):
+            raise storage_error(p, exc, f"opening the store at {p} for writing") from None
+        if isinstance(exc, OSError):  # the owner file
+            raise StorageWriteError(
+                f"opening the store at {p} for writing failed: {describe_cause(p, str(exc))}"
+            ) from None
         raise
     log.debug("Opened trade store %s for writing", p, extra={"path": str(p)})
     return db
+
+
+def open_fallback_reader(p: Path) -> rd.Rdict | None:
+    """A read-only instance of ``p`` (no lock, nothing written but rocksdict's small config
+    file), for the writer to keep answering queries while it cannot reopen for writing; None
+    if even that fails."""
+    try:
+        return rd.Rdict(str(p), options(create=False), access_type=rd.AccessType.read_only(False))
+    except Exception as exc:
+        log.debug("Read-only fallback of %s failed: %s", p, one_line(exc))
+        return None
 
 
 def check_marker(p: Path, marker: bytes) -> None:
@@ -167,6 +206,45 @@ def locked_message(p: Path) -> str:
     )
 
 
+def writer_alive(p: Path) -> tuple[dict[str, Any] | None, bool | None]:
+    """The owner file of ``p`` and whether that writer still runs: True/False when it names a
+    process on this host (checked with signal 0 and, for another process, RocksDB's lock:
+    a pid reused by an unrelated process holds no lock), None when it cannot be told (another
+    host, no owner file)."""
+    owner = read_owner(p)
+    if not owner or owner.get("host") != socket.gethostname():
+        return owner, None
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return owner, False
+    if pid == os.getpid():
+        return owner, True
+    holder = _lock_holder(p / "LOCK")
+    return owner, (holder is None or holder == pid)
+
+
+def _lock_holder(lock: Path) -> int | None:
+    """The pid holding a POSIX write lock on RocksDB's ``LOCK`` file: 0 if nobody does, None
+    if it cannot be told. Only for a lock held by *another* process: closing a descriptor of
+    the file would drop this process's own lock on it."""
+    try:
+        import fcntl
+        import struct
+
+        fd = os.open(lock, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        query = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        res = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        l_type, _, _, _, l_pid = struct.unpack("hhqqi", res)
+        return 0 if l_type == fcntl.F_UNLCK else int(l_pid)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def write_owner(p: Path) -> None:
     """Name this process as the store's writer (atomically: write a temporary file, rename)."""
     doc = {
@@ -187,25 +265,35 @@ def wal_files(p: Path) -> frozenset[str]:
         return frozenset()
 
 
-def open_secondary(p: Path, secondary_dir: str) -> rd.Rdict:
-    """Open the store at ``p`` as a RocksDB secondary keeping its files in ``secondary_dir``.
+def open_secondary(p: Path, secondary_dir: str, data: Path | None = None) -> rd.Rdict:
+    """Open the store at ``p`` as a RocksDB secondary keeping its files in ``secondary_dir``
+    (``data``: the directory RocksDB opens, a view of ``p`` on read-only media; default ``p``).
 
     On failure ``secondary_dir`` is removed and the error says whether there is no store yet
-    (:class:`NoDataError`) or something that is not one (:class:`NotADatabaseError`).
+    (:class:`NoDataError`), something that is not one (:class:`NotADatabaseError`) or a damaged
+    one (:class:`~tradelab.store.errors.CorruptStoreError`).
     """
     try:
         db = rd.Rdict(
-            str(p),
+            str(data or p),
             options(create=False),
             access_type=rd.AccessType.secondary(secondary_dir),
         )
     except Exception as exc:
         shutil.rmtree(secondary_dir, ignore_errors=True)
-        msg = str(exc)
-        if "No such file" in msg:
+        msg = one_line(exc)
+        if "No such file" in msg and not re.search(r"\.(sst|blob)\b", msg):
             raise NoDataError(f"no trade store at {p} yet: {_START_HINT}") from None
+        if "Corruption" in msg or "No such file" in msg:
+            raise storage_error(p, exc, f"reading {p}") from None
+        if any(s in msg for s in ("os error 30", "os error 13", "Read-only", "ermission")):
+            raise StorageError(
+                f"cannot read {p}: {describe_cause(p, msg)} (the reader could not use a "
+                "view of it either)"
+            ) from None
         raise NotADatabaseError(f"cannot read {p} as a tradelab store: {msg}") from None
     try:
+        check_live_files(p, db)
         marker = db.get(MARKER)
         if marker is None:
             if next(iter(db.keys()), None) is None:  # a writer is creating it right now
@@ -214,11 +302,30 @@ def open_secondary(p: Path, secondary_dir: str) -> rd.Rdict:
                 f"{p} is a RocksDB database but not a tradelab store (no marker key)"
             )
         check_marker(p, marker)
-    except BaseException:
-        db.close()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            db.close()
         shutil.rmtree(secondary_dir, ignore_errors=True)
+        if is_rocksdb_error(exc):
+            raise storage_error(p, exc, f"reading {p}") from None
         raise
     return db
+
+
+def check_live_files(p: Path, db: rd.Rdict) -> None:
+    """Raise :class:`CorruptStoreError` if a table file RocksDB lists is missing from ``p``.
+
+    A secondary opens without looking at the table files, so a deleted one would otherwise
+    read as an empty store (or silently as fewer trades); the writer fails to open on it. Both
+    now say the same thing."""
+    try:
+        present = {e.name for e in os.scandir(p)}
+    except OSError:
+        return
+    for f in db.live_files():
+        name = str(f.get("name", "")).lstrip("/")
+        if name and name not in present:
+            raise CorruptStoreError(corrupt_message(p, f"No such file or directory: {p / name}"))
 
 
 def dir_size(path: Path) -> int:
@@ -251,17 +358,37 @@ class SecondaryFollower:
         self.path = path
         self._lock = threading.Lock()
         self._dir: str | None = None
+        self._view = not store_writable(path)  # read-only media: read through a view
         self.db = self._open()
 
     def _open(self) -> rd.Rdict:
-        """A secondary in a new temporary directory; note the writer's WALs seen at open."""
+        """A secondary in a new scratch directory; note the writer's WALs seen at open."""
         self._wals = wal_files(self.path)  # before opening: a flush meanwhile shows as a change
-        new_dir = tempfile.mkdtemp(prefix="tradelab-reader-")
-        db = open_secondary(self.path, new_dir)  # removes new_dir itself on failure
+        new_dir = new_scratch_dir()
+        try:
+            db = self._open_in(new_dir)
+        except StorageError:
+            if self._view:
+                raise
+            # the directory looked writable but rocksdict could not write its config file
+            # there (a read-only mount seen through permissions, an immutable directory)
+            self._view = True
+            new_dir = new_scratch_dir()
+            db = self._open_in(new_dir)
         old_dir, self._dir = self._dir, new_dir
         if old_dir:
             shutil.rmtree(old_dir, ignore_errors=True)
         return db
+
+    def _open_in(self, scratch: str) -> rd.Rdict:
+        data = None
+        if self._view:
+            try:
+                data = sync_view(self.path, Path(scratch) / "view")
+            except OSError as exc:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise StorageError(f"cannot read {self.path}: {exc}") from None
+        return open_secondary(self.path, scratch, data)  # removes ``scratch`` on failure
 
     def refresh(self) -> rd.Rdict:
         """Catch up with the writer (or re-open, see the class docstring); the instance to
@@ -271,6 +398,8 @@ class SecondaryFollower:
                 self._reopen()
             else:
                 try:
+                    if self._view and self._dir:
+                        sync_view(self.path, Path(self._dir) / "view")
                     self.db.try_catch_up_with_primary()
                 except Exception as exc:  # e.g. a WAL deleted by a flush just now: re-open
                     log.debug("Catch-up failed (%s); re-opening the reader", exc)
@@ -280,11 +409,16 @@ class SecondaryFollower:
     def _reopen(self) -> None:
         try:
             self.db = self._open()
+        except CorruptStoreError:
+            raise
         except StorageError as exc:
             raise StorageError(f"cannot follow the writer of {self.path}: {exc}") from None
 
     def close(self) -> None:
-        """Close the instance and remove its temporary directory."""
-        self.db.close()
+        """Close the instance and remove its scratch directory (never raises)."""
+        try:
+            self.db.close()
+        except Exception as exc:
+            log.debug("Closing the reader of %s: %s", self.path, one_line(exc))
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -15,10 +15,11 @@ Every change — new trades, the unrepairable ranges around them, roll-ups, the 
 into ONE WriteBatch, so a reader never sees half of it and a failed append leaves the store as
 it was. Coverage (:meth:`TradeStore.holes`) comes from the headers alone
 (:mod:`tradelab.store.coverage`). One writer per path (an owner file names it to a second
-one); readers are RocksDB secondaries that catch up before every query. The parts live in
-:mod:`.keys`, :mod:`.opening`, :mod:`.plan`, :mod:`.reading`, :mod:`.rollups`,
-:mod:`.documents` and :mod:`.coverage`; this module is the class tying them together: life
-cycle, locking, when to write, queries.
+one); readers are RocksDB secondaries that catch up before every query. RocksDB errors become
+one-line errors (:mod:`.errors`, :mod:`.gate`); after a refused write the next write reopens the
+database (:mod:`.recovery`). Parts: :mod:`.keys`, :mod:`.opening`, :mod:`.scratch`, :mod:`.plan`,
+:mod:`.reading`, :mod:`.rollups`, :mod:`.documents`, :mod:`.coverage`; this module is the class
+tying them together: life cycle, locking, when to write, queries.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from tradelab.store.coverage import (
     validate_ranges,
 )
 from tradelab.store.documents import document_key, pack_document, unpack_document
+from tradelab.store.errors import write_error
+from tradelab.store.gate import Gate
 from tradelab.store.keys import (
     HOUR_MS,
     MAX_MS,
@@ -73,7 +76,6 @@ from tradelab.store.opening import (
     check_path,
     dir_size,
     open_writer,
-    read_owner,
 )
 from tradelab.store.plan import (
     BlockGone,
@@ -98,6 +100,7 @@ from tradelab.store.reading import (
     read_unrepairable,
     symbol_names,
 )
+from tradelab.store.recovery import Recovery, close_writer, reopen
 from tradelab.store.rollups import RollUpWorker
 
 __all__ = ["OWNER_FILE", "STORE_FORMAT", "StoreStats", "TradeStore"]
@@ -127,50 +130,43 @@ class TradeStore:
         self.path: Path = (
             resolve_data_dir(None) if path in (None, "") else Path(path).expanduser()
         ).absolute()
-        self.readonly = bool(readonly)
+        if not isinstance(readonly, bool):
+            raise InvalidParameterError(f"readonly must be True or False, got {readonly!r}")
+        self.readonly = readonly
         self.retention_days = retention_days_arg(retention_days)
         self._wlock = threading.RLock()
-        self._cond = threading.Condition()
-        self._active = 0
-        self._closed = False
         self._states: dict[str, SymbolState] = {}
         self._threads: list[threading.Thread] = []
         self._retention_stop = threading.Event()
         self._rollups = RollUpWorker(self._roll_up_logged)
+        self._recovery = Recovery(self.path)
+        self._gate = Gate(self.path, self._recovery)
         check_path(self.path, self.readonly)
         self._follower = SecondaryFollower(self.path) if self.readonly else None
         self._db = self._follower.db if self._follower is not None else open_writer(self.path)
 
     # --- life cycle ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _op(self) -> Iterator[None]:
-        with self._cond:
-            if self._closed:
-                raise StorageError(f"the trade store at {self.path} is closed")
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
-                if not self._active:
-                    self._cond.notify_all()
+    def _op(self) -> contextlib.AbstractContextManager[None]:
+        """One operation on the database (:class:`~tradelab.store.gate.Gate`)."""
+        return self._gate.op()
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._closed
+        return self._gate.closed
 
     def close(self) -> None:
-        """Wait for running operations, then release the database (and the writer lock)."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._retention_stop.set()
-            self._rollups.stop()
-            self._cond.wait_for(lambda: self._active == 0)
+        """Wait for running operations, then release the database (and the writer lock).
+
+        Never raises: a database that cannot close cleanly (a full disk) is logged in one
+        line; every write it acknowledged is in its write-ahead log, replayed at the next open.
+        """
+        if not self._gate.close():
+            return
+        self._retention_stop.set()
+        self._rollups.stop()
+        self._gate.wait_idle()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join()
@@ -178,11 +174,7 @@ class TradeStore:
         if self._follower is not None:
             self._follower.close()
         else:
-            self._db.close()
-            owner = read_owner(self.path)
-            if owner and owner.get("pid") == os.getpid():
-                with contextlib.suppress(OSError):
-                    (self.path / OWNER_FILE).unlink()
+            close_writer(self.path, self._db)
 
     def __enter__(self) -> TradeStore:
         return self
@@ -192,7 +184,7 @@ class TradeStore:
 
     def __repr__(self) -> str:
         mode = "reader" if self.readonly else "writer"
-        return f"<TradeStore {mode} {self.path}{' closed' if self._closed else ''}>"
+        return f"<TradeStore {mode} {self.path}{' closed' if self.closed else ''}>"
 
     def refresh(self) -> None:
         """Readers: catch up with the writing process (no-op for the writer); see
@@ -201,22 +193,38 @@ class TradeStore:
             with self._op():
                 self._db = self._follower.refresh()
 
-    # --- symbol state (writer) ----------------------------------------------------------------
+    # --- writing (the writer's per-symbol state: counters, block index) -------------------------
 
     def _state(self, sym: str) -> SymbolState:
-        st = self._states.get(sym)
-        if st is None:
-            st = self._states[sym] = load_state(self._db, sym)
-        return st
-
-    # --- writing -------------------------------------------------------------------------------
+        if sym not in self._states:
+            self._states[sym] = load_state(self._db, sym)
+        return self._states[sym]
 
     def _check_writable(self) -> None:
+        """Refuse writes on a reader; reopen the database first if the last write failed."""
         if self.readonly:
             raise StorageWriteError(
                 f"this TradeStore on {self.path} is a reader (readonly=True); only the writing "
                 "process (the collector) can change it"
             )
+        self._recover()
+
+    def _recover(self) -> None:
+        """Reopen the database after a write RocksDB refused (:mod:`.recovery`), once no
+        operation runs; raise :class:`StorageWriteError` while it still cannot write."""
+        rec = self._recovery
+        if not rec.broken:
+            return
+        if not rec.due():
+            raise rec.not_yet()
+        error = None
+        with self._gate.exclusive(lambda: rec.broken) as go:
+            if go:
+                self._db, error, usable = reopen(self.path, self._db)
+                self._states.clear()  # re-read the counters: the database is the truth
+                rec.attempted(error is None, usable)
+        if error is not None:
+            raise rec.still_failing(error) from None
 
     def append(
         self,
@@ -286,9 +294,9 @@ class TradeStore:
         one atomic batch (write the merged block, delete its parts): readers never see half.
         """
         self._check_writable()
-        syms = [validate_symbol(symbol)] if symbol is not None else symbol_names(self._db)
         merged = 0
         with self._op():
+            syms = [validate_symbol(symbol)] if symbol is not None else symbol_names(self._db)
             for sym in syms:
                 merged += self._roll_up(sym)
         return merged
@@ -320,11 +328,13 @@ class TradeStore:
         return len(keys) - 1
 
     def _roll_up_logged(self, sym: str) -> None:
+        if self._recovery.broken:  # the next append reopens the database; roll up after it
+            return
         try:
             with self._op():
                 self._roll_up(sym)
         except StorageError as exc:
-            if not self._closed:
+            if not self.closed:
                 log.warning(
                     "Roll-up of %s failed (retried after the next minute): %s",
                     sym,
@@ -366,9 +376,9 @@ class TradeStore:
         try:
             self._db.write(batch)
         except Exception as exc:
-            raise StorageWriteError(
-                f"{what} failed, nothing of it was stored (the store is unchanged): {exc}"
-            ) from None
+            if not self.readonly:
+                self._recovery.failed(exc)
+            raise write_error(self.path, exc, what) from None
 
     # --- retention -----------------------------------------------------------------------------
 
@@ -426,7 +436,7 @@ class TradeStore:
                 try:
                     self.enforce_retention()
                 except StorageError as exc:
-                    if self._closed:
+                    if self.closed:
                         return
                     log.warning("Retention failed: %s", exc, extra={"error": str(exc)})
                 self._retention_stop.wait(every_s)
