@@ -66,3 +66,56 @@ def test_token_bucket_limits_rate_to_five_per_second() -> None:
     assert b2.acquire_delay(0.0) == pytest.approx(0.2)
     with pytest.raises(InvalidParameterError):
         TokenBucket(0)
+
+
+def test_policy_resets_after_a_connection_that_delivered_trades() -> None:
+    """Issue 12, item 4: a feed that drops every few seconds but delivers in between must not
+    back off to a minute (it did: only 60 s of uptime counted as healthy)."""
+    p = ReconnectPolicy(initial=0.5, factor=2, max_delay=60, jitter=0, healthy_after=60)
+    delays = []
+    t = 0.0
+    for _ in range(20):  # connected for 6 s, delivered trades, dropped; again and again
+        p.connected(t)
+        t += 6.0
+        d = p.next_delay(t, delivered=True)
+        delays.append(d)
+        t += d
+    assert delays == [0.5] * 20
+    # connections that die before delivering anything still back off (from where it was)
+    p.connected(t)
+    assert [p.next_delay(t + 1, delivered=False) for _ in range(4)] == [1, 2, 4, 8]
+
+
+def test_attempt_window_never_exceeds_the_limit_and_paces_from_half() -> None:
+    """Binance allows 300 connection attempts per 5 minutes per IP: a client that wants to
+    reconnect every 0.1 s for 20 minutes gets at most ``limit`` attempts in any window, and
+    from half the allowance on they are spread ``window / limit`` apart (no long starvation)."""
+    from tradelab.binance.backoff import AttemptWindow
+
+    w = AttemptWindow(limit=250, window=300.0)
+    attempts: list[float] = []
+    t = 0.0
+    while t < 1200.0:
+        wait = w.delay(t)
+        if wait > 0:
+            t += wait
+            continue
+        w.record(t)
+        attempts.append(t)
+        t += 0.1
+    assert w.count(t) <= 250
+    j = 0
+    for i, start in enumerate(attempts):  # every window starting at an attempt
+        while j < len(attempts) and attempts[j] < start + 300.0:
+            j += 1
+        assert j - i <= 250, f"{j - i} attempts in the 300 s from {start}"
+    # the first half goes at once, then paced at the sustainable rate (1.2 s apart)
+    assert attempts[124] < 13.0
+    gaps = [b - a for a, b in itertools.pairwise(attempts[125:])]
+    assert min(gaps) >= 300.0 / 250 - 1e-9
+    # the sustainable rate is kept up: about limit per window over the long run
+    assert len(attempts) >= 250 * 1200 / 300 * 0.9
+    with pytest.raises(InvalidParameterError):
+        AttemptWindow(limit=0)
+    with pytest.raises(InvalidParameterError):
+        AttemptWindow(window=-1)

@@ -222,3 +222,38 @@ def test_ids_and_times_beyond_storable_ranges_are_rejected() -> None:
     for field, value in (("a", 2**63), ("l", 2**64), ("T", 10**13)):
         ev = parse_frame(combined({**PAYLOAD, field: value}))
         assert isinstance(ev, Rejection) and "out of range" in ev.reason
+
+
+def test_a_rest_page_with_bad_items_keeps_the_valid_ones_and_names_the_bad_ids() -> None:
+    """Issue 12, item 3: one bad item must not cost the rest of the page."""
+    from tradelab.binance.protocol import MalformedPageError
+
+    item = {k: v for k, v in PAYLOAD.items() if k not in "eEs"}
+    items = [dict(item, a=100 + i, f=200 + i, l=200 + i) for i in range(5)]
+    items[2]["p"] = None  # id 102: a price that is not a decimal string
+    del items[3]["a"]  # id 103 unreadable: inferred from its neighbours
+    with pytest.raises(MalformedPageError, match=r"item #2 for BTCUSDT: field 'p'") as info:
+        parse_rest_items(json.dumps(items), "BTCUSDT")
+    err = info.value
+    assert isinstance(err, MalformedFrameError)  # callers that want all or nothing still can
+    assert [t.agg_id for t in err.trades] == [100, 101, 104]
+    assert all(t.symbol == "BTCUSDT" for t in err.trades)
+    assert [a for a, _ in err.rejected] == [102, 103] and err.size == 5
+
+
+def test_plausibility_rules() -> None:
+    """Issue 12, item 2: an id far beyond the last one, or a time outside [now - retention -
+    slack, now + slack], is implausible; the reason says which and by how much."""
+    from tradelab.binance.protocol import Plausibility
+
+    now = 1_800_000_000_000
+    rules = Plausibility(max_id_jump=10_000_000, max_age_ms=7 * 86_400_000, max_ahead_ms=3_600_000)
+    assert rules.check(5_000_000_000, now, 4_999_000_000, now) is None  # 1 M ids later: fine
+    assert rules.check(1, now, None, now) is None  # nothing seen yet: ids cannot be judged
+    why = rules.check(4611686018427387904, now, 3_000_000_000, now)
+    assert why is not None and "max_id_jump 10,000,000" in why
+    assert "ahead" in (rules.check(10, now + 100 * 365 * 86_400_000, 9, now) or "")
+    assert "days old" in (rules.check(10, 86_400_000, 9, now) or "")
+    assert rules.check(10, now + 3_599_000, 9, now) is None
+    assert rules.check(10, now - 7 * 86_400_000 + 1000, 9, now) is None
+    assert rules.bounds(now) == (now - 7 * 86_400_000, now + 3_600_000)

@@ -8,7 +8,12 @@ A new exchange gets a sibling package with the same shape.
 
 from __future__ import annotations
 
-from tradelab.binance.backoff import ReconnectPolicy, TokenBucket, exponential_backoff
+from tradelab.binance.backoff import (
+    AttemptWindow,
+    ReconnectPolicy,
+    TokenBucket,
+    exponential_backoff,
+)
 from tradelab.binance.gaps import BackfillOutcome, Gap, GapTracker
 from tradelab.binance.protocol import (
     AGG_TRADES_PATH,
@@ -43,6 +48,7 @@ __all__ = [
     "MAX_REST_LIMIT",
     "MAX_STREAMS_PER_CONNECTION",
     "MAX_TIME_SPAN_MS",
+    "AttemptWindow",
     "BackfillOutcome",
     "ControlResponse",
     "Gap",

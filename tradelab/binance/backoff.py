@@ -6,9 +6,16 @@ with explicit clocks and seeded random generators.
 * :func:`exponential_backoff` — the delays before successive reconnect attempts
   (``initial * factor**n`` capped at ``max_delay``, each shortened by up to ``jitter`` of
   itself so a fleet of clients does not reconnect in lock-step); an infinite generator.
-* :class:`ReconnectPolicy` — wraps the generator and starts it again once a connection has
-  stayed up for ``healthy_after`` seconds ("reset after a healthy period"). Binance allows 300
-  connection attempts per 5 minutes per IP; the default cap of 60 s stays far below that.
+* :class:`ReconnectPolicy` — wraps the generator and starts it again after a connection that
+  *delivered trades* (or stayed up for ``healthy_after`` seconds, for a quiet feed): a feed
+  that drops every few seconds but delivers in between reconnects after ``initial`` (jittered)
+  each time instead of backing off to a minute — the backoff only grows while attempts fail
+  or connections die before delivering anything.
+* :class:`AttemptWindow` — the connection attempts of the last ``window`` seconds, counted
+  (a sliding window): Binance allows 300 connection attempts per 5 minutes per IP. Once half
+  the allowance is used it paces attempts to the sustainable rate (``window / limit`` apart),
+  and at the allowance it waits for the oldest attempt to leave the window — never more than
+  ``limit`` in any window, whatever the reconnect delays say.
 * :class:`TokenBucket` — at most ``rate`` events per second with bursts up to ``capacity``:
   Binance disconnects clients sending more than 5 messages a second.
 """
@@ -16,11 +23,12 @@ with explicit clocks and seeded random generators.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Generator
 
 from tradelab.exceptions import InvalidParameterError
 
-__all__ = ["ReconnectPolicy", "TokenBucket", "exponential_backoff"]
+__all__ = ["AttemptWindow", "ReconnectPolicy", "TokenBucket", "exponential_backoff"]
 
 
 def _check(
@@ -60,10 +68,17 @@ def exponential_backoff(
 
 
 class ReconnectPolicy:
-    """Backoff that resets once a connection has been healthy for ``healthy_after`` seconds.
+    """Backoff that resets after a connection that delivered trades, or that was up for
+    ``healthy_after`` seconds.
 
     Call :meth:`connected` when a connection opens and :meth:`next_delay` after each failure
-    or disconnect; times are whatever monotonic clock the caller uses (seconds).
+    or disconnect (``delivered``: the connection that ended delivered at least one trade);
+    times are whatever monotonic clock the caller uses (seconds). Why "delivered" and not only
+    "up for a while": a connection that delivered proved the endpoint, the network and the
+    subscription work, so its loss is an incident, not a failing endpoint; waiting longer
+    would only lengthen the gap (which REST must then repair). Attempts that fail, and
+    connections that die before delivering anything, still back off exponentially up to
+    ``max_delay``; :class:`AttemptWindow` bounds the attempt rate either way.
     """
 
     def __init__(
@@ -92,13 +107,62 @@ class ReconnectPolicy:
         """A connection opened at ``now``."""
         self._connected_at = now
 
-    def next_delay(self, now: float) -> float:
-        """The delay before the next attempt, after a failure or disconnect at ``now``."""
-        if self._connected_at is not None and now - self._connected_at >= self.healthy_after:
+    def next_delay(self, now: float, *, delivered: bool = False) -> float:
+        """The delay before the next attempt, after a failure or disconnect at ``now``;
+        ``delivered``: the connection that just ended delivered trades (resets the backoff)."""
+        if self._connected_at is not None and (
+            delivered or now - self._connected_at >= self.healthy_after
+        ):
             self.reset()
         self._connected_at = None
         self.failures += 1
         return next(self._delays)
+
+
+class AttemptWindow:
+    """Connection attempts counted over a sliding ``window`` (seconds): at most ``limit``.
+
+    Binance allows 300 connection attempts per 5 minutes per IP; the collector uses a limit
+    below that (other clients on the same IP count too). :meth:`delay` says how long to wait
+    before the next attempt, :meth:`record` counts one. Below half the limit attempts go at
+    once (reconnecting fast after an incident costs nothing); from half on they are paced
+    ``window / limit`` apart (the rate that can go on forever); at the limit the next attempt
+    waits until the oldest one leaves the window. So no window ever holds more than ``limit``
+    attempts, and a connection that keeps dropping settles at the sustainable pace instead of
+    using the allowance up and then waiting minutes.
+    """
+
+    def __init__(self, limit: int = 250, window: float = 300.0) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidParameterError(f"limit must be an integer >= 1, got {limit!r}")
+        self.limit = limit
+        self.window = _check("window", window, low=0.0)
+        self._times: deque[float] = deque()
+
+    def _expire(self, now: float) -> None:
+        times = self._times
+        while times and times[0] <= now - self.window:
+            times.popleft()
+
+    def count(self, now: float) -> int:
+        """Attempts in the window ending at ``now``."""
+        self._expire(now)
+        return len(self._times)
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next attempt at ``now`` (0.0: go)."""
+        self._expire(now)
+        times = self._times
+        if len(times) >= self.limit:
+            return times[-self.limit] + self.window - now
+        if len(times) * 2 >= self.limit:
+            return max(0.0, times[-1] + self.window / self.limit - now)
+        return 0.0
+
+    def record(self, now: float) -> None:
+        """One attempt at ``now``."""
+        self._expire(now)
+        self._times.append(now)
 
 
 class TokenBucket:

@@ -256,6 +256,27 @@ class GapTracker:
                 self._close(gap)
         return count
 
+    def is_missing(self, agg_id: int) -> bool:
+        """True if ``agg_id`` is not received yet: in an open gap, or above the highest id."""
+        if self.high is None or agg_id > self.high:
+            return True
+        return any(lo <= agg_id <= hi for g in self.open_gaps for lo, hi in g.missing)
+
+    def give_up(self, first_id: int, last_id: int) -> int:
+        """Declare ``first_id..last_id`` unrepairable even where no gap holds them yet (ids
+        above the highest seen, e.g. a bad REST item at the end of a tail page): they are
+        opened as a gap first (ids between the highest and ``first_id`` stay missing, to be
+        fetched). Returns how many ids were declared lost."""
+        if self.high is not None and last_id > self.high:
+            gap = self.add_gap(self.high + 1, last_id, time_before=self.last_time)
+            self.high = last_id
+            if gap.first_id > first_id:
+                first_id = gap.first_id
+        elif self.high is None:
+            self.add_gap(first_id, last_id)
+            self.high = last_id
+        return self.lose(first_id, last_id)
+
     # --- REST backfill ---------------------------------------------------------------------
 
     def apply_rest(

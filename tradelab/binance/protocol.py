@@ -14,6 +14,13 @@ with hand-made frames. The rules implemented are those of ``docs/binance.md``:
 
 A rejection is a value (:class:`Rejection`), not an exception: a malformed frame is an event
 of the feed, logged and skipped by the caller, never a reason to drop the connection.
+
+A well-formed trade can still be implausible — an agg id far beyond the last one seen, a
+trade time decades away — and storing it would poison the store (its resume point, its time
+index). :class:`Plausibility` holds those rules; the collector skips such a trade and stores
+it only if REST confirms it. A REST page with bad items raises :class:`MalformedPageError`,
+which carries the page's valid items and the ids it rejected, so one bad item never costs the
+rest of the page.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ __all__ = [
     "MAX_STREAMS_PER_CONNECTION",
     "MAX_TIME_SPAN_MS",
     "ControlResponse",
+    "MalformedPageError",
+    "Plausibility",
     "Rejection",
     "ServerShutdown",
     "Trade",
@@ -191,11 +200,73 @@ def parse_frame(raw: str | bytes) -> Event:
     return _reject(f"unknown event type {event!r}", raw)
 
 
+class MalformedPageError(MalformedFrameError):
+    """A REST ``aggTrades`` page with items that are not valid trades.
+
+    The message names the first bad item. ``trades`` holds the page's valid items (ascending,
+    symbol set), ``rejected`` the bad ones as ``(agg id, reason)`` — the id read from the
+    item when it is an integer, else inferred from its neighbours (ids are contiguous on a
+    page) — and ``size`` the number of items the page had (to tell a full page from a short
+    one). The caller decides what to keep: nothing is dropped silently.
+    """
+
+    def __init__(
+        self, message: str, trades: list[Trade], rejected: list[tuple[int, str]], size: int
+    ) -> None:
+        super().__init__(message)
+        self.trades = trades
+        self.rejected = rejected
+        self.size = size
+
+
+@dataclass(frozen=True, slots=True)
+class Plausibility:
+    """When a well-formed trade is still implausible (pure; the collector applies it).
+
+    * ``max_id_jump``: an agg id more than this above the last id seen (agg ids are contiguous
+      per symbol, so a jump means trades missed — millions only after days away);
+    * ``max_age_ms`` / ``max_ahead_ms``: a trade time more than this before / after now (the
+      store's retention plus a slack, and the slack alone).
+
+    :meth:`check` returns the reason, or None for a plausible trade.
+    """
+
+    max_id_jump: int = 10_000_000
+    max_age_ms: int = 7 * 86_400_000 + 3_600_000
+    max_ahead_ms: int = 3_600_000
+
+    def check(self, agg_id: int, time_ms: int, last_id: int | None, now_ms: int) -> str | None:
+        """Why trade ``agg_id`` at ``time_ms`` is implausible after ``last_id`` (the highest id
+        seen, None if none) at ``now_ms``; None if it is plausible."""
+        if last_id is not None and agg_id - last_id > self.max_id_jump:
+            return (
+                f"agg id {agg_id} is {agg_id - last_id:,} above the last id {last_id} "
+                f"(more than max_id_jump {self.max_id_jump:,})"
+            )
+        if time_ms > now_ms + self.max_ahead_ms:
+            return (
+                f"trade time T={time_ms} is {(time_ms - now_ms) / 3_600_000:,.1f} h ahead of "
+                f"this machine's clock (allowed: {self.max_ahead_ms / 3_600_000:g} h)"
+            )
+        if time_ms < now_ms - self.max_age_ms:
+            return (
+                f"trade time T={time_ms} is {(now_ms - time_ms) / 86_400_000:,.1f} days old "
+                f"(allowed: the retention plus slack, {self.max_age_ms / 86_400_000:.2f} days)"
+            )
+        return None
+
+    def bounds(self, now_ms: int) -> tuple[int, int]:
+        """The plausible trade times at ``now_ms``: ``(oldest, newest)`` inclusive."""
+        return now_ms - self.max_age_ms, now_ms + self.max_ahead_ms
+
+
 def parse_rest_items(payload: str | bytes | list[Any], symbol: str) -> list[Trade]:
     """Parse a ``GET /api/v3/aggTrades`` answer (a JSON array of a/p/q/f/l/T/m items).
 
-    Raises :class:`MalformedFrameError` naming the first bad item: a REST answer is used whole
-    or not at all (a backfill with a silently dropped item would look like a hole).
+    Raises :class:`MalformedFrameError` for an answer that is not a JSON array, and
+    :class:`MalformedPageError` (a subclass) naming the first bad item when some items are not
+    valid trades; it carries the valid items and the rejected ids, so the caller can keep what
+    is good (a backfill with a silently dropped item would look like a hole: never silent).
     """
     if isinstance(payload, str | bytes | bytearray):
         try:
@@ -210,13 +281,32 @@ def parse_rest_items(payload: str | bytes | list[Any], symbol: str) -> list[Trad
             f"{excerpt(json.dumps(payload, default=str))}"
         )
     out: list[Trade] = []
+    rejected: list[tuple[int, str]] = []
+    first_error = ""
+    prev: int | None = None  # the id of the previous item (valid or not), to infer bad ids
     for i, item in enumerate(payload):
         if type(item) is not dict:
-            raise MalformedFrameError(f"aggTrades item #{i} for {symbol} is not an object")
-        trade = _check_trade(item, False)
-        if type(trade) is not Trade:
-            raise MalformedFrameError(f"aggTrades item #{i} for {symbol}: {trade}")
-        out.append(trade._replace(symbol=symbol))  # type: ignore[union-attr]
+            reason = f"aggTrades item #{i} for {symbol} is not an object"
+            trade: Trade | str = reason
+        else:
+            trade = _check_trade(item, False)
+            reason = f"aggTrades item #{i} for {symbol}: {trade}"
+        if type(trade) is Trade:
+            prev = trade.agg_id
+            out.append(trade._replace(symbol=symbol))
+            continue
+        a = item.get("a") if type(item) is dict else None
+        if type(a) is not int or a < 0 or (prev is not None and a <= prev):
+            a = None if prev is None else prev + 1
+        if a is None:  # the first item, without a usable id: the next valid one tells
+            nxt = next((x.get("a") for x in payload[i + 1 :] if type(x) is dict), None)
+            a = nxt - 1 if type(nxt) is int and nxt > 0 else -1
+        if a >= 0:
+            prev = a
+        rejected.append((a, reason))
+        first_error = first_error or reason
+    if rejected:
+        raise MalformedPageError(first_error, out, rejected, len(payload))
     return out
 
 

@@ -20,22 +20,36 @@ large one), honouring the REST weight budget and 429/418 ``Retry-After``. Fetche
 the :class:`~tradelab.collector.gate.IntakeGate` like streamed ones; ids REST does not have are
 logged once as unrepairable and handed to the gate too, so the writer records them in the store
 in the same atomic write as the trades of that round.
+
+Two kinds of bad input never stop the repairs:
+
+* a REST page with items the collector rejects keeps its valid items; the bad id is asked for
+  again (``rest_item_retries`` times, in turn with every other job) and then recorded in the
+  store as unrepairable (:class:`~tradelab.collector.suspects.BadItems`);
+* an *implausible* streamed trade (:class:`~tradelab.binance.protocol.Plausibility`) is
+  skipped by the stream reader and handed here (:meth:`Backfiller.suspect`); before anything
+  else, REST is asked for that id: the trade is stored only if REST has it with the same values
+  (then the ids before it are an ordinary gap), else it is discarded — the store never resumes
+  past a trade it cannot vouch for (:class:`~tradelab.collector.suspects.Suspects`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
 from tradelab.binance.backoff import exponential_backoff
 from tradelab.binance.gaps import Gap, GapTracker
-from tradelab.binance.protocol import Trade
+from tradelab.binance.protocol import MalformedPageError, Plausibility, Trade
+from tradelab.collector import reports
 from tradelab.collector.gate import IntakeGate
 from tradelab.collector.ports import AggTradesSource, HoleSource, ResumeSource
 from tradelab.collector.repair import Job, JobKey, RoundRobin, subtract
 from tradelab.collector.runtime import LastErrors, StopSignal, fmt_ms
+from tradelab.collector.suspects import BadItems, Suspects, confirms
 from tradelab.exceptions import EndpointUnreachableError, ExchangeError, RateLimitedError
 from tradelab.logs import get_logger
 
@@ -65,6 +79,8 @@ class Backfiller:
         *,
         rest_limit: int,
         in_flight: InFlight = _no_flight,
+        item_retries: int = 3,
+        plausibility: Plausibility | None = None,
     ) -> None:
         self._trackers = trackers
         self._rest = rest
@@ -81,6 +97,11 @@ class Backfiller:
         self._turns = RoundRobin()
         self._until_ms: int | None = None  # the stop instant, during stop()
         self._wake: asyncio.Event | None = None
+        self.suspects = Suspects(trackers)
+        """Implausible streamed trades waiting for REST's word."""
+        self.plausibility = plausibility or Plausibility()
+        """The rules a streamed trade must meet to be taken without asking REST."""
+        self._bad = BadItems(item_retries)
 
     # --- run --------------------------------------------------------------------------------
 
@@ -89,6 +110,7 @@ class Backfiller:
         self._wake = asyncio.Event()
         self._until_ms = None
         self._turns.reset()
+        self.suspects.clear()
 
     def wake(self) -> None:
         """Look for work now (a hole, a probe, or stop)."""
@@ -192,90 +214,61 @@ class Backfiller:
                     lo, hi, time_before=r["after_time"], time_after=r["before_time"]
                 )
                 added += 1
-                log.warning(
-                    "Hole in %s %s: %d aggregate trades missing (ids %d–%d) between %s and %s; "
-                    "backfilling through REST",
-                    name,
-                    why,
-                    gap.size,
-                    lo,
-                    hi,
-                    fmt_ms(r["after_time"]),
-                    fmt_ms(r["before_time"]),
-                    extra={
-                        "event": "hole_found",
-                        "symbol": name,
-                        "missing": gap.size,
-                        "first_id": lo,
-                        "last_id": hi,
-                        "why": why,
-                    },
-                )
+                reports.hole_found(name, why, gap, r["after_time"], r["before_time"])
         if added:
             self.wake()
         return added
+
+    # --- implausible trades -----------------------------------------------------------------
+
+    def suspect(self, trade: Trade, reason: str) -> None:
+        """The stream reader skipped ``trade`` as implausible (``reason``): ask REST about it
+        before anything else; it is stored only if REST confirms it."""
+        if self.suspects.add(trade, reason):
+            self.wake()
+
+    def _moot(self, trade: Trade) -> bool:
+        """True if ``trade``'s id was received meanwhile (a plausible copy is kept)."""
+        return not self._trackers[trade.symbol].is_missing(trade.agg_id)
+
+    def settle_suspect(self, trade: Trade, reason: str, page: list[Trade]) -> bool:
+        """Apply REST's answer (``fromId=trade.agg_id&limit=1``) about a suspect: store it if
+        REST confirms it, else discard it (logged). True if it was confirmed."""
+        self.suspects.remove(trade)
+        name, a = trade.symbol, trade.agg_id
+        tr = self._trackers[name]
+        if not confirms(trade, page) or self._moot(trade):
+            reports.implausible_discarded(trade, reason, page)
+            return False
+        verdict = tr.observe(a, trade.time)
+        reports.implausible_confirmed(trade, reason)
+        if isinstance(verdict, Gap):
+            self.gap_detected(verdict, source="verified")
+        self._gate.admit(name, page[0])
+        # the others waiting may be plausible now (after the new highest id): take them
+        now_ms = int(time.time() * 1000)
+        for other, _why in self.suspects.of(name):
+            if self._moot(other):
+                self.suspects.remove(other)
+            elif self.plausibility.check(other.agg_id, other.time, tr.high, now_ms) is None:
+                self.suspects.remove(other)
+                v = tr.observe(other.agg_id, other.time)
+                if isinstance(v, Gap):
+                    self.gap_detected(v, source="stream")
+                self._gate.admit(name, other)
+        return True
 
     # --- gap reports ------------------------------------------------------------------------
 
     def gap_detected(self, gap: Gap, *, source: str = "stream") -> None:
         """Log a new gap and wake the loop to backfill it."""
-        span = gap.span_ms
-        log.warning(
-            "Gap in %s: %d aggregate trades missing (ids %d–%d) between %s and %s%s; "
-            "backfilling through REST",
-            gap.symbol,
-            gap.size,
-            gap.first_id,
-            gap.last_id,
-            fmt_ms(gap.time_before),
-            fmt_ms(gap.time_after),
-            f" ({span / 1000:.3f} s)" if span is not None else "",
-            extra={
-                "event": "gap_detected",
-                "symbol": gap.symbol,
-                "missing": gap.size,
-                "first_id": gap.first_id,
-                "last_id": gap.last_id,
-                "span_ms": span,
-                "source": source,
-            },
-        )
+        reports.gap_detected(gap, source)
         self.wake()
 
     def gap_closed(self, gap: Gap) -> None:
         """Log a closed gap: backfilled (WARNING), or with ids REST lacks (ERROR, once)."""
         self._lost_seen.pop(id(gap), None)
-        span = gap.span_ms
-        fields = {
-            "symbol": gap.symbol,
-            "first_id": gap.first_id,
-            "last_id": gap.last_id,
-            "span_ms": span,
-            "recovered": gap.recovered,
-            "lost": gap.lost,
-        }
-        if gap.lost:
-            log.error(
-                "Unrepairable gap in %s: %d of %d aggregate trades (ids %s) do not exist in the "
-                "REST history; between %s and %s%s. Recorded in the store; not retried",
-                gap.symbol,
-                gap.lost,
-                gap.size,
-                ", ".join(f"{a}–{b}" if a != b else str(a) for a, b in gap.lost_ranges[:5]),
-                fmt_ms(gap.time_before),
-                fmt_ms(gap.time_after),
-                f" ({span / 1000:.3f} s)" if span is not None else "",
-                extra={"event": "gap_unrepairable", "lost_ranges": gap.lost_ranges[:100], **fields},
-            )
-        else:
-            log.warning(
-                "Gap in %s backfilled: %d aggregate trades (ids %d–%d) recovered",
-                gap.symbol,
-                gap.recovered,
-                gap.first_id,
-                gap.last_id,
-                extra={"event": "gap_backfilled", **fields},
-            )
+        reports.gap_closed(gap)
 
     def report_closed_gaps(self) -> None:
         """Log the gaps closed by late live frames (a rotation's overlap) since the last call."""
@@ -333,20 +326,30 @@ class Backfiller:
         return True
 
     async def run_round(self) -> None:
-        """Fetch REST pages until no hole is open and no tail probe is pending (while
-        stopping: until the stop deadline)."""
+        """Verify the suspects, then fetch REST pages until no hole is open and no tail probe
+        is pending (while stopping: until the stop deadline)."""
         loop = asyncio.get_running_loop()
         stop = self._stop
         errors = exponential_backoff(0.5, 2.0, 30.0)
         while True:
             self.check_holes()
-            job = self.next_job()
-            if job is None or (stop.stopping and loop.time() >= stop.deadline):
+            if stop.stopping and loop.time() >= stop.deadline:
+                return
+            suspect = self.suspects.next()
+            if suspect is not None and self._moot(suspect[0]):
+                self.suspects.remove(suspect[0])
+                continue
+            job = self.next_job() if suspect is None else None
+            if suspect is None and job is None:
                 return
             if self._gate.paused and not stop.stopping:
                 await self._gate.wait_open()
                 continue
-            name, from_id, tail = job
+            if suspect is not None:
+                name, from_id, limit, tail = suspect[0].symbol, suspect[0].agg_id, 1, False
+            else:
+                assert job is not None
+                (name, from_id, tail), limit = job, self._limit
             high = self._trackers[name].high
             wait = self._rest.weight_delay()
             if wait > 0:
@@ -358,8 +361,11 @@ class Backfiller:
                 )
                 if not await self._pause(wait):
                     return
+            bad: MalformedPageError | None = None
             try:
-                page = await self._rest.agg_trades(name, from_id, self._limit)
+                page = await self._rest.agg_trades(name, from_id, limit)
+            except MalformedPageError as exc:
+                page, bad = exc.trades, exc
             except RateLimitedError as exc:
                 self._errors.report(name, str(exc))
                 log.warning(
@@ -397,11 +403,67 @@ class Backfiller:
                     return
                 continue
             errors = exponential_backoff(0.5, 2.0, 30.0)
-            if self.apply_page(name, from_id, page, tail, high):
+            if suspect is not None:
+                self.settle_suspect(*suspect, page)
+                again = False
+            elif bad is not None:
+                # ask for a bad id again after the other jobs' turn, a moment later
+                if self.apply_bad_page(name, from_id, bad, tail, high) and not await self._pause(
+                    0.2
+                ):
+                    return
+                continue
+            else:
+                again = self.apply_page(name, from_id, page, tail, high)
+            if again:
                 if not await self._pause(0.5):  # REST may lag the stream: ask again shortly
                     return
             elif not stop.stopping:
                 await asyncio.sleep(0)  # let the stream breathe between pages
+
+    def apply_bad_page(
+        self,
+        name: str,
+        from_id: int,
+        err: MalformedPageError,
+        tail: bool,
+        high_at_request: int | None = None,
+    ) -> bool:
+        """Apply a REST page that had items the collector rejects (``err``): keep the valid
+        items before the first bad id that is still missing and ask for it again shortly;
+        once an id has been served bad more than ``rest_item_retries`` times it is declared
+        unrepairable (recorded in the store with the round's trades) and the whole rest of
+        the page is applied. Bad items of ids already held are ignored. True: ask again
+        shortly (after the other jobs' turn)."""
+        tr = self._trackers[name]
+        ids = sorted({from_id if a < 0 else a for a, _why in err.rejected})
+        bad = [a for a in ids if a >= from_id and tr.is_missing(a)]
+        reasons = dict(err.rejected)
+        if not bad:  # only ids already held were bad: the page is as good as whole
+            return self.apply_page(name, from_id, err.trades, tail, high_at_request, size=err.size)
+        given_up = self._bad.fail(name, bad)
+        retry = [a for a in bad if a not in given_up]
+        first = retry[0] if retry else None
+        lost = [a for a in given_up if first is None or a < first]  # beyond: next time
+        if lost:
+            self._bad.forget(name, lost)
+            reports.item_given_up(name, lost, reasons.get(lost[0], str(err)), self._bad)
+        if first is not None:
+            reports.item_retry(name, first, reasons.get(first, str(err)), self._bad, err.trades)
+            keep = [t for t in err.trades if t.agg_id < first]
+            self.apply_page(
+                name, from_id, keep, tail, high_at_request, size=self._limit, unrepairable=lost
+            )
+            return True
+        return self.apply_page(
+            name,
+            from_id,
+            err.trades,
+            tail,
+            high_at_request,
+            size=max(err.size, len(err.trades)),
+            unrepairable=lost,
+        )
 
     def apply_page(
         self,
@@ -410,9 +472,16 @@ class Backfiller:
         page: list[Trade],
         tail: bool,
         high_at_request: int | None = None,
+        *,
+        size: int | None = None,
+        unrepairable: Sequence[int] = (),
     ) -> bool:
         """Apply one REST page asked with ``fromId=from_id``; True if it should be asked again
         shortly before declaring ids lost (a short page while a hole above it is open).
+
+        ``size``: how many items the answer had (default ``len(page)``; a page cut short on
+        purpose passes the limit, so it is not taken for "REST has nothing newer");
+        ``unrepairable``: ids to declare lost with this page (bad items given up).
 
         ``high_at_request``: the highest id received when the request was sent (default: now).
         A short page says REST had nothing newer *then*, so only missing ids up to that bound
@@ -421,7 +490,7 @@ class Backfiller:
         """
         tr = self._trackers[name]
         limit = self._limit
-        short = len(page) < limit
+        short = (len(page) if size is None else size) < limit
         upper = page[-1].agg_id if page else from_id - 1
         bound = tr.high if high_at_request is None else high_at_request
         doubt = (
@@ -435,6 +504,10 @@ class Backfiller:
             declare = False  # REST may lag the stream by a moment: ask once more first
             self._short_retry[name] = from_id
         out = tr.apply_rest(from_id, page, limit=limit, declare_tail_lost=False)
+        for a in unrepairable:
+            tr.give_up(a, a)
+        if unrepairable:
+            out.closed += tr.pop_closed()
         if short and declare and bound is not None and bound > upper:
             tr.lose(max(from_id, upper + 1), bound)
             out.closed += tr.pop_closed()

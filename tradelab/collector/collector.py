@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.binance.gaps import GapTracker
+from tradelab.binance.protocol import Plausibility
 from tradelab.binance.rest import RestClient
 from tradelab.collector.backfill import Backfiller
 from tradelab.collector.gate import IntakeGate
@@ -74,6 +75,7 @@ from tradelab.collector.settings import CollectorSettings
 from tradelab.collector.status_doc import STATUS_META
 from tradelab.collector.streams import StreamSpec, StreamSupervisor
 from tradelab.collector.writer import BatchWriter
+from tradelab.config import retention_days_from_env
 from tradelab.exceptions import (
     CollectorStateError,
     ConfigurationError,
@@ -150,6 +152,7 @@ class Collector:
             self._errors,
             rest_limit=st.rest_limit,
             in_flight=self._in_flight,
+            item_retries=st.rest_item_retries,
         )
         self._streams = StreamSupervisor(
             st,
@@ -159,6 +162,7 @@ class Collector:
             self._errors,
             on_gap=self._backfiller.gap_detected,
             on_connected=self._backfiller.request_tail,
+            on_suspect=self._backfiller.suspect,
         )
         self.writer = BatchWriter(
             st, self._gate, self._stop, self._errors, on_round=self._backfiller.report_closed_gaps
@@ -240,6 +244,7 @@ class Collector:
         if check:
             await self._check_rest()
         store = self._store = await asyncio.to_thread(self._open_store)
+        self._streams.plausibility = self._backfiller.plausibility = self._plausibility(store)
         points = await asyncio.to_thread(self._backfiller.load_resume_points, store)
         self.writer.resume(points)
         self.writer.begin(store)
@@ -438,6 +443,17 @@ class Collector:
                 "the store passed to Collector is read-only; pass a writable TradeStore or a path"
             )
         return arg
+
+    def _plausibility(self, store: Any) -> Plausibility:
+        """The plausibility rules of this run: ``max_id_jump``, and trade times within the
+        store's retention (``TRADELAB_RETENTION_DAYS`` if the store does not say) plus
+        ``time_slack`` either side of now."""
+        st = self.settings
+        days = getattr(store, "retention_days", None)
+        if isinstance(days, bool) or not isinstance(days, int | float) or days <= 0:
+            days = retention_days_from_env()
+        slack_ms = int(st.time_slack * 1000)
+        return Plausibility(st.max_id_jump, int(days * 86_400_000) + slack_ms, slack_ms)
 
     def _store_path(self) -> str:
         path = getattr(self._store, "path", None) or self._store_arg

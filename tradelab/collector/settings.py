@@ -75,7 +75,29 @@ class CollectorSettings:
     """Longest reconnect delay; must be >= ``reconnect_initial``."""
     healthy_after: float = 60.0
     """Uptime after which a connection counts as healthy and the reconnect backoff resets
-    (>= 0)."""
+    (>= 0). A connection that delivered trades resets it at once, whatever its uptime, so a
+    feed that drops every few seconds reconnects after ``reconnect_initial`` each time."""
+    max_connect_attempts: int = 250
+    """Connection attempts allowed in any ``connect_window`` (Binance: 300 per 5 minutes per
+    IP; 250 leaves room for other clients on the same address). From half of it on,
+    attempts are paced ``connect_window / max_connect_attempts`` apart; at the limit the next
+    one waits for the oldest to leave the window."""
+    connect_window: float = 300.0
+    """The sliding window of ``max_connect_attempts`` (Binance's 5 minutes)."""
+    max_id_jump: int = 10_000_000
+    """A streamed trade whose agg id is more than this above the last id seen is implausible:
+    skipped and verified against REST before anything is stored (kept only if REST has that
+    trade with the same values). 10 million is over 5 days of BTCUSDT at its busiest (1.1–1.9
+    million aggTrades a day), so a restart after a normal outage never needs a check, while a
+    corrupt id (e.g. 2**62) can never become the resume point."""
+    time_slack: float = 3600.0
+    """A streamed trade time outside [now − retention − slack, now + slack] is implausible
+    (verified against REST like an id jump): one hour tolerates a badly set clock, while a
+    time in 1970 or a century ahead is caught."""
+    rest_item_retries: int = 3
+    """A REST page with an item the collector rejects keeps its valid items; the bad id is
+    asked for again this many times, then recorded in the store as unrepairable (never
+    retried again), so one bad item never blocks the repairs behind it."""
     ping_interval: float = 20.0
     """Send a keepalive ping when a connection has delivered nothing for this long."""
     ping_timeout: float = 20.0
@@ -184,6 +206,11 @@ class CollectorSettings:
                 f"read_coalesce must be <= 1 second (pongs wait for it), got {read_coalesce!r}"
             )
         _positive("max_buffered", self.max_buffered, integer=True)
+        _positive("max_connect_attempts", self.max_connect_attempts, integer=True)
+        _positive("max_id_jump", self.max_id_jump, integer=True)
+        _positive("rest_item_retries", self.rest_item_retries, integer=True)
+        for name in ("connect_window", "time_slack"):
+            normalised[name] = float(_positive(name, getattr(self, name)))
         _positive("max_streams", self.max_streams, integer=True)
         rest_limit = self.rest_limit
         if not 1 <= rest_limit <= MAX_REST_LIMIT or isinstance(rest_limit, bool):
@@ -215,6 +242,8 @@ class CollectorSettings:
         normalised["history_weight_share"] = float(share)
         normalised["healthy_after"] = float(healthy_after)
         normalised["max_buffered"] = int(self.max_buffered)
+        for name in ("max_connect_attempts", "max_id_jump", "rest_item_retries"):
+            normalised[name] = int(getattr(self, name))
         normalised["max_streams"] = int(self.max_streams)
         normalised["rest_limit"] = int(rest_limit)
         normalised["read_coalesce"] = None if read_coalesce is None else float(read_coalesce)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -25,10 +26,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tradelab.binance.backoff import ReconnectPolicy, TokenBucket
+from tradelab.binance.backoff import AttemptWindow, ReconnectPolicy, TokenBucket
 from tradelab.binance.gaps import Gap, GapTracker
 from tradelab.binance.protocol import (
     ControlResponse,
+    Plausibility,
     Rejection,
     ServerShutdown,
     Trade,
@@ -36,6 +38,7 @@ from tradelab.binance.protocol import (
     parse_frame,
     split_streams,
 )
+from tradelab.collector import reports
 from tradelab.collector.gate import IntakeGate
 from tradelab.collector.runtime import LastErrors, StopSignal, TaskSet
 from tradelab.collector.settings import CollectorSettings
@@ -110,6 +113,8 @@ class StreamSupervisor:
         *,
         on_gap: Callable[[Gap], None],
         on_connected: Callable[[tuple[str, ...]], None],
+        on_suspect: Callable[[Trade, str], None] | None = None,
+        plausibility: Plausibility | None = None,
     ) -> None:
         self._settings = settings
         self._trackers = trackers
@@ -118,10 +123,18 @@ class StreamSupervisor:
         self._errors = errors
         self._on_gap = on_gap
         self._on_connected = on_connected
+        self._on_suspect = on_suspect
+        self.plausibility = plausibility or Plausibility(settings.max_id_jump)
+        """The rules a streamed trade must meet to be taken without asking REST (the
+        collector sets it from the store's retention at start)."""
+        self.implausible = 0
+        """Streamed trades skipped as implausible (handed to ``on_suspect``)."""
         self._tasks = TaskSet()
         self._malformed = 0
         self._malformed_logged = 0
         self._conn_counter = 0
+        # connection attempts of every group (Binance counts them per IP), sliding window
+        self.attempts = AttemptWindow(settings.max_connect_attempts, settings.connect_window)
         symbols = settings.symbols
         urls = build_stream_urls(settings.ws_url, symbols, max_streams=settings.max_streams)
         self.groups: tuple[StreamGroup, ...] = tuple(
@@ -225,23 +238,13 @@ class StreamSupervisor:
                     try:
                         conn = await self._open(group)
                     except Exception as exc:
+                        if self._stop.stopping:
+                            return
                         delay = policy.next_delay(loop.time())
                         reason = self._describe(exc)
                         for s in group.symbols:
                             self._errors.report(s, f"connect failed: {reason}")
-                        log.error(
-                            "Connection to %s failed: %s; retrying in %.1f s",
-                            group.url,
-                            reason,
-                            delay,
-                            extra={
-                                "event": "connect_failed",
-                                "url": group.url,
-                                "error": reason,
-                                "retry_in": round(delay, 3),
-                                "attempt": policy.failures,
-                            },
-                        )
+                        reports.connect_failed(group.url, reason, delay, policy.failures)
                         if first and group.first_result is not None:
                             group.first_result.set_exception(
                                 EndpointUnreachableError(
@@ -268,24 +271,12 @@ class StreamSupervisor:
                 if reason == "closed":
                     self._mark_down(group, loop.time())
                     group.active = None
-                    delay = policy.next_delay(loop.time())
+                    delay = policy.next_delay(loop.time(), delivered=conn.delivered > 0)
                     code, why = conn.ws.close_code, conn.ws.close_reason
                     msg = f"code {code}" + (f" ({why})" if why else "")
                     for s in group.symbols:
                         self._errors.report(s, f"disconnected: {msg}")
-                    log.error(
-                        "Connection #%d to %s lost: %s; reconnecting in %.1f s",
-                        conn.number,
-                        group.url,
-                        msg,
-                        delay,
-                        extra={
-                            "event": "disconnected",
-                            "url": group.url,
-                            "close_code": code,
-                            "retry_in": round(delay, 3),
-                        },
-                    )
+                    reports.disconnected(conn.number, group.url, code, msg, delay)
                 elif reason in ("rotate", "shutdown"):
                     await self._rotate(group, conn, reason, policy)
                     if group.active is conn and not conn.closed.is_set():
@@ -323,6 +314,8 @@ class StreamSupervisor:
 
     async def _open(self, group: StreamGroup) -> Connection:
         loop = asyncio.get_running_loop()
+        await self._attempt_allowed()
+        self.attempts.record(loop.time())
         ws = await websockets.connect(
             group.url,
             open_timeout=self._settings.open_timeout,
@@ -337,6 +330,18 @@ class StreamSupervisor:
         self._conn_counter += 1
         group.connects += 1
         return Connection(ws, group.url, loop.time(), self._conn_counter)
+
+    async def _attempt_allowed(self) -> None:
+        """Wait until one more connection attempt fits ``max_connect_attempts`` per
+        ``connect_window`` (Binance: 300 per 5 minutes per IP); raises ConnectionAbortedError
+        if the collector stops meanwhile."""
+        loop = asyncio.get_running_loop()
+        window = self.attempts
+        while (wait := window.delay(loop.time())) > 0:
+            if wait >= 1.0:
+                reports.attempts_paced(window.count(loop.time()), window, wait)
+            if await self._stop.sleep(wait):
+                raise ConnectionAbortedError("the collector is stopping")
 
     def _attach(
         self, group: StreamGroup, conn: Connection, *, reconnect: bool, reason: str = ""
@@ -480,9 +485,16 @@ class StreamSupervisor:
         clock = asyncio.get_running_loop().time
         window_end = clock() + (pace or 0.0)
         in_window = 0
+        plausible = self.plausibility
+        jump = plausible.max_id_jump
+        oldest, newest = plausible.bounds(int(time.time() * 1000))
+        frames = 0
         try:
             while True:
                 raw = await ws.recv()
+                frames += 1
+                if not frames & 1023:  # the time bounds move with the clock
+                    oldest, newest = plausible.bounds(int(time.time() * 1000))
                 if pace is not None:
                     in_window += 1
                     if not len(queue) and (now := clock()) >= window_end:  # type: ignore[arg-type]
@@ -507,7 +519,18 @@ class StreamSupervisor:
                             conn,
                         )
                         continue
-                    verdict = tracker.observe(ev.agg_id, ev.time)
+                    high = tracker.high
+                    t = ev.time
+                    if (high is not None and ev.agg_id - high > jump) or not (
+                        oldest <= t <= newest
+                    ):
+                        now_ms = int(time.time() * 1000)
+                        oldest, newest = plausible.bounds(now_ms)
+                        why = plausible.check(ev.agg_id, t, high, now_ms)
+                        if why is not None:
+                            self._implausible(ev, why, conn)
+                            continue
+                    verdict = tracker.observe(ev.agg_id, t)
                     if verdict is False:
                         continue
                     if verdict is not True:
@@ -533,22 +556,21 @@ class StreamSupervisor:
         finally:
             conn.closed.set()
 
+    def _implausible(self, trade: Trade, why: str, conn: Connection) -> None:
+        """A well-formed but implausible trade: skipped, logged (capped like malformed
+        frames), and handed over to be verified against REST before anything is stored."""
+        self.implausible += 1
+        if self._malformed_logged < _MALFORMED_LOG_CAP:
+            self._malformed_logged += 1
+            reports.implausible_trade(trade, why, conn.number)
+        if self._on_suspect is not None:
+            self._on_suspect(trade, why)
+
     def _bad_frame(self, ev: Rejection, conn: Connection) -> None:
         self._malformed += 1
         if self._malformed_logged < _MALFORMED_LOG_CAP:
             self._malformed_logged += 1
-            log.error(
-                "Skipped a malformed frame on connection #%d: %s; frame starts %r",
-                conn.number,
-                ev.reason,
-                ev.excerpt,
-                extra={
-                    "event": "malformed_frame",
-                    "reason": ev.reason,
-                    "excerpt": ev.excerpt,
-                    "connection": conn.number,
-                },
-            )
+            reports.malformed_frame(ev.reason, ev.excerpt, conn.number)
 
     @staticmethod
     def _describe(exc: BaseException) -> str:

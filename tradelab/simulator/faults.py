@@ -17,10 +17,13 @@ from typing import TypeGuard
 
 from tradelab.exceptions import InvalidParameterError
 
-__all__ = ["MALFORMED_KINDS", "SHUTDOWN_STYLES", "Faults"]
+__all__ = ["ABSURD_KINDS", "MALFORMED_KINDS", "SHUTDOWN_STYLES", "Faults"]
 
 #: Kinds of malformed frames the simulator can send (see ``Faults.malformed_kinds``).
 MALFORMED_KINDS: tuple[str, ...] = ("bad_json", "missing_field", "wrong_type", "unknown_event")
+#: Kinds of well-formed but absurd trades the simulator can send (see ``Faults.absurd_kinds``):
+#: an agg id of 2**62, a trade time a century ahead, a trade time in 1970.
+ABSURD_KINDS: tuple[str, ...] = ("id_jump", "future", "past")
 #: How ``serverShutdown`` is framed (see ``Faults.shutdown_style``).
 SHUTDOWN_STYLES: tuple[str, ...] = ("event", "stream")
 
@@ -57,11 +60,18 @@ class Faults:
             Binance's rare holes (the ids are consumed and never published).
         malformed_rate: probability per trade that a malformed frame is sent just before it
             (the trade itself is still sent); kinds drawn from ``malformed_kinds``.
+        absurd_rate: probability per trade that a well-formed but absurd trade frame is sent
+            just before it (the real trade itself is still sent): ``id_jump`` carries agg id
+            2**62, ``future`` the real id with a time a century ahead, ``past`` the real id
+            with a time in 1970; kinds drawn from ``absurd_kinds``. REST never has them.
 
     REST
         rest_fail_next: the next K REST requests answer ``rest_fail_status`` (429 or 418) with
             ``Retry-After: retry_after``; the countdown restarts whenever faults are set.
         rest_fail_rate: probability per REST request of the same answer.
+        rest_malformed_every: REST serves every item whose agg id is a multiple of this
+            malformed (its price is ``null``), on every request: one bad item the exchange
+            keeps serving. None: off.
 
     Daily archives (data.binance.vision)
         archive_bad_checksum: every ``.CHECKSUM`` file holds a hash that does not match its zip
@@ -84,10 +94,13 @@ class Faults:
     skip_unrepairable: float = 0.0
     malformed_rate: float = 0.0
     malformed_kinds: tuple[str, ...] = MALFORMED_KINDS
+    absurd_rate: float = 0.0
+    absurd_kinds: tuple[str, ...] = ABSURD_KINDS
     rest_fail_next: int = 0
     rest_fail_rate: float = 0.0
     rest_fail_status: int = 429
     retry_after: int = 1
+    rest_malformed_every: int | None = None
     archive_bad_checksum: bool = False
     archive_missing: bool = False
 
@@ -108,6 +121,7 @@ class Faults:
             "skip_rate",
             "skip_unrepairable",
             "malformed_rate",
+            "absurd_rate",
             "rest_fail_rate",
         ):
             _probability(name, getattr(self, name))
@@ -119,6 +133,20 @@ class Faults:
         _int_at_least("skip_length", self.skip_length, 1)
         _int_at_least("rest_fail_next", self.rest_fail_next, 0)
         _int_at_least("retry_after", self.retry_after, 0)
+        if self.rest_malformed_every is not None:
+            _int_at_least("rest_malformed_every", self.rest_malformed_every, 1)
+        absurd = self.absurd_kinds
+        if (
+            isinstance(absurd, str)
+            or not isinstance(absurd, tuple | list)
+            or not absurd
+            or any(k not in ABSURD_KINDS for k in absurd)
+        ):
+            raise InvalidParameterError(
+                f"absurd_kinds must be a non-empty tuple drawn from {', '.join(ABSURD_KINDS)}, "
+                f"got {absurd!r}"
+            )
+        object.__setattr__(self, "absurd_kinds", tuple(absurd))
         if self.rest_fail_status not in (429, 418):
             raise InvalidParameterError(
                 f"rest_fail_status must be 429 (back off) or 418 (banned), "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from tradelab.logs import get_logger
 from tradelab.simulator import protocol as proto
 from tradelab.simulator.connections import Conn, StreamEndpoint, now_ms
-from tradelab.simulator.faults import Faults
+from tradelab.simulator.faults import ABSURD_KINDS, Faults
 from tradelab.simulator.history import TradeHistory
 from tradelab.simulator.sources import SyntheticSource, Trade, TradeSource, live_time
 
@@ -201,6 +201,11 @@ class FeedRunner:
                 kept.append(t)
                 continue
             kept.append(t)
+            if faults.absurd_rate and rng.random() < faults.absurd_rate:
+                kind = rng.choice(faults.absurd_kinds)
+                items.append((kind, t))
+                self._counts["absurd_frames"] += 1
+                self._counts[f"absurd_{kind}"] += 1
             if faults.malformed_rate and rng.random() < faults.malformed_rate:
                 kind = rng.choice(faults.malformed_kinds)
                 items.append((kind, t))
@@ -233,6 +238,8 @@ class FeedRunner:
         for kind, t in items:
             if kind == "t":
                 payload, cut = proto.format_payload(sym, t, now, micro=micro), False
+            elif kind in ABSURD_KINDS:
+                payload, cut = proto.absurd_payload(kind, sym, t, now), False
             else:
                 payload, cut = proto.malformed_payload(kind, sym, t, now, self._rng)
             frame = proto.wrap_combined(stream, payload) if combined else payload

@@ -17,17 +17,20 @@ from urllib.parse import parse_qs, urlsplit
 from tradelab.simulator.sources import Trade
 
 __all__ = [
+    "ABSURD_ID",
     "MAX_LIMIT",
     "MAX_STREAMS",
     "AggTradesQuery",
     "ApiError",
     "ControlRequest",
     "StreamTarget",
+    "absurd_payload",
     "format_payload",
     "malformed_payload",
     "parse_agg_trades_query",
     "parse_control",
     "parse_stream_path",
+    "rest_item_json",
     "rest_items_json",
     "shutdown_frame",
     "stream_name",
@@ -123,6 +126,36 @@ def malformed_payload(
     else:
         raise ValueError(f"unknown malformed kind {kind!r}")
     return _compact(d), False
+
+
+ABSURD_ID = 2**62  # the agg id of an "id_jump" absurd trade (4611686018427387904)
+_CENTURY_MS = 100 * 365 * 86_400_000
+
+
+def absurd_payload(kind: str, symbol: str, t: Trade, event_ms: int) -> str:
+    """A well-formed ``aggTrade`` payload that no exchange would send for trade ``t``:
+    ``id_jump`` (agg id :data:`ABSURD_ID`), ``future`` (``t``'s id, a time a century ahead),
+    ``past`` (``t``'s id, a time in 1970)."""
+    a, p, q, f, la, tm, m = t
+    if kind == "id_jump":
+        a = ABSURD_ID
+    elif kind == "future":
+        tm += _CENTURY_MS
+    elif kind == "past":
+        tm = 86_400_000 + tm % 86_400_000
+    else:
+        raise ValueError(f"unknown absurd kind {kind!r}")
+    return format_payload(symbol, (a, p, q, f, la, tm, m), event_ms)
+
+
+def rest_item_json(t: Trade, *, malformed: bool = False) -> str:
+    """One ``aggTrades`` item; ``malformed``: its price is ``null`` (the id stays readable)."""
+    a, p, q, f, la, tm, m = t
+    price = "null" if malformed else f'"{p:.8f}"'
+    return (
+        f'{{"a":{a},"p":{price},"q":"{q:.8f}","f":{f},"l":{la},"T":{tm},'
+        f'"m":{"true" if m else "false"},"M":true}}'
+    )
 
 
 def rest_items_json(trades: Sequence[Trade]) -> str:

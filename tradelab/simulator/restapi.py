@@ -98,6 +98,8 @@ class RestApi:
         self.fail_left = faults.rest_fail_next
         self.weight_window = 0
         self.weight_used = 0
+        #: per symbol, the agg ids served malformed (``Faults.rest_malformed_every``)
+        self.malformed_served: dict[str, set[int]] = {s: set() for s in histories}
 
     def set_faults(self, faults: Faults) -> None:
         """New faults; the "next K requests fail" countdown restarts."""
@@ -167,7 +169,18 @@ class RestApi:
                 )
                 self.counts["rest_agg_trades"] += 1
                 self._answered = rows
-                return 200, proto.rest_items_json(rows), headers
+                every = f.rest_malformed_every
+                if every is None:
+                    return 200, proto.rest_items_json(rows), headers
+                bad = self.malformed_served[q.symbol]
+                items = []
+                for t in rows:
+                    broken = t[0] % every == 0
+                    if broken:
+                        bad.add(t[0])
+                        self.counts["rest_items_malformed"] += 1
+                    items.append(proto.rest_item_json(t, malformed=broken))
+                return 200, "[" + ",".join(items) + "]", headers
             if path == "/api/v3/exchangeInfo":
                 return 200, self.exchange_info(query), headers
             if path == "/api/v3/time":

@@ -301,6 +301,12 @@ class Simulator:
         of them; compare with what a collector stored)."""
         return self._history(symbol).frame()
 
+    def rest_malformed_ids(self, symbol: str) -> list[int]:
+        """The agg ids REST served malformed so far (``Faults.rest_malformed_every``),
+        ascending."""
+        self._history(symbol)
+        return sorted(self._rest.malformed_served.get(symbol.upper(), ()))
+
     def unrepairable(self, symbol: str) -> list[tuple[int, int]]:
         """The id ranges skipped on both stream and REST (holes in :meth:`published`)."""
         return RangeSet(self._history(symbol).published_ranges()).gaps()
@@ -313,6 +319,7 @@ class Simulator:
         rate_limit, slow_consumer, server_stop; ``drops``, ``stalls``, ``shutdown_events``;
         ``gaps_injected``, ``gaps_unrepairable``, ``skipped_ids_repairable``,
         ``skipped_ids_unrepairable``; ``malformed_frames`` and ``malformed_<kind>``;
+        ``absurd_frames`` and ``absurd_<kind>``; ``rest_items_malformed``;
         ``trades_published``, ``frames_sent``, ``frames_dropped_stalled``,
         ``control_messages``; ``rest_requests``, ``rest_agg_trades``, ``rest_400``,
         ``rest_404``, ``rest_429``, ``rest_418``, ``rest_errors_injected``; and
