@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tradelab.cli.demo",
     "tradelab.cli.backfill",
     "tradelab.cli.importing",
+    "tradelab.cli.export",
 )
 
 
