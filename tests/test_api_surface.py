@@ -94,6 +94,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "trades_to_frame",
     ],
     "tradelab.store": [
+        "CorruptStoreError",
         "OWNER_FILE",
         "STORE_FORMAT",
         "StoreStats",

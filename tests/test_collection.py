@@ -137,3 +137,55 @@ def test_the_rendering_text_and_html(store: TradeStore) -> None:
 @pytest.mark.parametrize("source", ["this process", "another process", "none"])
 def test_sources_are_the_documented_ones(source: str) -> None:
     assert Status({"source": source}).source == source
+
+
+SILENT_WRITER = """
+    import json, os, sys, time
+    from tradelab.store import TradeStore
+    with TradeStore(sys.argv[1]) as w:
+        # a collector that stopped publishing 2 minutes ago (e.g. it cannot write: disk full)
+        now = int(time.time() * 1000)
+        w.put_meta("collector_status", {"running": True, "pid": os.getpid(),
+                   "host": "h", "started_at": now - 600_000, "updated_at": now - 120_000,
+                   "symbols": {}})
+        print(json.dumps({"pid": os.getpid()}), flush=True)
+        sys.stdin.readline()
+"""
+
+
+def test_a_silent_but_alive_collector_is_not_called_dead(tmp_path) -> None:
+    import json
+    import signal
+    import subprocess
+    import textwrap
+
+    from tradelab.collector import format_status, read_collector_status
+
+    path = tmp_path / "db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SILENT_WRITER), str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = json.loads(proc.stdout.readline())["pid"]
+        with TradeStore(path, readonly=True) as reader:
+            doc = read_collector_status(reader)
+            assert doc["stale"] and doc["writer_alive"] is True
+            text = format_status(doc)
+            assert f"collector pid {pid} is alive but has not published its status" in text
+            assert "disk full?" in text and "died" not in text
+            status = where_collection_runs(store=reader)
+            assert "alive but silent" in status.headline() and "died" not in status.headline()
+
+            proc.send_signal(signal.SIGKILL)  # now it really dies (its owner file stays)
+            proc.wait(10)
+            doc = read_collector_status(reader)
+            assert doc["writer_alive"] is False
+            assert "NOT RUNNING" in format_status(doc) and "died?" in format_status(doc)
+            assert "may have died" in where_collection_runs(store=reader).headline()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -96,7 +96,11 @@ class Status(dict):  # type: ignore[type-arg]  # a plain JSON-ready dict, keys d
             who = f"pid {self.get('pid')}"
         state = "running" if self.get("running") else "stopped"
         if self.get("stale") and self.get("reported_running"):
-            state = "not updating (its last status is over 30 s old: it may have died)"
+            state = (
+                f"alive but silent ({self.get('silent')})"
+                if self.get("writer_alive")
+                else "not updating (its last status is over 30 s old: it may have died)"
+            )
         since = ""
         if self.get("started_at"):
             since = f", up {uptime_text((time.time() * 1000 - self['started_at']) / 1000)}"

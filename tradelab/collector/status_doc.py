@@ -6,17 +6,29 @@ few seconds (``store.put_meta("collector_status", ...)``, shape in the brief and
 status``, the MCP server, another notebook — reads it with :func:`read_collector_status`, which
 applies the freshness rule: the collector counts as running only if the document says so *and*
 was updated less than :data:`STALE_AFTER_MS` (30 s) ago; otherwise ``stale`` is true (a
-collector that was killed cannot say so itself).
+collector that was killed cannot say so itself). A stale document is not proof of death: a
+collector that cannot write its store (a full disk) cannot publish either. So for a stale
+document the store's owner file is consulted (:func:`tradelab.store.opening.writer_alive`: same
+host, the pid alive and holding RocksDB's lock): ``writer_alive`` tells "alive but silent — the
+store may be unwritable" from "died".
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from tradelab.formatting import utc_text
+from tradelab.store.opening import writer_alive
 
-__all__ = ["STALE_AFTER_MS", "STATUS_META", "format_status", "read_collector_status"]
+__all__ = [
+    "STALE_AFTER_MS",
+    "STATUS_META",
+    "format_status",
+    "read_collector_status",
+    "silent_text",
+]
 
 STATUS_META = "collector_status"
 STALE_AFTER_MS = 30_000
@@ -26,7 +38,11 @@ def read_collector_status(store: Any, *, now_ms: int | None = None) -> dict[str,
     """The last collector status written to ``store``, or None if no collector ever ran there.
 
     Adds ``"stale": bool`` (True unless ``running`` and ``updated_at`` is < 30 s old) and
-    ``"age_s"`` (seconds since the last update), and sets ``running`` to False when stale.
+    ``"age_s"`` (seconds since the last update), and sets ``running`` to False when stale. A
+    stale document that said "running" also gets ``"writer_alive"``: True if the process
+    writing the store (its owner file) is the document's and still alive on this host, False
+    if it is gone, None if that cannot be told (another host, no owner file); and
+    ``"silent"``, that in words (:func:`silent_text`).
     """
     doc = store.get_meta(STATUS_META)
     if doc is None:
@@ -40,7 +56,28 @@ def read_collector_status(store: Any, *, now_ms: int | None = None) -> dict[str,
     out["reported_running"] = bool(doc.get("running"))
     out["running"] = bool(doc.get("running")) and fresh
     out["age_s"] = None if age is None else round(age, 1)
+    if out["stale"] and out["reported_running"] and getattr(store, "path", None) is not None:
+        owner, alive = writer_alive(Path(store.path))
+        if isinstance(doc.get("pid"), int) and (owner or {}).get("pid") != doc["pid"]:
+            alive = False  # the store is written by another process (or none): not this one
+        out["writer_alive"] = alive
+        out["writer_pid"] = (owner or {}).get("pid")
+        out["silent"] = silent_text(out)
     return out
+
+
+def silent_text(doc: dict[str, Any]) -> str | None:
+    """For a stale document whose collector said "running": the truth in words — alive but
+    silent (the store may be unwritable), or died. None when the document is not such."""
+    if not (doc.get("stale") and doc.get("reported_running")):
+        return None
+    if doc.get("writer_alive"):
+        return (
+            f"collector pid {doc.get('writer_pid') or doc.get('pid')} is alive but has not "
+            f"published its status for {doc.get('age_s')} s — the store may be unwritable "
+            "(disk full?)"
+        )
+    return f"no update for {doc.get('age_s')} s: the collector died?"
 
 
 def _ms(ms: Any) -> str:
@@ -68,7 +105,8 @@ def format_status(doc: dict[str, Any] | None) -> str:
     if doc.get("running"):
         state = "running"
     elif doc.get("stale") and doc.get("reported_running"):
-        state = f"NOT RUNNING (no update for {doc.get('age_s')} s: the collector died?)"
+        what = "NOT PUBLISHING" if doc.get("writer_alive") else "NOT RUNNING"
+        state = f"{what} ({silent_text(doc)})"
     else:
         state = "stopped"
     lines = [

@@ -54,7 +54,13 @@ from tradelab.store.errors import (
     storage_error,
 )
 from tradelab.store.keys import MARKER, OWNER_FILE, STORE_FORMAT, utc_datetime
-from tradelab.store.scratch import new_scratch_dir, pid_alive, store_writable, sync_view
+from tradelab.store.scratch import (
+    new_scratch_dir,
+    pid_alive,
+    remove_orphans,
+    store_writable,
+    sync_view,
+)
 
 __all__ = [
     "SecondaryFollower",
@@ -297,6 +303,7 @@ def open_secondary(p: Path, secondary_dir: str, data: Path | None = None) -> rd.
         marker = db.get(MARKER)
         if marker is None:
             if next(iter(db.keys()), None) is None:  # a writer is creating it right now
+                _diagnose_empty(p, secondary_dir)  # ... or its table files are gone
                 raise NoDataError(f"the trade store at {p} is empty: {_START_HINT}")
             raise NotADatabaseError(
                 f"{p} is a RocksDB database but not a tradelab store (no marker key)"
@@ -310,6 +317,23 @@ def open_secondary(p: Path, secondary_dir: str, data: Path | None = None) -> rd.
             raise storage_error(p, exc, f"reading {p}") from None
         raise
     return db
+
+
+def _diagnose_empty(p: Path, scratch: str) -> None:
+    """A secondary silently skips table files that are missing, so a store whose files were
+    deleted reads as empty. So open an empty-looking store read-only (through a view in
+    ``scratch``: nothing is written into the store), which checks every file the MANIFEST
+    lists, and raise what that finds — the same error the writer gets."""
+    try:
+        view = sync_view(p, Path(scratch) / "check")
+        probe = rd.Rdict(
+            str(view), options(create=False), access_type=rd.AccessType.read_only(False)
+        )
+    except Exception as exc:
+        if is_rocksdb_error(exc) and ("Corruption" in str(exc) or "No such file" in str(exc)):
+            raise storage_error(p, exc, f"reading {p}") from None
+        return
+    probe.close()
 
 
 def check_live_files(p: Path, db: rd.Rdict) -> None:
@@ -359,6 +383,7 @@ class SecondaryFollower:
         self._lock = threading.Lock()
         self._dir: str | None = None
         self._view = not store_writable(path)  # read-only media: read through a view
+        remove_orphans()  # the scratch of readers killed before they could remove it
         self.db = self._open()
 
     def _open(self) -> rd.Rdict:

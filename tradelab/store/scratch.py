@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from tradelab.logs import get_logger
@@ -43,8 +42,6 @@ log = get_logger("tradelab.store")
 SCRATCH_PREFIX = "tradelab-reader-"
 _OWNED = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-")
 _NOT_IN_VIEW = {"LOCK", "rocksdict-config.json"}  # rocksdict writes its own config there
-_SWEEP_EVERY_S = 60.0
-_last_sweep = 0.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -85,13 +82,7 @@ def remove_orphans(tmp: str | None = None) -> int:
 
 
 def new_scratch_dir() -> str:
-    """A new scratch directory for a reader of this process (and, at most once a minute, the
-    removal of those killed readers left behind)."""
-    global _last_sweep
-    now = time.monotonic()
-    if now - _last_sweep > _SWEEP_EVERY_S or not _last_sweep:
-        _last_sweep = now
-        remove_orphans()
+    """A new scratch directory for a reader of this process."""
     return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
 
 
