@@ -392,8 +392,8 @@ class SecondaryFollower:
         new_dir = new_scratch_dir()
         try:
             db = self._open_in(new_dir)
-        except StorageError:
-            if self._view:
+        except StorageError as exc:
+            if self._view or isinstance(exc, NotADatabaseError | NoDataError):
                 raise
             # the directory looked writable but rocksdict could not write its config file
             # there (a read-only mount seen through permissions, an immutable directory)
