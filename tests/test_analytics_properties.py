@@ -31,7 +31,8 @@ def profiles(draw):
     how = draw(st.sampled_from(["auto", "row_ticks", "rows"]))
     kwargs: dict = {"tick_size": tick}
     if how == "row_ticks":
-        kwargs["row_size"] = round(draw(st.integers(1, 400)) * tick, dec + 1)
+        # a row at most as tall as the lowest price (a coarser one is refused as implausible)
+        kwargs["row_size"] = round(draw(st.integers(1, min(400, base))) * tick, dec + 1)
     elif how == "rows":
         kwargs["rows"] = draw(st.integers(1, 300))
     kwargs["value_area"] = draw(st.sampled_from([0.7, 0.5, 0.01, 0.95, 1.0, 0.333]))

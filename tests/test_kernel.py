@@ -149,8 +149,8 @@ def test_collects_while_idle_then_status_profile_stop(kernel, tmp_path):
         )
         assert val <= poc <= vah
 
-        out = kernel.ok("%tradelab vacuums BTCUSDT")
-        assert out.png == 1 and "liquidity vacuums, last 1 h" in out.text
+        out = kernel.ok("%tradelab vacuums BTCUSDT")  # the default window: 24 h, as the API
+        assert out.png == 1 and "liquidity vacuums, last 24 h" in out.text
 
         out = kernel.ok("%tradelab stop")
         assert "Collection stopped; every received trade is in the store." in out.text

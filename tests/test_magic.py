@@ -225,11 +225,27 @@ def test_vacuums_display_plot_and_table(ip, capsys, filled):
     magic(ip, f"vacuums BTCUSDT --data {path}")
     out = capsys.readouterr().out
     _assert_figure_displayed(out)
-    vp = tradelab.get_volume_profile("BTCUSDT", 1, store=open_store(path))
+    assert "BTCUSDT liquidity vacuums, last 24 h" in out  # the API's default window
+    vp = tradelab.get_volume_profile("BTCUSDT", store=open_store(path))
     vacuums = tradelab.liquidity_vacuums(vp)
     assert f"vacuums     {len(vacuums)} " in out
     for v in vacuums[:3]:
         assert f"{v.price_low:,.{vp.price_decimals}f}" in out
+
+
+@pytest.mark.parametrize("command", ["profile", "vacuums"])
+def test_default_window_is_the_apis_24_hours(ip, capsys, tmp_path, command):
+    """Without --hours the magic analyses the last 24 h, like the CLI, the MCP tools and
+    tradelab.get_volume_profile: trades from 3 h ago are in the window (a 1-h default saw none)."""
+    path = tmp_path / "older"
+    frame = synthetic_trades("BTCUSDT", int(time.time() * 1000) - 3 * 3_600_000, 2_000)
+    open_store(path, write=True).append("BTCUSDT", frame)
+    magic(ip, f"{command} BTCUSDT --data {path}")
+    out = capsys.readouterr().out
+    assert ", last 24 h" in out
+    assert f"trades      {frame.height:,}" in out
+    api = tradelab.get_volume_profile("BTCUSDT", store=open_store(path))
+    assert f"POC         {api.poc:,.{api.price_decimals}f}" in out
 
 
 def test_key_figures_html_and_text():

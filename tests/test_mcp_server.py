@@ -365,9 +365,32 @@ def test_missing_store_is_explained(tmp_path: Path) -> None:
     assert "invalid symbol 'BTC/USDT'" in text
 
 
-def test_missing_symbol_argument_is_a_tool_error(store_dir: Path) -> None:
-    text = error_text(call(create_server(store_dir), "get_volume_profile", {}))
-    assert "symbol" in text and "Field required" in text
+@pytest.mark.parametrize("tool", sorted(TOOLS - {"get_collection_status"}))
+def test_missing_symbol_argument_is_one_line_saying_what_is_allowed(
+    store_dir: Path, tool: str
+) -> None:
+    """Not pydantic's dump ("1 validation error ... Field required ... visit https://...")."""
+    text = error_text(call(create_server(store_dir), tool, {}))
+    assert text.startswith(f"Error executing tool {tool}: the argument 'symbol' is missing: ")
+    assert "e.g. 'BTCUSDT'" in text
+    assert "\n" not in text and "pydantic" not in text and "Field required" not in text
+
+
+def test_unknown_argument_is_refused_with_the_allowed_ones(store_dir: Path) -> None:
+    """A misspelt argument was silently dropped (a 24-h answer to a 2-h question)."""
+    text = error_text(
+        call(
+            create_server(store_dir),
+            "get_volume_profile",
+            {"symbol": "BTCUSDT", "duration_hour": 2},
+        )
+    )
+    assert text == (
+        "Error executing tool get_volume_profile: unknown argument 'duration_hour'; the "
+        "arguments are symbol (required), duration_hours, tick_size, start, end"
+    )
+    status = error_text(call(create_server(store_dir), "get_collection_status", {"x": 1}))
+    assert status.endswith("unknown argument 'x'; the arguments are none")
 
 
 def test_cli_rejects_inconsistent_options(tmp_path: Path) -> None:

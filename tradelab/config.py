@@ -27,8 +27,11 @@ from urllib.parse import urlparse
 from tradelab.exceptions import ConfigurationError, InvalidSymbolError
 
 __all__ = [
+    "DEFAULT_MAX_SESSIONS",
     "DEFAULT_REST_URL",
+    "DEFAULT_SESSION_IDLE_TIMEOUT",
     "DEFAULT_SYMBOLS",
+    "DEFAULT_WINDOW_HOURS",
     "DEFAULT_WS_URL",
     "MAX_WINDOW_HOURS",
     "MIN_WINDOW_HOURS",
@@ -37,7 +40,9 @@ __all__ = [
     "environment_urls",
     "parse_symbols",
     "resolve_data_dir",
+    "validate_bool",
     "validate_hours",
+    "validate_session_limits",
     "validate_symbol",
     "validate_url",
 ]
@@ -48,7 +53,16 @@ DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 DEFAULT_REST_URL = "https://api.binance.com"
 DEFAULT_RETENTION_DAYS = 7.0
 MIN_WINDOW_HOURS = 1
+DEFAULT_WINDOW_HOURS = 24
+"""The window of an analysis when neither hours nor a range is given — the same in the Python
+API, the CLI, the magic and the MCP tools."""
 MAX_WINDOW_HOURS = 168
+DEFAULT_SESSION_IDLE_TIMEOUT = 1800.0
+"""Seconds without a request after which an MCP HTTP session is closed and freed (30 min)."""
+DEFAULT_MAX_SESSIONS = 1000
+"""MCP HTTP sessions open at once at most (each ~35 kB: a flood of initialize stays bounded)."""
+MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 1.0, 7 * 86_400.0
+MAX_SESSIONS_LIMIT = 100_000
 
 
 def validate_symbol(symbol: object) -> str:
@@ -56,10 +70,19 @@ def validate_symbol(symbol: object) -> str:
 
     Only ``^[A-Z0-9]{2,20}$`` may ever reach a storage key; lower case is accepted and
     upper-cased because Binance's stream names are lower case and analysts type both.
+    Anything but ASCII is refused *before* upper-casing: Unicode case rules would turn
+    ``'ethuſdt'`` (long s) into ETHUSDT and ``'btcußdt'`` into BTCUSSDT, silently reading and
+    writing another symbol than the one typed.
     """
     if not isinstance(symbol, str):
         raise InvalidSymbolError(
             f"symbol must be a string like 'BTCUSDT', got {type(symbol).__name__} {symbol!r}"
+        )
+    if not symbol.isascii():
+        raise InvalidSymbolError(
+            f"invalid symbol {symbol!r}: only ASCII letters A-Z and digits are allowed "
+            "(2-20 of them, e.g. 'BTCUSDT'); it contains "
+            + ", ".join(sorted({f"{c!r} (U+{ord(c):04X})" for c in symbol if not c.isascii()}))
         )
     normalized = symbol.strip().upper()
     if not SYMBOL_PATTERN.match(normalized):
@@ -108,20 +131,67 @@ def validate_hours(hours: object, *, name: str = "hours") -> int | float:
     return hours
 
 
+def validate_bool(value: object, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False``, else an :class:`InvalidParameterError` naming
+    ``name``: a flag given as ``'no'``, ``0`` or ``None`` is refused rather than read by its
+    truth value (``'no'`` is true)."""
+    if not isinstance(value, bool):
+        from tradelab.exceptions import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"{name} must be True or False, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
 def validate_url(url: str, *, schemes: tuple[str, ...], name: str) -> str:
-    """Check that ``url`` is an absolute URL with one of ``schemes`` and a host."""
+    """Check that ``url`` is an absolute URL with one of ``schemes`` and a host (a malformed
+    one, such as an unclosed IPv6 bracket or white space, is a :class:`ConfigurationError`)."""
+    expected = f"expected {' or '.join(schemes)}://host[:port]"
     if not isinstance(url, str) or not url:
         raise ConfigurationError(f"{name} must be a URL such as {schemes[0]}://host:port")
-    parsed = urlparse(url)
-    if parsed.scheme not in schemes or not parsed.hostname:
+    if any(c.isspace() or not c.isprintable() for c in url):
         raise ConfigurationError(
-            f"{name} {url!r} is not usable: expected {' or '.join(schemes)}://host[:port]"
+            f"{name} {url!r} contains white space or control characters; {expected}"
         )
+    try:
+        parsed = urlparse(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for ws://[::1
+        raise ConfigurationError(f"{name} {url!r} is not a valid URL ({exc}); {expected}") from None
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigurationError(f"{name} {url!r} is not usable: {expected}")
     try:
         parsed.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigurationError(f"{name} {url!r} has an invalid port: {exc}") from None
+        raise ConfigurationError(
+            f"{name} {url!r} has an invalid port ({exc}); {expected}, port 0-65535"
+        ) from None
     return url.rstrip("/")
+
+
+def validate_session_limits(idle_timeout: object, max_sessions: object) -> tuple[float, int]:
+    """``(idle_timeout, max_sessions)`` as numbers, or a :class:`ConfigurationError` saying
+    what is allowed: 1 s to 7 days of idleness, 1 to 100,000 sessions (``tradelab mcp
+    --session-idle-timeout`` / ``--max-sessions``, :func:`tradelab.mcp_server.run_http`)."""
+    if (
+        isinstance(idle_timeout, bool)
+        or not isinstance(idle_timeout, int | float)
+        or not (MIN_IDLE_TIMEOUT <= idle_timeout <= MAX_IDLE_TIMEOUT)
+    ):
+        raise ConfigurationError(
+            f"session idle timeout must be a number of seconds from {MIN_IDLE_TIMEOUT:g} to "
+            f"{MAX_IDLE_TIMEOUT:,.0f} (7 days), got {idle_timeout!r}"
+        )
+    if (
+        isinstance(max_sessions, bool)
+        or not isinstance(max_sessions, int)
+        or not (1 <= max_sessions <= MAX_SESSIONS_LIMIT)
+    ):
+        raise ConfigurationError(
+            f"max sessions must be a whole number from 1 to {MAX_SESSIONS_LIMIT:,}, "
+            f"got {max_sessions!r}"
+        )
+    return float(idle_timeout), max_sessions
 
 
 def resolve_data_dir(path: str | os.PathLike[str] | None = None) -> Path:

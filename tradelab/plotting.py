@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from tradelab.analytics import Vacuum, VolumeProfile, liquidity_vacuums
+from tradelab.config import validate_bool
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 from tradelab.formatting import decimals_needed, fixed_price, price_text, split_symbol, window_text
 
@@ -349,6 +350,7 @@ def plot_profile(
         raise InvalidParameterError(
             f"profile must be a tradelab.VolumeProfile, got {type(profile).__name__}"
         )
+    validate_bool(legend, "legend")
     zones = _resolve_vacuums(profile, vacuums)
     if developing is not None and trades is None:
         raise InvalidParameterError(

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.colors import to_rgba
 
 from tradelab.analytics import SessionProfiles, naked_pocs
+from tradelab.config import validate_bool
 from tradelab.exceptions import InvalidParameterError
 from tradelab.formatting import fixed_price, split_symbol
 from tradelab.plotting import (
@@ -102,6 +103,8 @@ def plot_sessions(
         raise InvalidParameterError(
             f"sessions must be a tradelab.SessionProfiles, got {type(sessions).__name__}"
         )
+    validate_bool(naked, "naked")
+    validate_bool(legend, "legend")
     n = len(sessions)
     fig = None
     if ax is None:

@@ -36,7 +36,12 @@ from tradelab.analytics.checks import check_profile_args
 from tradelab.analytics.profile import VolumeProfile, liquidity_vacuums, volume_profile
 from tradelab.analytics.vacuums import Vacuum, check_vacuum_args
 from tradelab.collection import where_collection_runs
-from tradelab.config import MAX_WINDOW_HOURS, retention_days_from_env, validate_symbol
+from tradelab.config import (
+    DEFAULT_WINDOW_HOURS,
+    MAX_WINDOW_HOURS,
+    retention_days_from_env,
+    validate_symbol,
+)
 from tradelab.exceptions import InsufficientTradesError, InvalidParameterError
 from tradelab.formatting import hours_text, rate_text, wait_text
 from tradelab.logs import get_logger
@@ -77,7 +82,7 @@ def set_tick_size(symbol: str, tick_size: float | None) -> None:
     if tick_size is None:
         EXCHANGE_TICK_SIZES.pop(sym, None)
         return
-    EXCHANGE_TICK_SIZES[sym] = _tick(tick_size)
+    EXCHANGE_TICK_SIZES[sym] = cast(float, check_profile_args(tick_size=_tick(tick_size))[1])
 
 
 def tick_size_for(symbol: str) -> float | None:
@@ -245,7 +250,7 @@ def window_of(
     end: object = None,
     *,
     hours_name: str = "duration_hours",
-    default_hours: float = 24,
+    default_hours: float = DEFAULT_WINDOW_HOURS,
 ) -> TimeRange:
     """The window asked for (:func:`tradelab.timerange.resolve_window`): the last ``hours``
     ending now (or at ``end``), or the range ``[start, end)``, at most the retention of

@@ -13,10 +13,24 @@ import math
 import numpy as np
 import polars as pl
 
-from tradelab.analytics.rows import QTY_PRECISION, check_positive_number, tick_multiple
+from tradelab.analytics.rows import (
+    MIN_PRICE_STEP,
+    QTY_PRECISION,
+    check_positive_number,
+    price_step_bounds,
+    tick_multiple,
+)
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
+from tradelab.formatting import price_text
 
-__all__ = ["METHODS", "bad_prices", "bad_quantities", "check_profile_args", "trade_columns"]
+__all__ = [
+    "METHODS",
+    "bad_prices",
+    "bad_quantities",
+    "check_price_steps",
+    "check_profile_args",
+    "trade_columns",
+]
 
 METHODS: tuple[str, ...] = ("cbot", "single")
 """The value-area rules: two rows at a time (CBOT / Dalton) or one."""
@@ -57,11 +71,15 @@ def check_profile_args(
     ):
         raise InvalidParameterError(f"rows={rows!r} is not allowed: give a whole number >= 1")
     if row_size is not None:
-        row_size = check_positive_number(row_size, "row_size", "a price step > 0")
+        row_size = _not_too_fine(
+            check_positive_number(row_size, "row_size", "a price step > 0"), "row_size"
+        )
     tick = (
         None
         if tick_size is None
-        else check_positive_number(tick_size, "tick_size", "the price increment, > 0")
+        else _not_too_fine(
+            check_positive_number(tick_size, "tick_size", "the price increment, > 0"), "tick_size"
+        )
     )
     if tick is not None and row_size is not None:
         ratio = row_size / tick
@@ -74,6 +92,46 @@ def check_profile_args(
             )
 
     return row_size, tick, value_area
+
+
+def _not_too_fine(value: float, name: str) -> float:
+    if value < MIN_PRICE_STEP * (1 - 1e-9):
+        raise InvalidParameterError(
+            f"{name}={value!r} is finer than 0.00000001 (Binance writes prices with 8 "
+            "decimals): give a price step from 1e-10 of the price (at least 0.00000001) to the "
+            "price itself, e.g. 0.01 for BTCUSDT"
+        )
+    return value
+
+
+def check_price_steps(
+    price_min: float,
+    price_max: float,
+    *,
+    tick_size: float | None = None,
+    row_size: float | None = None,
+    symbol: str | None = None,
+) -> None:
+    """Refuse a tick or row size implausible for prices ``price_min``–``price_max``: finer than
+    1e-10 of the price (or 1e-8) or coarser than the price itself
+    (:func:`~tradelab.analytics.rows.price_step_bounds`). Called once the prices are known,
+    after :func:`check_profile_args` checked what it could without them."""
+    lowest, highest = price_step_bounds(price_max)
+    for name, value in (("tick_size", tick_size), ("row_size", row_size)):
+        if value is None or lowest * (1 - 1e-9) <= value <= highest:
+            continue
+        who = f"{symbol} " if symbol else "prices "
+        traded = (
+            price_text(price_max, 2)
+            if price_min == price_max
+            else f"{price_text(price_min, 2)}–{price_text(price_max, 2)}"
+        )
+        raise InvalidParameterError(
+            f"{name}={value!r} is not plausible for {who}traded at {traded}: give a price step "
+            f"from {lowest:.{max(0, -math.floor(math.log10(lowest)))}f} to "
+            f"{price_text(highest, 2)} (at least 1e-10 of the price and 8 decimals, at most the "
+            "price itself)"
+        )
 
 
 def trade_columns(trades: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, pl.DataFrame]:

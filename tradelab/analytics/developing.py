@@ -25,14 +25,25 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tradelab.analytics.checks import bad_prices, bad_quantities, check_profile_args
+from tradelab.analytics.checks import (
+    bad_prices,
+    bad_quantities,
+    check_price_steps,
+    check_profile_args,
+)
 from tradelab.analytics.profile import (
     MAX_ROWS,
     poc_index,
     value_area_rows,
     value_area_target,
 )
-from tradelab.analytics.rows import QTY_PRECISION, auto_row_size, infer_tick_size, row_bounds
+from tradelab.analytics.rows import (
+    QTY_PRECISION,
+    auto_row_size,
+    infer_tick_size,
+    price_step_bounds,
+    row_bounds,
+)
 from tradelab.analytics.sessions import time_sorted
 from tradelab.exceptions import InvalidParameterError
 from tradelab.formatting import decimals_needed
@@ -108,8 +119,9 @@ def developing_levels(
     pmin, pmax = float(price.min()), float(price.max())
     if not (math.isfinite(pmin) and math.isfinite(pmax) and pmin > 0):
         raise bad_prices(price)
+    check_price_steps(pmin, pmax, tick_size=tick, row_size=row_size)
     if tick is None:
-        tick = infer_tick_size(price)
+        tick = max(infer_tick_size(price), price_step_bounds(pmax)[0])
     if row_size is None:
         row_size = auto_row_size(pmin, pmax, tick)
     inv, eps, first, nrows_f = row_bounds(pmin, pmax, row_size)

@@ -55,6 +55,7 @@ import polars as pl
 from tradelab.analytics.checks import (
     bad_prices,
     bad_quantities,
+    check_price_steps,
     check_profile_args,
     trade_columns,
 )
@@ -63,10 +64,12 @@ from tradelab.analytics.rows import (
     QTY_PRECISION,
     auto_row_size,
     infer_tick_size,
+    price_step_bounds,
     row_bounds,
     rows_to_row_size,
 )
 from tradelab.analytics.vacuums import Vacuum, vacuums_in_rows
+from tradelab.config import validate_bool
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 from tradelab.formatting import decimals_needed
 from tradelab.schema import to_ms
@@ -206,6 +209,7 @@ class VolumeProfile:
 
         ``rows=False`` leaves out the per-row list (key figures only).
         """
+        validate_bool(rows, "rows")
         out: dict[str, Any] = {
             "symbol": self.symbol,
             "start": self.start.isoformat() if self.start else None,
@@ -373,6 +377,8 @@ def volume_profile(
             give 2 when the range straddles a row edge).
         tick_size: the symbol's price increment; default: inferred from the prices' decimals
             (:func:`infer_tick_size`). Only the automatic/``rows`` row sizes depend on it.
+            A given tick or row size must be plausible for the prices: from 1e-10 of the
+            highest price (and 1e-8) to that price (:func:`check_price_steps`).
         value_area: share of the total volume the value area must hold, 0 < value_area <= 1.
         method: ``"cbot"`` (two rows at a time, the classic rule) or ``"single"``.
         symbol, start, end: labels carried by the result (start/end: tz-aware datetimes or unix
@@ -384,8 +390,9 @@ def volume_profile(
     Raises:
         InvalidTradesError: not a frame, missing/mistyped columns, no trades, nulls, a price that
             is NaN/infinite/<= 0, a qty that is NaN/negative, or all quantities zero.
-        InvalidParameterError: row_size/tick_size <= 0 or not finite, row_size not a whole number
-            of ticks, rows < 1, both row_size and rows, value_area outside (0, 1], an unknown
+        InvalidParameterError: row_size/tick_size <= 0 or not finite, finer than 1e-8 or
+            implausible for the prices (see tick_size), row_size not a whole number of ticks,
+            rows < 1, both row_size and rows, value_area outside (0, 1], an unknown
             method, or a row size that would need more than :data:`MAX_ROWS` rows.
     """
     row_size, tick, value_area = check_profile_args(
@@ -396,8 +403,9 @@ def volume_profile(
     if not (math.isfinite(pmin) and math.isfinite(pmax) and pmin > 0):
         raise bad_prices(price)
 
+    check_price_steps(pmin, pmax, tick_size=tick, row_size=row_size, symbol=symbol)
     if tick is None:
-        tick = infer_tick_size(price)
+        tick = max(infer_tick_size(price), price_step_bounds(pmax)[0])
     if row_size is None:
         row_size = (
             auto_row_size(pmin, pmax, tick)

@@ -28,10 +28,13 @@ from tradelab.formatting import decimals_needed
 __all__ = [
     "AUTO_MAX_ROWS",
     "MAX_DECIMALS",
+    "MIN_PRICE_STEP",
+    "MIN_RELATIVE_STEP",
     "QTY_PRECISION",
     "auto_row_size",
     "check_positive_number",
     "infer_tick_size",
+    "price_step_bounds",
     "row_bounds",
     "rows_to_row_size",
     "tick_multiple",
@@ -43,6 +46,14 @@ MAX_DECIMALS = 8
 """Binance writes prices and quantities with at most this many decimals."""
 QTY_PRECISION = MAX_DECIMALS
 """Quantities are summed exactly in units of 10^-QTY_PRECISION (Binance sends 8 decimals)."""
+
+MIN_PRICE_STEP = 1e-8
+"""No tick or row is finer than Binance's 8 decimals (finer steps also defeat the 1e-9 noise
+tolerance of :func:`~tradelab.formatting.decimals_needed`: 1e-9 rounds to 0 — the old
+ZeroDivisionError)."""
+MIN_RELATIVE_STEP = 1e-10
+"""No tick or row is finer than 1e-10 of the price: row numbers stay below 10^10, far inside
+float64's 15-16 exact digits, so the row tolerance of :func:`row_bounds` stays < 10^-4 rows."""
 
 _NICE_MANTISSAS = (1.0, 2.0, 2.5, 5.0)
 
@@ -59,6 +70,18 @@ def check_positive_number(value: object, name: str, allowed: str) -> float:
     if not math.isfinite(x) or x <= 0:
         raise InvalidParameterError(f"{name}={value!r} is not allowed: {allowed}")
     return x
+
+
+def price_step_bounds(price_max: float) -> tuple[float, float]:
+    """``(lowest, highest)`` plausible tick or row size for prices up to ``price_max``: from
+    1e-10 of the price (rounded up to a power of ten, never below :data:`MIN_PRICE_STEP`) to
+    the price itself — a coarser step makes one row wider than every price traded and its
+    midpoint (the POC) a price never seen (``tick_size=1e300`` gave a 300-digit POC)."""
+    raw = price_max * MIN_RELATIVE_STEP
+    lowest = MIN_PRICE_STEP
+    if raw > MIN_PRICE_STEP:
+        lowest = float(f"1e{math.ceil(math.log10(raw) - 1e-12)}")
+    return lowest, price_max
 
 
 # --- row size ---

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tradelab.analytics.checks import check_profile_args, trade_columns
+from tradelab.analytics.checks import check_price_steps, check_profile_args, trade_columns
 from tradelab.analytics.profile import VolumeProfile, volume_profile
-from tradelab.analytics.rows import auto_row_size, infer_tick_size
+from tradelab.analytics.rows import auto_row_size, infer_tick_size, price_step_bounds
+from tradelab.config import validate_bool
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 from tradelab.formatting import price_text, qty_text
 from tradelab.timerange import parse_time
@@ -201,6 +203,7 @@ class SessionProfiles:
     def to_dict(self, *, naked: bool = True) -> dict[str, Any]:
         """JSON-ready: the range, the session, the row size, one summary dict per session and
         (``naked=True``) the naked POCs (ages in hours)."""
+        validate_bool(naked, "naked")
         rows = _json_rows(self.summary)
         extra: dict[str, Any] = {}
         if naked:
@@ -241,6 +244,7 @@ class SessionProfiles:
 
     def to_text(self, *, naked: bool = True) -> str:
         """The sessions as an aligned text table, then the naked POCs (``naked=True``)."""
+        validate_bool(naked, "naked")
         rows = self.table()
         head = repr(self)[1:-1].replace("SessionProfiles ", "", 1)
         lines = [head]
@@ -392,13 +396,16 @@ def session_profiles_from_trades(
             f"and {dt.datetime.fromtimestamp(hi / 1000, dt.UTC):%Y-%m-%d %H:%M} UTC: no session "
             "to profile"
         )
+    spans = [(float(price[a:b].min()), float(price[a:b].max())) for _, _, _, a, b in cuts]
+    low, high = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+    if math.isfinite(low) and math.isfinite(high) and low > 0:  # else each profile says why
+        check_price_steps(low, high, tick_size=tick, row_size=row_size, symbol=symbol)
+        if tick is None:
+            tick = max(infer_tick_size(price), price_step_bounds(high)[0])
     if tick is None:
         tick = infer_tick_size(price)
     if row_size is None:
-        row_size = max(
-            auto_row_size(float(price[a:b].min()), float(price[a:b].max()), tick)
-            for _, _, _, a, b in cuts
-        )
+        row_size = max(auto_row_size(lo, hi, tick) for lo, hi in spans)
     profiles: list[VolumeProfile] = []
     records: list[dict[str, Any]] = []
     for day, s, e, a, b in cuts:

@@ -31,6 +31,7 @@ from tradelab.analytics import (
     vacuum_report,
 )
 from tradelab.cli.args import add_data_dir
+from tradelab.config import DEFAULT_WINDOW_HOURS
 from tradelab.exceptions import InvalidParameterError
 from tradelab.formatting import fixed_price, hours_text, price_text, split_symbol, window_text
 from tradelab.store import open_store
@@ -91,7 +92,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--hours",
         type=_hours,
         default=None,
-        help="window length in hours, 1-168, ending now (default 24); or --start/--end",
+        help=(
+            f"window length in hours, 1-168, ending now (default {DEFAULT_WINDOW_HOURS}); "
+            "or --start/--end"
+        ),
     )
     add_range(p)
     add_data_dir(p)
@@ -172,7 +176,7 @@ def _unit(profile: VolumeProfile) -> tuple[str, str]:
 def _window(profile: VolumeProfile, hours: float | None) -> str:
     note = f" [{profile.window_note}]" if profile.window_note else ""
     if profile.start is None or profile.end is None:
-        return f"last {hours_text(hours or 24)}"
+        return f"last {hours_text(hours or DEFAULT_WINDOW_HOURS)}"
     window = window_text(profile.start, profile.end, seconds=False, shorten=False)
     if hours is None:  # a range
         return f"{window}{note}"
@@ -261,7 +265,7 @@ def _save_png(profile: VolumeProfile, data: str | None, path: str, vacuums: Any 
 
 def _shown_hours(args: argparse.Namespace) -> float | None:
     """The hours to name in the heading: None for a range, else --hours or the default 24."""
-    return None if args.start is not None else (args.hours or 24)
+    return None if args.start is not None else (args.hours or DEFAULT_WINDOW_HOURS)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

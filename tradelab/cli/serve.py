@@ -5,6 +5,7 @@
     tradelab mcp                                   # stdio, for a desktop assistant
     tradelab mcp --transport http --port 8000      # http://127.0.0.1:8000/mcp
     tradelab mcp --data DIR --collect BTCUSDT,ETHUSDT   # also run the collector itself
+    tradelab mcp --transport http --session-idle-timeout 600 --max-sessions 100
 
 Without ``--collect`` the server reads the store another process writes (a notebook kernel or
 ``tradelab collect``). The handler only parses arguments and calls
@@ -16,6 +17,11 @@ from __future__ import annotations
 import argparse
 
 from tradelab.cli.args import add_data_dir, port
+from tradelab.config import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_IDLE_TIMEOUT,
+    validate_session_limits,
+)
 from tradelab.exceptions import ConfigurationError
 
 __all__ = ["register", "run_mcp"]
@@ -43,6 +49,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--port", type=port, default=8000, help="HTTP port (default 8000; 0 = any free port)"
     )
+    p.add_argument(
+        "--session-idle-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help=(
+            "HTTP: close and free a session after this many seconds without a request "
+            f"(default {DEFAULT_SESSION_IDLE_TIMEOUT:.0f} = 30 min; 1 to 604800); its id then "
+            "answers 404 and the client initializes again"
+        ),
+    )
+    p.add_argument(
+        "--max-sessions",
+        metavar="N",
+        type=int,
+        default=None,
+        help=(
+            f"HTTP: sessions open at once at most (default {DEFAULT_MAX_SESSIONS:,}; 1 to "
+            "100000); beyond, a new session is refused with 503 until one ends or expires"
+        ),
+    )
     add_data_dir(p)
     p.add_argument(
         "--collect",
@@ -68,8 +95,20 @@ def run_mcp(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             "--ws-url and --rest-url configure the collector: use them with --collect"
         )
-    if args.transport == "stdio" and (args.host != "127.0.0.1" or args.port != 8000):
-        raise ConfigurationError("--host and --port apply to --transport http only")
+    http_only = (args.session_idle_timeout, args.max_sessions)
+    if args.transport == "stdio" and (
+        args.host != "127.0.0.1" or args.port != 8000 or http_only != (None, None)
+    ):
+        raise ConfigurationError(
+            "--host, --port, --session-idle-timeout and --max-sessions apply to "
+            "--transport http only"
+        )
+    idle, limit = validate_session_limits(
+        DEFAULT_SESSION_IDLE_TIMEOUT
+        if args.session_idle_timeout is None
+        else args.session_idle_timeout,
+        DEFAULT_MAX_SESSIONS if args.max_sessions is None else args.max_sessions,
+    )
     from tradelab.store import close_stores
 
     try:
@@ -80,7 +119,7 @@ def run_mcp(args: argparse.Namespace) -> int:
             rest_url=args.rest_url,
         )
         if args.transport == "http":
-            run_http(server, args.host, args.port)
+            run_http(server, args.host, args.port, session_idle_timeout=idle, max_sessions=limit)
         else:
             run_stdio(server)
     finally:

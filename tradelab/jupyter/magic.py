@@ -6,8 +6,8 @@
     %tradelab start BTCUSDT ETHUSDT [--data DIR] [--ws-url URL] [--rest-url URL] [--background]
                                     [--history H] [--archive-url URL]
     %tradelab status [--data DIR]
-    %tradelab profile BTCUSDT [--hours H | --start T [--end T]] [--data DIR]
-    %tradelab vacuums BTCUSDT [--hours H | --start T [--end T]] [--data DIR]
+    %tradelab profile BTCUSDT [--hours H | --start T [--end T]] [--data DIR]   # default 24 h
+    %tradelab vacuums BTCUSDT [--hours H | --start T [--end T]] [--data DIR]   # default 24 h
     %tradelab sessions BTCUSDT [--days N | --start T [--end T]] [--session S] [--data DIR]
     %tradelab watch BTCUSDT [--hours H] [--every S] [--data DIR]     # live view, redrawn
     %tradelab watch --stop [SYMBOL]
@@ -46,6 +46,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from tradelab.config import DEFAULT_WINDOW_HOURS
 from tradelab.exceptions import TradelabError
 from tradelab.jupyter import live, session
 from tradelab.jupyter.figures import KeyFigures
@@ -132,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("profile", "volume profile"), ("vacuums", "liquidity vacuums")):
         p = sub.add_parser(name, help=f"the {what} of a symbol, plotted with its key figures")
         p.add_argument("symbol", metavar="SYMBOL")
-        p.add_argument("--hours", type=_hours, default=None, help="window: 1 to 168 (default 1)")
+        p.add_argument(
+            "--hours",
+            type=_hours,
+            default=None,
+            help=f"window: 1 to 168 (default {DEFAULT_WINDOW_HOURS}, as everywhere)",
+        )
         _range(p)
         p.add_argument("--data", metavar="DIR", help="store directory (default: the session's)")
 
@@ -289,9 +295,10 @@ class TradelabMagics(Magics):
 
 
 def _hours_or_default(args: argparse.Namespace) -> float | None:
-    """--hours, or 1 h when neither --hours nor --start is given (a range: None)."""
+    """--hours, or the API's default window (:data:`tradelab.config.DEFAULT_WINDOW_HOURS`, 24 h,
+    as the CLI and the MCP tools) when neither --hours nor --start is given (a range: None)."""
     if args.hours is None and args.start is None:
-        return 1
+        return DEFAULT_WINDOW_HOURS
     return args.hours
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from tradelab.collection import Status, where_collection_runs
 from tradelab.collector import Collector
-from tradelab.config import Settings, resolve_data_dir, validate_symbol
+from tradelab.config import Settings, resolve_data_dir, validate_bool, validate_symbol
 from tradelab.exceptions import CollectorStateError, InvalidParameterError
 from tradelab.logs import get_logger
 from tradelab.store import open_store
@@ -176,8 +176,7 @@ def start(
                 f"collection is already running ({', '.join(info.symbols)} into "
                 f"{info.data_dir}); stop it first with tradelab.stop() or %tradelab stop"
             )
-        if not isinstance(background, bool):
-            raise InvalidParameterError(f"background must be True or False, got {background!r}")
+        validate_bool(background, "background")
         settings = Settings.resolve(
             data_dir=data, symbols=symbols, ws_url=ws_url, rest_url=rest_url
         )

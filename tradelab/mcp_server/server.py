@@ -53,7 +53,7 @@ from typing import Annotated, Any, cast
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel
 
 from tradelab import __version__
 from tradelab.analytics import get_volume_profile as profile_api
@@ -61,9 +61,27 @@ from tradelab.analytics import session_profiles as session_profiles_api
 from tradelab.analytics import vacuum_report
 from tradelab.collection import where_collection_runs
 from tradelab.collector import Collector
-from tradelab.config import MAX_WINDOW_HOURS, MIN_WINDOW_HOURS, Settings, resolve_data_dir
+from tradelab.config import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_IDLE_TIMEOUT,
+    DEFAULT_WINDOW_HOURS,
+    Settings,
+    resolve_data_dir,
+    validate_session_limits,
+)
 from tradelab.exceptions import ConfigurationError, NoDataError, TradelabError
 from tradelab.logs import get_logger
+from tradelab.mcp_server.arguments import (
+    DaysArg,
+    EndArg,
+    HoursArg,
+    SessionArg,
+    StartArg,
+    SymbolArg,
+    TickArg,
+    ToolServer,
+)
+from tradelab.mcp_server.http_sessions import SessionGoneMessage
 from tradelab.mcp_server.presentation import (
     MAX_ROWS,
     CollectionStatus,
@@ -110,6 +128,7 @@ __all__ = [
 log = get_logger("tradelab.mcp")
 
 DEFAULT_HTTP_PATH = "/mcp"
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 SERVER_INSTRUCTIONS = (
@@ -124,109 +143,6 @@ SERVER_INSTRUCTIONS = (
     "trades in its window; below that the error says how many there are and about how long to "
     "wait (for a range, where the store does have data)."
 )
-
-# --- input schemas ----------------------------------------------------------------------------
-# The Python API validates (and upper-cases symbols); pydantic only passes values through, so a
-# bad value gets tradelab's own message. The JSON schema still states the allowed values.
-
-SymbolArg = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": "^[A-Za-z0-9]{2,20}$",
-            "description": (
-                "Binance spot symbol, base asset followed by quote asset, e.g. 'BTCUSDT' or "
-                "'ETHUSDT'. 2-20 letters or digits; lower case is accepted and upper-cased."
-            ),
-            "examples": ["BTCUSDT", "ETHUSDT"],
-        }
-    ),
-]
-HoursArg = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "type": "number",
-            "minimum": MIN_WINDOW_HOURS,
-            "maximum": MAX_WINDOW_HOURS,
-            "default": 24,
-            "description": (
-                f"Length of the window in hours, ending now: {MIN_WINDOW_HOURS} to "
-                f"{MAX_WINDOW_HOURS} (7 days, the retention period). Default 24. Leave it out "
-                "when giving start/end."
-            ),
-        }
-    ),
-]
-TickArg = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}],
-            "default": None,
-            "description": (
-                "Exchange price tick the row size is a multiple of; leave null to use the "
-                "symbol's tick (0.01 for BTCUSDT and ETHUSDT)."
-            ),
-        }
-    ),
-]
-
-_TIME = (
-    "an ISO-8601 UTC time such as '2024-08-08', '2024-08-08T23:54:00Z' or "
-    "'2024-08-09T02:00+02:00' (no zone = UTC), or unix milliseconds"
-)
-StartArg = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}, {"type": "null"}],
-            "default": None,
-            "description": (
-                f"Start of a fixed range instead of duration_hours: {_TIME}. Use it for "
-                "history such as imported recordings; leave duration_hours out then."
-            ),
-        }
-    ),
-]
-EndArg = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}, {"type": "null"}],
-            "default": None,
-            "description": f"End of the range (exclusive; default now): {_TIME}.",
-        }
-    ),
-]
-DaysArg = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer", "minimum": 1, "maximum": 7}, {"type": "null"}],
-            "default": None,
-            "description": (
-                "The last N UTC days, today included (1 = today so far; default 1 when no "
-                "start is given). Give either days or start/end."
-            ),
-        }
-    ),
-]
-SessionArg = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "type": "string",
-            "default": "utc-day",
-            "description": (
-                "How to split into sessions: 'utc-day' (default), 'asia' (00:00-09:00 UTC), "
-                "'london' (07:00-16:00), 'new-york' (13:00-22:00) or UTC hours 'HH:MM-HH:MM'."
-            ),
-            "examples": ["utc-day", "london", "08:00-16:30"],
-        }
-    ),
-]
 
 # --- the server -------------------------------------------------------------------------------
 
@@ -305,7 +221,7 @@ def _hours(duration_hours: Any, start: Any) -> float | None:
     """The hours to name in a summary: None for a range, else the window's (default 24)."""
     if start is not None:
         return None
-    return float(duration_hours) if duration_hours is not None else 24.0
+    return float(duration_hours) if duration_hours is not None else float(DEFAULT_WINDOW_HOURS)
 
 
 def _register_tools(server: MCPServer) -> None:
@@ -499,7 +415,7 @@ def create_server(
             if state.collector is not None:
                 await state.collector.stop()
 
-    server: MCPServer = MCPServer(
+    server: MCPServer = ToolServer(
         "tradelab",
         title="tradelab: Binance trade history and volume profiles",
         version=__version__,
@@ -523,14 +439,24 @@ def run_http(
     *,
     path: str = DEFAULT_HTTP_PATH,
     ready: Any = None,
+    session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
 ) -> None:
     """Serve streamable HTTP at ``http://host:port/mcp`` until interrupted.
 
     The socket is bound here (``port=0`` picks a free port) and the URL printed on stderr
     (``tradelab mcp: serving http://127.0.0.1:PORT/mcp``), so callers can find it.
+
+    Sessions: a client that never sends DELETE would keep its session (~35 kB) forever; a
+    session with no request for ``session_idle_timeout`` seconds (default 30 min) is closed
+    and freed, and its id then answers 404 "Session not found" (the client initializes again).
+    At most ``max_sessions`` (default 1,000) are open at once; beyond, initialize answers 503
+    until one ends or expires — memory stays bounded even under a flood of initialize.
     """
     import anyio
     import uvicorn
+
+    timeout, limit = validate_session_limits(session_idle_timeout, max_sessions)
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -551,8 +477,13 @@ def run_http(
             url,
             extra={"url": url},
         )
-    app = server.streamable_http_app(streamable_http_path=path, host=host)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    app = server.streamable_http_app(
+        streamable_http_path=path,
+        host=host,
+        session_idle_timeout=timeout,
+        max_sessions=limit,
+    )
+    config = uvicorn.Config(SessionGoneMessage(app, timeout), log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
     print(f"tradelab mcp: serving {url}", file=sys.stderr, flush=True)
     if ready is not None:
