@@ -59,7 +59,7 @@ def local_client(n_workers: int = 2) -> Any:
         n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: clusters side by side never collide
         silence_logs=logging.ERROR,
     )
     return dd.Client(cluster)
