@@ -60,7 +60,8 @@ MAX_WINDOW_HOURS = 168
 DEFAULT_SESSION_IDLE_TIMEOUT = 1800.0
 """Seconds without a request after which an MCP HTTP session is closed and freed (30 min)."""
 DEFAULT_MAX_SESSIONS = 1000
-"""MCP HTTP sessions open at once at most (each ~35 kB: a flood of initialize stays bounded)."""
+"""MCP HTTP sessions open at once at most (each takes ~15-35 kB: a flood of initialize stays
+within ~35 MB; the SDK's own default is 10,000)."""
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 1.0, 7 * 86_400.0
 MAX_SESSIONS_LIMIT = 100_000
 

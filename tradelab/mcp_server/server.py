@@ -447,11 +447,13 @@ def run_http(
     The socket is bound here (``port=0`` picks a free port) and the URL printed on stderr
     (``tradelab mcp: serving http://127.0.0.1:PORT/mcp``), so callers can find it.
 
-    Sessions: a client that never sends DELETE would keep its session (~35 kB) forever; a
-    session with no request for ``session_idle_timeout`` seconds (default 30 min) is closed
-    and freed, and its id then answers 404 "Session not found" (the client initializes again).
-    At most ``max_sessions`` (default 1,000) are open at once; beyond, initialize answers 503
-    until one ends or expires — memory stays bounded even under a flood of initialize.
+    Sessions: a client that never sends DELETE leaves its session (~15-35 kB) behind. One with
+    no request in flight for ``session_idle_timeout`` seconds (default 30 min) is closed and
+    freed (its memory serves the next sessions), and its id then answers 404 with one line
+    saying to initialize again (:mod:`.http_sessions`). At most ``max_sessions`` (default
+    1,000) are open at once; beyond, initialize answers 503 until one ends or expires — memory
+    stays bounded even under a flood of initialize. Both are the SDK's session manager's
+    settings (``mcp`` 2.3), passed explicitly and validated here.
     """
     import anyio
     import uvicorn
