@@ -149,8 +149,14 @@ def test_without_a_client_a_local_cluster_is_started(table: tuple[Path, TradeSto
     assert_same(distributed_volume_profile(uri, "BTCUSDT", lo, hi), local)
 
 
-def test_partials_merge_in_any_order_to_the_local_profile() -> None:
+@pytest.mark.parametrize("noisy", [False, True], ids=["ticks", "8-decimal-prices"])
+def test_partials_merge_in_any_order_to_the_local_profile(noisy: bool) -> None:
     frame = synthetic_trades("ETHUSDT", START, 40_000, rate_per_s=5.0, seed=2, price=3000.0)
+    if noisy:  # prices written with 8 decimals: the inferred tick is clamped to a plausible one
+        noise = np.random.default_rng(3).integers(0, 100, frame.height) * 1e-8
+        frame = frame.with_columns(
+            price=pl.Series(np.round(frame["price"].to_numpy() * 20 + noise, 8))
+        )
     n, step = frame.height, max(1, frame.height // 8192)
     rng = np.random.default_rng(1)
     cuts = np.sort(rng.choice(np.arange(1, n), 9, replace=False))

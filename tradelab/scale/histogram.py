@@ -34,7 +34,7 @@ import polars as pl
 
 from tradelab.analytics.checks import check_profile_args
 from tradelab.analytics.profile import VolumeProfile, volume_profile
-from tradelab.analytics.rows import QTY_PRECISION, infer_tick_size
+from tradelab.analytics.rows import QTY_PRECISION, infer_tick_size, price_step_bounds
 from tradelab.exceptions import InvalidTradesError
 from tradelab.formatting import decimals_needed
 
@@ -167,7 +167,13 @@ def profile_from_histogram(
     for values, what in ((buy, "buy volume"), (sell, "sell volume"), (counts, "the trade count")):
         _check_exact(values, what)
     samples = [s for _, s in sorted(part.samples, key=lambda item: item[0])]
-    inferred = tick if tick is not None else infer_tick_size(np.concatenate(samples))
+    # volume_profile's own rule for a tick it infers: the sampled prices' resolution, never
+    # finer than what is plausible for the highest price
+    inferred = (
+        tick
+        if tick is not None
+        else max(infer_tick_size(np.concatenate(samples)), price_step_bounds(prices.max())[0])
+    )
     m = prices.size
     weighted = pl.DataFrame(
         {
