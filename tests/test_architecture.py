@@ -36,6 +36,9 @@ PURE = (
     "tradelab.analytics.sessions",
     "tradelab.analytics.developing",
     "tradelab.analytics.naked",
+    "tradelab.store.errors",
+    "tradelab.scale.hours",
+    "tradelab.scale.histogram",
 )
 IO_MODULES = (
     "asyncio",
