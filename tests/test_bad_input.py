@@ -18,7 +18,7 @@ import anyio
 import polars as pl
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
+from IPython.core.interactiveshell import InteractiveShell
 from mcp import Client
 
 import tradelab
@@ -36,12 +36,16 @@ from tradelab.recordings import synthetic_trades
 from tradelab.store import open_store
 
 
-@pytest.fixture(scope="module")
-def ip():
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "tradelab")
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: Any) -> Any:
+    """A shell with the extension loaded (as in test_magic)."""
+    monkeypatch.setenv("TRADELAB_DATA", str(tmp_path / "data"))
+    for name in ("TRADELAB_AUTOSTART", "TRADELAB_WS_URL", "TRADELAB_REST_URL"):
+        monkeypatch.delenv(name, raising=False)
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("tradelab")
     yield shell
-    shell.run_line_magic("unload_ext", "tradelab")
+    shell.extension_manager.unload_extension("tradelab")
 
 
 def api_message(fn: Any, *args: Any, **kwargs: Any) -> str:
