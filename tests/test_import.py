@@ -151,3 +151,16 @@ def test_shared_raw_and_futures_recordings_are_refused(tmp_path, shared_data, ca
         assert main(["import", str(shared_data / name), "--data", str(data)]) == 2
         assert says in capsys.readouterr().err
     assert _snapshot(data) == before
+
+
+def test_a_csv_named_with_non_ascii_letters_is_refused(filled: Path, tmp_path: Path, capsys):
+    # 'ſ'.upper() == 'S': upper-casing the name first would read it as ETHUSDT
+    csv = tmp_path / "ethuſdt-aggTrades-2024-01-01.csv"
+    csv.write_text(
+        "1,2500.10,0.5,1,1,1704067200000,true,true\n2,2500.20,0.1,2,3,1704067200100,false,true\n"
+    )
+    before = _snapshot(filled)
+    assert main(["import", str(csv), "--data", str(filled)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tradelab: error: ") and err.count("\n") == 1 and "ſ" in err
+    assert _snapshot(filled) == before

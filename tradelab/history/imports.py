@@ -20,7 +20,12 @@ from pathlib import Path
 import polars as pl
 
 from tradelab.config import resolve_data_dir, validate_symbol
-from tradelab.exceptions import ConfigurationError, InvalidTradesError, NoDataError
+from tradelab.exceptions import (
+    ConfigurationError,
+    InvalidSymbolError,
+    InvalidTradesError,
+    NoDataError,
+)
 from tradelab.history.plan import DAY_MS
 from tradelab.recordings import identify_file, load_file
 from tradelab.store import TradeStore
@@ -121,7 +126,17 @@ def import_file(
             "aggTrade stream recording or a Binance Vision spot aggTrades CSV)"
         )
     if kind.kind == "csv":
-        named = p.name.split("-", 1)[0].upper()
+        prefix = p.name.split("-", 1)[0]
+        # never case-map a non-ASCII name: 'ſ'.upper() == 'S' would turn 'ethuſdt' into ETHUSDT
+        named = prefix.upper() if prefix.isascii() else prefix
+        if not want:
+            try:
+                named = validate_symbol(prefix)
+            except InvalidSymbolError as exc:
+                raise InvalidSymbolError(
+                    f"{p.name}: the file name does not start with a symbol ({exc}); "
+                    "give it with --symbol SYMBOL"
+                ) from None
         sym = want or named
         if want and named != want and validate_symbol_or_none(named):
             raise InvalidTradesError(
