@@ -16,6 +16,13 @@ one, so the figures are the collector's own. Three parts:
 3. **Realistic load** — 50 trades/s for each of two symbols for ``--seconds`` (default 70):
    CPU of this process over the window (all threads) as % of one core, and resident memory
    added by the collector (RSS after vs. before ``Collector.start``; modules imported before).
+4. **Flood** — the simulator publishes ``--flood-rate`` trades/s (default 132,000, paced: it
+   does not wait for the client, like the exchange) for ``--flood-seconds`` (default 20):
+   the rate the collector sustains, how late it is when the flood ends and how long it takes
+   to catch up (through REST for what the server dropped), the peak RSS growth, and loss
+   (stored == published once settled).
+
+Every part prints the machine's load average (``os.getloadavg()``) beside its figures.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import cProfile
 import gzip
 import json
 import multiprocessing as mp
+import os
 import pstats
 import resource
 import sys
@@ -52,6 +60,8 @@ def _sim_child(conn, kwargs) -> None:  # runs in the child process
         msg = conn.recv()
         if msg == "ranges":
             conn.send({s: list(sim.published_ranges(s).ranges) for s in sim.symbols})
+        elif msg == "stats":
+            conn.send(sim.stats())
         elif msg == "stop":
             sim.stop_thread()
             conn.send("stopped")
@@ -70,10 +80,20 @@ class SimProcess:
         self.conn.send("ranges")
         return self.conn.recv()
 
+    def stats(self) -> dict:
+        self.conn.send("stats")
+        return self.conn.recv()
+
     def stop(self) -> None:
         self.conn.send("stop")
         self.conn.recv()
         self.proc.join(10)
+
+
+def load() -> str:
+    """The machine's load average (1, 5, 15 min) and core count, for beside a figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load avg {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def rss_mb() -> float:
@@ -309,32 +329,112 @@ async def realistic(sim: SimProcess, seconds: float, tmp: Path) -> None:
     store.close()
 
 
+# --- 4. flood ---------------------------------------------------------------------------------
+
+
+async def flood(sim: SimProcess, trades: int, seconds: float, tmp: Path) -> None:
+    """The simulator publishes ``trades`` in about ``seconds`` without waiting for us."""
+    store = TradeStore(tmp / "flood")
+    c = Collector(["BTCUSDT"], store=store, ws_url=sim.ws_url, rest_url=sim.rest_url)
+    rss0 = rss_mb()
+    await c.start()
+    t0 = time.perf_counter()
+    peak, late_at_end, caught_up, flood_end = rss0, None, None, None
+    stored_at_end = peak_buffered = 0
+    while time.perf_counter() - t0 < seconds + 120:
+        await asyncio.sleep(0.1)
+        peak = max(peak, rss_mb())
+        st = c.status()["symbols"]["BTCUSDT"]
+        peak_buffered = max(peak_buffered, st["buffered"])
+        published = sim.stats().get("published", {}).get("BTCUSDT", 0)
+        if flood_end is None and published >= trades:
+            flood_end = time.perf_counter()
+            stored_at_end = st["trades_stored"]
+            late_at_end = published - st["trades_stored"]
+        if flood_end is not None and st["trades_stored"] >= published and not st["buffered"]:
+            caught_up = time.perf_counter()
+            break
+    await c.stop()
+    end = caught_up or time.perf_counter()
+    ids = store.trades("BTCUSDT", 0, 2**42)["agg_id"].to_list()
+    expected = {a for lo, hi in sim.ranges()["BTCUSDT"] for a in range(lo, hi + 1)}
+    lost, dup = len(expected - set(ids)), len(ids) - len(set(ids))
+    if lost:
+        from tradelab.collector.repair import id_ranges
+
+        runs = id_ranges(expected - set(ids))
+        print(f"[flood] NOT STORED: {lost} ids in {len(runs)} runs, first {runs[:5]}")
+    stats = sim.stats()
+    flood_s = (flood_end or end) - t0
+    print(
+        f"[flood] {trades:,} trades published in {flood_s:.1f} s ({trades / flood_s:,.0f}/s "
+        f"offered; {load()}); stored by the end of the flood {stored_at_end:,} "
+        f"({stored_at_end / flood_s:,.0f}/s sustained), {late_at_end or 0:,} behind; caught "
+        f"up {end - (flood_end or end):.1f} s later ({len(ids) / (end - t0):,.0f}/s overall); "
+        f"server dropped us {stats.get('closed_slow_consumer', 0)}x as too slow; lost {lost}, "
+        f"duplicates {dup}; RSS {rss0:.0f} MB before start, peak {peak:.0f} MB: "
+        f"+{peak - rss0:.0f} MB; at most {peak_buffered:,} trades buffered (max_buffered "
+        f"{c.settings.max_buffered:,})"
+    )
+    store.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     ap.add_argument("--seconds", type=float, default=None, help="realistic-load duration")
     ap.add_argument("--ingest-seconds", type=float, default=None)
+    ap.add_argument("--flood-rate", type=float, default=132_000.0, help="trades/s offered")
+    ap.add_argument("--flood-seconds", type=float, default=None)
+    ap.add_argument("--only", choices=("realistic", "parse", "ingest", "flood"), default=None)
     args = ap.parse_args()
+    flood_s = args.flood_seconds or (5.0 if args.quick else 20.0)
     ingest_s = args.ingest_seconds or (5.0 if args.quick else 20.0)
     real_s = args.seconds or (10.0 if args.quick else 70.0)
-    print("Note: 2-core machine shared with other engineers; figures are noisy.")
+    print(f"Note: 2-core machine shared with other engineers; figures are noisy ({load()}).")
+    run = lambda part: args.only in (None, part)  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        # the realistic part first, so its memory baseline is not inflated by the others
-        sim = SimProcess(
-            symbols=("BTCUSDT", "ETHUSDT"), source="synthetic", speed=1, rate_per_s=50.0, seed=2
-        )
-        try:
-            asyncio.run(realistic(sim, real_s, tmp))
-        finally:
-            sim.stop()
-        bench_parse()
-        sim = SimProcess(symbols=("BTCUSDT",), source="synthetic", speed=0, seed=1)
-        try:
-            asyncio.run(ingest(sim, ingest_s, tmp, profile=False))
-            asyncio.run(ingest(sim, min(ingest_s, 8.0), tmp, profile=True))
-        finally:
-            sim.stop()
+        # the flood and the realistic part first, so their memory baselines are not
+        # inflated by the others
+        if run("flood"):
+            trades = int(args.flood_rate * flood_s)
+            sim = SimProcess(
+                symbols=("BTCUSDT",),
+                source="synthetic",
+                speed=args.flood_rate / 50.0,
+                rate_per_s=50.0,
+                max_trades=trades,
+                history_limit=trades + 1000,
+                seed=4,
+            )
+            try:
+                asyncio.run(flood(sim, trades, flood_s, tmp))
+            finally:
+                sim.stop()
+        if run("realistic"):
+            sim = SimProcess(
+                symbols=("BTCUSDT", "ETHUSDT"),
+                source="synthetic",
+                speed=1,
+                rate_per_s=50.0,
+                seed=2,
+            )
+            try:
+                asyncio.run(realistic(sim, real_s, tmp))
+            finally:
+                sim.stop()
+            print(f"[realistic] {load()}")
+        if run("parse"):
+            bench_parse()
+        if run("ingest"):
+            sim = SimProcess(symbols=("BTCUSDT",), source="synthetic", speed=0, seed=1)
+            try:
+                asyncio.run(ingest(sim, ingest_s, tmp, profile=False))
+                print(f"[ingest] {load()}")
+                asyncio.run(ingest(sim, min(ingest_s, 8.0), tmp, profile=True))
+            finally:
+                sim.stop()
     return 0
 
 

@@ -67,6 +67,7 @@ PUBLIC_API: dict[str, list[str]] = {
     "tradelab.binance": [
         "AGG_TRADES_PATH",
         "AGG_TRADES_WEIGHT",
+        "AttemptWindow",
         "BackfillOutcome",
         "ControlResponse",
         "DEFAULT_WEIGHT_LIMIT",

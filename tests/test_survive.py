@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing as mp
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from tradelab.collector.collector import Collector
+from tradelab.exceptions import StorageWriteError
 from tradelab.simulator import Faults, Simulator
 from tradelab.store.tradestore import TradeStore
 
@@ -238,3 +242,180 @@ async def _drops(tmp_path, logs) -> None:
     assert max(delays) <= 0.5, delays  # before: 0.5, 1, 2, 4, 8 ... (s)
     assert uptime >= 0.55, uptime  # before: about 0.4 after six drops
     assert 6 <= attempts <= c.settings.max_connect_attempts
+
+
+# --- item 1, the collector's side: a store that refuses writes until stop --------------------
+
+
+class FullDiskStore(TradeStore):
+    """A real store whose writes fail while ``failing`` is set, as on a full disk (injected
+    at the TradeSink boundary: the store's own recovery is the store's tests' business)."""
+
+    failing = False
+    failures = 0
+
+    def append(self, symbol, trades, **kw):  # type: ignore[override]
+        if self.failing:
+            self.failures += 1
+            raise StorageWriteError("injected: No space left on device")
+        return super().append(symbol, trades, **kw)
+
+
+def test_stop_with_an_unwritable_store_names_what_was_not_written_and_restart_repairs_it(
+    tmp_path, logs
+) -> None:
+    """Before: at SIGTERM with a full disk the log said only how many buffered trades were
+    lost. Now the writer keeps retrying until stop, and the stop line names exactly the agg
+    id ranges it could not write, per symbol; they are a hole the next start repairs."""
+    asyncio.run(_full_disk(tmp_path, logs))
+
+
+async def _full_disk(tmp_path, logs) -> None:
+    async with Simulator(SYMS, source="synthetic", speed=15, max_trades=900, seed=31) as sim:
+        store = FullDiskStore(tmp_path / "db")
+        c = Collector(
+            SYMS,
+            store=store,
+            ws_url=sim.ws_url,
+            rest_url=sim.rest_url,
+            **fast(stop_timeout=1.0, max_buffered=400),
+        )
+        await c.start()
+        for _ in range(100):  # bounded: until something of each symbol is stored
+            await asyncio.sleep(0.1)
+            if all(store.last_agg_id(s) for s in SYMS):
+                break
+        store.failing = True
+        for _ in range(50):  # a few seconds of a full disk, the buffer at its bound
+            await asyncio.sleep(0.1)
+            if sim.stats().get("published", {}) == {s: 900 for s in SYMS}:
+                break
+        await asyncio.sleep(1.0)
+        await c.stop()
+        stored = {s: set(stored_ids(store, s)) for s in SYMS}
+        lost = {r.symbol: r for r in logs.events("trades_lost_at_stop")}
+        assert set(lost) == set(SYMS)
+        for s in SYMS:
+            r = lost[s]
+            named = {a for lo, hi in r.ranges for a in range(lo, hi + 1)}
+            assert r.levelno == logging.ERROR and r.trades == len(named) > 0
+            assert not named & stored[s]  # exactly what is not in the store ...
+            assert named <= set(sim.published(s))  # ... of what was published
+            assert all(lo <= hi for lo, hi in r.ranges) and r.ranges == sorted(r.ranges)
+            assert f"agg ids {r.ranges[0][0]}" in r.getMessage()
+        assert store.failures >= 2 and logs.events("write_failed")
+        # the disk has room again: the next start fetches what was not written
+        store.failing = False
+        c2 = Collector(SYMS, store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
+        await c2.start()
+        await settle(sim, c2)
+        await c2.stop()
+        assert_exact(sim, store)
+        for s in SYMS:
+            assert {a for lo, hi in lost[s].ranges for a in range(lo, hi + 1)} <= set(
+                stored_ids(store, s)
+            )
+        store.close()
+
+
+# --- item 5: a flood ---------------------------------------------------------------------------
+
+
+def _sim_child(conn, kwargs) -> None:  # the flooding simulator, in its own process
+    sim = Simulator(**kwargs).run_in_thread()
+    conn.send((sim.ws_url, sim.rest_url))
+    while (msg := conn.recv()) != "stop":
+        if msg == "ranges":
+            conn.send(sim.published_ranges("BTCUSDT").ranges)
+        elif msg == "stats":
+            conn.send(sim.stats())
+    sim.stop_thread()
+    conn.send("stopped")
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+FLOOD_RSS_BOUND_MB = 150
+"""Peak RSS growth allowed while a flood is collected and caught up. The buffer never holds
+more than ``max_buffered`` (200,000) trades at ~350 bytes each = 70 MB (the REST catch-up
+only fetches while it is below half); one write's frame and batch add ~100 bytes a trade
+(20 MB); websockets reads at most 512 frames ahead; RocksDB's write buffer tens of MB. The
+code before the fix (``max_buffered`` 500,000, the catch-up filling the whole buffer) was
+measured at +117 MB for a 10 s flood and grows with the flood's length."""
+
+
+class SlowStore(TradeStore):
+    """A real store on a slow disk: every write takes 0.3 s longer."""
+
+    def append(self, symbol, trades, **kw):  # type: ignore[override]
+        time.sleep(0.3)
+        return super().append(symbol, trades, **kw)
+
+
+def test_a_flood_keeps_memory_bounded_and_loses_nothing(tmp_path, logs) -> None:
+    """Item 5: the simulator publishes ~130,000 trades/s for 3 s without waiting for us (in
+    its own process, like the exchange). The collector reads what it can, the rest stays in
+    the socket; the server drops it as too slow, and that gap comes back through REST. Peak
+    RSS growth stays under FLOOD_RSS_BOUND_MB and, once settled, store == published.
+
+    The disk is slow too (each write takes 0.3 s more), so the buffer fills faster than it is
+    written. Before: the REST catch-up fetched whenever intake was open and filled the buffer
+    up to its bound (500,000 trades by default, ~180 MB), pausing the live stream too. Now the
+    default bound is 200,000 and the catch-up fetches only while the buffer is below half."""
+    asyncio.run(_flood(tmp_path, logs))
+
+
+async def _flood(tmp_path, logs) -> None:
+    trades = 400_000
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    kwargs = dict(
+        symbols=("BTCUSDT",),
+        source="synthetic",
+        speed=132_000 / 50,
+        rate_per_s=50.0,
+        max_trades=trades,
+        history_limit=trades + 1000,
+        seed=6,
+    )
+    proc = ctx.Process(target=_sim_child, args=(child, kwargs), daemon=True)
+    proc.start()
+    try:
+        ws_url, rest_url = conn.recv()
+        store = SlowStore(tmp_path / "db")
+        c = Collector(["BTCUSDT"], store=store, ws_url=ws_url, rest_url=rest_url)
+        rss0 = peak = _rss_mb()
+        most = 0
+        await c.start()
+        settled = False
+        for _ in range(1200):  # bounded: 60 s
+            await asyncio.sleep(0.05)
+            peak = max(peak, _rss_mb())
+            st = c.status()["symbols"]["BTCUSDT"]
+            most = max(most, st["buffered"])
+            conn.send("stats")
+            if conn.recv().get("published", {}).get("BTCUSDT", 0) >= trades and (
+                st["trades_stored"] >= trades and not st["buffered"]
+            ):
+                settled = True
+                break
+        await c.stop()
+        conn.send("ranges")
+        ranges = conn.recv()
+        ids = stored_ids(store, "BTCUSDT")
+        store.close()
+    finally:
+        conn.send("stop")
+        conn.recv()
+        proc.join(10)
+    published = [a for lo, hi in ranges for a in range(lo, hi + 1)]
+    assert settled, "the collector did not catch up within 60 s"
+    print(f"flood: at most {most:,} trades buffered, RSS +{peak - rss0:.0f} MB")
+    assert ids == published  # nothing lost, nothing twice, in order
+    assert peak - rss0 <= FLOOD_RSS_BOUND_MB, f"RSS grew by {peak - rss0:.0f} MB"
+    assert most <= c.settings.max_buffered + 1000, most

@@ -345,6 +345,9 @@ class Backfiller:
             if self._gate.paused and not stop.stopping:
                 await self._gate.wait_open()
                 continue
+            if suspect is None and not self._gate.backfill_room:
+                await asyncio.sleep(0.05)  # half the buffer is the backfill's: let it drain
+                continue
             if suspect is not None:
                 name, from_id, limit, tail = suspect[0].symbol, suspect[0].agg_id, 1, False
             else:

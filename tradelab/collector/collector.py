@@ -70,6 +70,7 @@ from tradelab.collector.backfill import Backfiller
 from tradelab.collector.gate import IntakeGate
 from tradelab.collector.history_fill import HistoryRunner
 from tradelab.collector.publisher import StatusPublisher
+from tradelab.collector.repair import id_ranges
 from tradelab.collector.runtime import LastErrors, StopSignal, TaskSet, wait_tasks
 from tradelab.collector.settings import CollectorSettings
 from tradelab.collector.status_doc import STATUS_META
@@ -337,15 +338,26 @@ class Collector:
             if self._gate.buffered:
                 await asyncio.sleep(min(0.2, max(0.0, store_deadline - loop.time())))
         lost = {s: n for s in self.symbols if (n := self._gate.buffered_of(s))}
+        unwritten: dict[str, list[tuple[int, int]]] = {}
         for name, n in lost.items():
+            ids, ranges_lost = self.writer.unwritten(name)
+            runs = unwritten[name] = id_ranges(ids)
             log.error(
                 "%d received trades of %s could NOT be stored before stop (the store kept "
-                "failing for %.0f s); the next start fetches them again while the exchange "
-                "serves them",
+                "failing for %.0f s): agg ids %s%s; they are a hole the next start fetches "
+                "again through REST (while the exchange serves them)",
                 n,
                 name,
                 st.stop_timeout,
-                extra={"event": "trades_lost_at_stop", "symbol": name, "trades": n},
+                ", ".join(f"{lo}–{hi}" if lo != hi else str(lo) for lo, hi in runs[:10]),
+                f" and {len(runs) - 10} more runs" if len(runs) > 10 else "",
+                extra={
+                    "event": "trades_lost_at_stop",
+                    "symbol": name,
+                    "trades": n,
+                    "ranges": runs[:1000],
+                    "unrepairable_unrecorded": ranges_lost[:1000],
+                },
             )
         # 4. what is still missing: a hole (or tail) the next start repairs
         open_gaps = self._backfiller.open_gaps()
@@ -384,6 +396,7 @@ class Collector:
                 "event": "collector_stop",
                 "trades": total,
                 "unstored": sum(lost.values()),
+                "unwritten": {k: v[:100] for k, v in unwritten.items()},
                 "holes_left": holes_left,
                 "tails_unfetched": tails,
                 "last_received": {s: t.high for s, t in self._trackers.items()},

@@ -81,6 +81,14 @@ class IntakeGate:
         """Trades of ``symbol`` received and not yet stored (nor refused)."""
         return len(self._pending[symbol]) + self._held[symbol]
 
+    @property
+    def backfill_room(self) -> bool:
+        """True while the buffer is below half the bound: the backfill may fetch another page.
+        REST pages come faster than the store may take them (catching up after a flood), so
+        the backfill gets at most half of the buffer and the live stream always keeps the
+        other half — a catch-up never pauses the live stream, and memory stays at the bound."""
+        return self._total < self.max_buffered // 2
+
     def has_pending(self, symbol: str) -> bool:
         """True if ``symbol`` has trades (or unrepairable ranges) the writer has not taken."""
         return bool(self._pending[symbol] or self._lost[symbol])

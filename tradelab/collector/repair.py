@@ -15,7 +15,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-__all__ = ["Job", "RoundRobin", "subtract"]
+__all__ = ["Job", "RoundRobin", "id_ranges", "subtract"]
 
 
 class Job(NamedTuple):
@@ -81,4 +81,15 @@ def subtract(
             end = hi if i >= len(merged) else min(hi, merged[i][0] - 1)
             out.append((pos, end))
             pos = end + 1
+    return out
+
+
+def id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """``ids`` (any order, repeats allowed) as sorted inclusive runs of consecutive ids."""
+    out: list[tuple[int, int]] = []
+    for a in sorted(set(ids)):
+        if out and a == out[-1][1] + 1:
+            out[-1] = (out[-1][0], a)
+        else:
+            out.append((a, a))
     return out

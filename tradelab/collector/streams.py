@@ -50,6 +50,12 @@ __all__ = ["Connection", "StreamGroup", "StreamSpec", "StreamSupervisor"]
 log = get_logger("tradelab.collector")
 
 _COALESCE_BELOW = 200  # frames per coalescing window (800/s at 0.25 s); busier feeds never pause
+# The read side's memory bound: websockets stops reading the socket once _MAX_QUEUE frames wait
+# (so a flood stays in the kernel's buffer and the server's: backpressure is the socket), and
+# refuses a frame over _MAX_FRAME bytes (an aggTrade frame is ~250 bytes; the largest control
+# answer, 1024 stream names, ~30 KB): at most 32 MiB however fast the input, ~130 KB in practice.
+_MAX_FRAME = 2**16
+_MAX_QUEUE = 512
 _MALFORMED_LOG_CAP = 50  # malformed-frame ERROR lines per minute; the rest are counted
 
 
@@ -323,8 +329,8 @@ class StreamSupervisor:
             ping_timeout=None,
             close_timeout=2.0,
             compression=None,
-            max_size=2**20,
-            max_queue=1024,
+            max_size=_MAX_FRAME,
+            max_queue=_MAX_QUEUE,
             user_agent_header="tradelab/0.1",
         )
         self._conn_counter += 1

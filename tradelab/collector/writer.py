@@ -139,6 +139,16 @@ class BatchWriter:
         trades, lost = self._in_flight.get(symbol, ((), ()))
         return [t.agg_id for t in (*trades, *r.unwritten)], [*lost, *r.lost]
 
+    def unwritten(self, symbol: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """What of ``symbol`` is received and not stored: the agg ids (kept for a retry, or
+        waiting in the gate) and the unrepairable ranges not yet recorded — what a stop
+        reports when the store would not take it."""
+        ids, lost = self.in_flight(symbol)
+        return (
+            [*ids, *self._gate.pending_ids(symbol)],
+            [*lost, *self._gate.pending_unrepairable(symbol)],
+        )
+
     async def flush_once(self, *, force: bool = False) -> None:
         """One round: every symbol with trades to write (and no retry pending, unless
         ``force``) gets one ``append`` (with its unrepairable ranges); then settle with the
