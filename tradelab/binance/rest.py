@@ -102,7 +102,9 @@ class RestClient:
     ``agg_trades`` is a coroutine (the HTTP call runs in a worker thread); ``fetch_agg_trades``
     is the same thing, blocking. Errors: :class:`RateLimitedError` (429/418, with
     ``retry_after``), :class:`EndpointUnreachableError` (no answer), :class:`ExchangeError`
-    (another HTTP error, body excerpt in the message), :class:`MalformedFrameError` (bad JSON).
+    (another HTTP error, body excerpt in the message), :class:`MalformedFrameError` (bad JSON;
+    :class:`~tradelab.binance.protocol.MalformedPageError` when only some items are bad: it
+    carries the valid ones).
     """
 
     def __init__(

@@ -111,6 +111,8 @@ class AggTradesSource(Protocol):
 
         Raises :class:`~tradelab.exceptions.RateLimitedError` (with ``retry_after``),
         :class:`~tradelab.exceptions.ExchangeError` or
-        :class:`~tradelab.exceptions.EndpointUnreachableError`.
+        :class:`~tradelab.exceptions.EndpointUnreachableError`; a page with items that are
+        not valid trades raises :class:`~tradelab.binance.protocol.MalformedPageError`, which
+        carries the valid items and the rejected ids (the backfiller keeps the former).
         """
         ...
