@@ -211,6 +211,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "partial_histogram",
         "profile_from_histogram",
         "scan_trades",
+        "table_contents",
         "vacuum_older_than",
         "volume_profile_from",
         "where_in_table",

@@ -9,8 +9,11 @@ analyst calls in a notebook::
 
 Each validates every argument once, in a fixed order (symbol, window, then the analysis
 parameters), and only then opens the store — ``store=`` an open one, ``data=`` a directory
-(:func:`tradelab.open_store`), neither the configured default — so a front-end passes the raw
-values it parsed and shows the :class:`~tradelab.exceptions.TradelabError` as one line.
+(:func:`tradelab.open_store`), neither the configured default; or ``source=`` a team's shared
+Delta table (``tradelab export``), read lazily with the same schema and answers — so a front-end
+passes the raw values it parsed and shows the :class:`~tradelab.exceptions.TradelabError` as one
+line. Where the window is read from is decided in one place,
+:func:`tradelab.store.registry.open_source`.
 
 Below :data:`MIN_TRADES` trades in the window they raise
 :class:`~tradelab.exceptions.InsufficientTradesError` saying how many trades there are, how many
@@ -45,7 +48,8 @@ from tradelab.config import (
 from tradelab.exceptions import InsufficientTradesError, InvalidParameterError
 from tradelab.formatting import hours_text, rate_text, wait_text
 from tradelab.logs import get_logger
-from tradelab.store import TradeStore, open_store
+from tradelab.store import TradeStore
+from tradelab.store.registry import TableReader, open_source, table_source
 from tradelab.timerange import TimeRange, resolve_window
 
 __all__ = [
@@ -101,20 +105,6 @@ def _tick(value: object) -> float:
             "(e.g. 0.01 for BTCUSDT), or None for the exchange's"
         )
     return float(value)
-
-
-def _resolve_store(store: Any, data: str | os.PathLike[str] | None) -> TradeStore:
-    """The store to read, opened only now that every argument is valid."""
-    if store is None:
-        return open_store(data)
-    if not isinstance(store, TradeStore):
-        raise InvalidParameterError(
-            f"store must be a tradelab.TradeStore (or None for the default store), got "
-            f"{type(store).__name__}"
-        )
-    if data is not None:
-        raise InvalidParameterError("give either store (an open TradeStore) or data, not both")
-    return store
 
 
 # --- is anything collecting? ---------------------------------------------------------------------
@@ -251,17 +241,19 @@ def window_of(
     *,
     hours_name: str = "duration_hours",
     default_hours: float = DEFAULT_WINDOW_HOURS,
+    table: TableReader | None = None,
 ) -> TimeRange:
     """The window asked for (:func:`tradelab.timerange.resolve_window`): the last ``hours``
     ending now (or at ``end``), or the range ``[start, end)``, at most the retention of
-    ``store`` (an open store) or, before a store is open, of the configured one."""
+    ``store`` (an open store) or, before a store is open, of the configured one. A range read
+    from a shared ``table`` is not capped (the table keeps what the team decides)."""
     days = store.retention_days if isinstance(store, TradeStore) else retention_days_from_env()
     return resolve_window(
         hours=hours,
         start=start,
         end=end,
         now_ms=int(time.time() * 1000) + 1,  # the window [end - hours, end) includes "now"
-        max_hours=max(float(MAX_WINDOW_HOURS), days * 24),
+        max_hours=math.inf if table is not None else max(float(MAX_WINDOW_HOURS), days * 24),
         default_hours=default_hours,
         hours_name=hours_name,
     )
@@ -278,18 +270,39 @@ def where_the_data_is(store: Any, symbol: str) -> str:
 
 
 def read_window(
-    sym: str, window: TimeRange, store: Any, data: str | os.PathLike[str] | None
+    sym: str,
+    window: TimeRange,
+    store: Any,
+    data: str | os.PathLike[str] | None,
+    table: TableReader | None = None,
 ) -> tuple[Any, Any]:
-    """``(trades, store)``: the trades of ``window`` (arguments already valid) from the store
-    resolved now; fewer than :data:`MIN_TRADES` raise :class:`InsufficientTradesError` saying
-    why (for a range, where the store does have data)."""
-    st = _resolve_store(store, data)
+    """``(trades, source)``: the trades of ``window`` (arguments already valid) from the store
+    or the shared ``table`` (:func:`tradelab.store.registry.open_source`); fewer than
+    :data:`MIN_TRADES` raise :class:`InsufficientTradesError` saying why (for a range, where
+    the store or the table does have data)."""
+    st = open_source(store, data, table)
     trades = st.trades(sym, window.start_ms, window.end_ms)
     if trades.height < MIN_TRADES:
-        raise InsufficientTradesError(
-            _short_message(sym, trades, window, st), found=trades.height, needed=MIN_TRADES
+        message = (
+            _table_message(sym, trades.height, window, st)
+            if isinstance(st, TableReader)
+            else _short_message(sym, trades, window, st)
         )
+        raise InsufficientTradesError(message, found=trades.height, needed=MIN_TRADES)
     return trades, st
+
+
+def _table_message(sym: str, found: int, window: TimeRange, table: TableReader) -> str:
+    """Too few trades in a shared table: how many, and where the table has the symbol's."""
+    where = table.where(sym)
+    if window.is_range:
+        span = window.describe().replace(" → ", " to ")
+        return f"{sym}: {found:,} of the {MIN_TRADES:,} trades needed from {span}; {where}"
+    return (
+        f"{sym}: {found:,} of the {MIN_TRADES:,} trades needed in the last "
+        f"{hours_text(float(window.hours or 0))}; {where} (an hour reaches the table once it "
+        "has closed and been exported: ask for a range with start/end)"
+    )
 
 
 def _short_message(sym: str, trades: Any, window: TimeRange, st: Any) -> str:
@@ -328,11 +341,13 @@ def _profile(
     value_area: float = 0.70,
     method: str = "cbot",
     vacuum_args: tuple[float, int] | None = None,
+    source: object = None,
 ) -> VolumeProfile:
-    """Validate everything (symbol, window, tick size, profile and vacuum parameters), then
-    open the store, read the window and compute its profile."""
+    """Validate everything (symbol, source, window, tick size, profile and vacuum parameters),
+    then open the store (or the table), read the window and compute its profile."""
     sym = validate_symbol(symbol)
-    window = window_of(store, duration_hours, start, end)
+    table = table_source(source, store=store, data=data)
+    window = window_of(store, duration_hours, start, end, table=table)
     tick = None if tick_size is None else _tick(tick_size)
     if tick is None:
         tick = EXCHANGE_TICK_SIZES.get(sym)
@@ -340,7 +355,7 @@ def _profile(
     check_profile_args(tick_size=tick, row_size=row_size, value_area=value_area, method=method)
     if vacuum_args is not None:
         check_vacuum_args(*vacuum_args)
-    trades, _ = read_window(sym, window, store, data)
+    trades, _ = read_window(sym, window, store, data, table)
     vp = volume_profile(
         trades,
         tick_size=tick,
@@ -363,6 +378,7 @@ def get_volume_profile(
     end: dt.datetime | int | str | None = None,
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
     row_size: float | None = None,
     value_area: float = 0.70,
     method: str = "cbot",
@@ -380,6 +396,11 @@ def get_volume_profile(
     ``tick_size`` (default: the exchange tick of the symbol, :data:`EXCHANGE_TICK_SIZES`, else
     inferred from the prices) with the automatic row size unless ``row_size`` is given;
     ``value_area`` and ``method`` as there. The profile's ``start``/``end`` are the window.
+
+    ``source`` reads a team's shared Delta table instead of a store (``tradelab export``: a
+    local directory or an ``s3://``, ``gs://``, ``az://`` URL, credentials from the
+    environment), lazily and with the same answers; a range is then not capped at the store's
+    retention. ``source`` with ``store`` or ``data`` is an error.
 
     Raises :class:`InsufficientTradesError` below :data:`MIN_TRADES` trades (the message says
     how many there are and, for the last hours, whether anything collects and how long to
@@ -399,6 +420,7 @@ def get_volume_profile(
         row_size=row_size,
         value_area=value_area,
         method=method,
+        source=source,
     )
 
 
@@ -410,13 +432,15 @@ def vacuum_report(
     end: dt.datetime | int | str | None = None,
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
     threshold: float = 0.20,
     min_rows: int = 1,
 ) -> VacuumReport:
     """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours (default 24), or of
     the range ``start``–``end``, with their profile.
 
-    The profile of :func:`get_volume_profile` (same window, store, row size and errors) run
+    The profile of :func:`get_volume_profile` (same window, store or ``source``, row size and
+    errors) run
     through :func:`tradelab.liquidity_vacuums` (rows below ``threshold`` × the median row
     volume, runs of at least ``min_rows`` rows); ``threshold`` and ``min_rows`` are checked
     with the other arguments, before the store is opened.
@@ -430,6 +454,7 @@ def vacuum_report(
         start=start,
         end=end,
         vacuum_args=(threshold, min_rows),
+        source=source,
     )
     vacuums = liquidity_vacuums(profile, threshold=threshold, min_rows=min_rows)
     return VacuumReport(profile, vacuums, float(threshold), int(min_rows))
@@ -443,11 +468,13 @@ def get_liquidity_vacuums(
     end: dt.datetime | int | str | None = None,
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
     threshold: float = 0.20,
     min_rows: int = 1,
 ) -> list[Vacuum]:
     """The liquidity vacuums of ``symbol``'s last ``duration_hours`` hours (default 24), or of
-    the range ``start``–``end``, sorted by price: the ``vacuums`` of :func:`vacuum_report`."""
+    the range ``start``–``end``, sorted by price: the ``vacuums`` of :func:`vacuum_report`
+    (``source`` as there: a shared Delta table instead of a store)."""
     return vacuum_report(
         symbol,
         duration_hours,
@@ -455,6 +482,7 @@ def get_liquidity_vacuums(
         end=end,
         store=store,
         data=data,
+        source=source,
         threshold=threshold,
         min_rows=min_rows,
     ).vacuums

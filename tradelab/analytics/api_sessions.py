@@ -11,7 +11,9 @@
 Both validate every argument (symbol, window, session/step, profile parameters) before the store
 is opened, read the window like :func:`tradelab.get_volume_profile` (same
 :class:`~tradelab.exceptions.InsufficientTradesError` below 1,000 trades, saying for a range
-where the store does have data) and compute with :mod:`.sessions` / :mod:`.developing`.
+where the store does have data) and compute with :mod:`.sessions` / :mod:`.developing`. With
+``source=`` they read a team's shared Delta table instead of a store, as
+:func:`tradelab.get_volume_profile` does.
 """
 
 from __future__ import annotations
@@ -36,21 +38,27 @@ from tradelab.analytics.sessions import (
 from tradelab.config import retention_days_from_env, validate_symbol
 from tradelab.exceptions import InvalidParameterError, InvalidWindowError
 from tradelab.store import TradeStore
+from tradelab.store.registry import TableReader, table_source
 from tradelab.timerange import parse_duration
 
 __all__ = ["developing_profile", "session_profiles"]
 
 Moment = dt.datetime | dt.date | int | str | None
 
+TABLE_MAX_DAYS = 3653
+"""Most ``days`` read from a shared table at once (10 years: it has no store retention)."""
 
-def _days_start(days: object, store: Any) -> int:
-    """Midnight UTC ``days - 1`` days before today: ``days=1`` is today so far."""
+
+def _days_start(days: object, store: Any, table: TableReader | None = None) -> int:
+    """Midnight UTC ``days - 1`` days before today: ``days=1`` is today so far. At most the
+    store's retention; a shared table keeps what the team decides (at most 10 years here)."""
     limit = store.retention_days if isinstance(store, TradeStore) else retention_days_from_env()
-    limit = max(int(limit), 7)
+    limit = TABLE_MAX_DAYS if table is not None else max(int(limit), 7)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= limit:
+        what = "10 years" if table is not None else "the store's retention"
         raise InvalidWindowError(
             f"days={days!r} is not allowed: a whole number of UTC days from 1 (today so far) "
-            f"to {limit} (the store's retention)"
+            f"to {limit} ({what})"
         )
     today = int(time.time() * 1000) // DAY_MS * DAY_MS
     return today - (days - 1) * DAY_MS
@@ -69,6 +77,7 @@ def session_profiles(
     session: str | SessionSpec = "utc-day",
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
     row_size: float | None = None,
     tick_size: float | None = None,
     value_area: float = 0.70,
@@ -83,22 +92,24 @@ def session_profiles(
     (:func:`tradelab.analytics.sessions.parse_session`). Every session shares one row size
     (``row_size``, else automatic) so the profiles line up on one price axis; ``tick_size``
     (default: the exchange's), ``value_area`` and ``method`` as in
-    :func:`tradelab.volume_profile`. ``store``/``data`` as in :func:`tradelab.get_volume_profile`.
+    :func:`tradelab.volume_profile`. ``store``/``data``/``source`` (a shared Delta table) as in
+    :func:`tradelab.get_volume_profile`.
 
     Raises the input errors (symbol, both ``days`` and ``start``, a bad range or session,
     profile parameters) before the store is opened, and
     :class:`~tradelab.exceptions.InsufficientTradesError` below 1,000 trades in the range.
     """
     sym = validate_symbol(symbol)
+    table = table_source(source, store=store, data=data)
     if days is not None and start is not None:
         raise InvalidWindowError("give either days (the last N UTC days) or start/end, not both")
     if start is None:
-        start = _days_start(1 if days is None else days, store)
-    window = window_of(store, None, start, end)
+        start = _days_start(1 if days is None else days, store, table)
+    window = window_of(store, None, start, end, table=table)
     spec = parse_session(session)
     tick = _tick(sym, tick_size)
     check_profile_args(row_size=row_size, tick_size=tick, value_area=value_area, method=method)
-    trades, _ = read_window(sym, window, store, data)
+    trades, _ = read_window(sym, window, store, data, table)
     return session_profiles_from_trades(
         trades,
         session=spec,
@@ -122,6 +133,7 @@ def developing_profile(
     end: Moment = None,
     store: TradeStore | None = None,
     data: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
     row_size: float | None = None,
     tick_size: float | None = None,
     value_area: float = 0.70,
@@ -133,15 +145,16 @@ def developing_profile(
     ``frame_or_symbol`` is a trade frame (computed directly:
     :func:`tradelab.analytics.developing.developing_levels`, ``start``/``end`` bounding it) or
     a symbol, whose window — the last ``hours`` (default 24) or ``[start, end)`` — is read
-    from the store as :func:`tradelab.get_volume_profile` does. The last row is the whole
+    from the store (or the shared table of ``source``) as :func:`tradelab.get_volume_profile`
+    does. The last row is the whole
     window's profile (same row size); draw it with ``profile.plot(trades=…, developing=…)``.
     """
     step = parse_duration(every, "every")
     if isinstance(frame_or_symbol, pl.DataFrame):
-        if hours is not None or store is not None or data is not None:
+        if hours is not None or store is not None or data is not None or source is not None:
             raise InvalidParameterError(
-                "hours, store and data read a symbol's window from the store; with a trade "
-                "frame give start/end (or nothing) instead"
+                "hours, store and data read a symbol's window from the store (source from a "
+                "shared table); with a trade frame give start/end (or nothing) instead"
             )
         return developing_levels(
             frame_or_symbol,
@@ -159,10 +172,11 @@ def developing_profile(
             f"{type(frame_or_symbol).__name__}"
         )
     sym = validate_symbol(frame_or_symbol)
-    window = window_of(store, hours, start, end, hours_name="hours")
+    table = table_source(source, store=store, data=data)
+    window = window_of(store, hours, start, end, hours_name="hours", table=table)
     tick = _tick(sym, tick_size)
     check_profile_args(row_size=row_size, tick_size=tick, value_area=value_area, method=method)
-    trades, _ = read_window(sym, window, store, data)
+    trades, _ = read_window(sym, window, store, data, table)
     return developing_levels(
         trades,
         step * dt.timedelta(milliseconds=1),

@@ -5,10 +5,12 @@
     tradelab profile BTCUSDT --hours 1 [--data DIR] [--row-size X] [--png out.png] [--json]
     tradelab profile BTCUSDT --start 2024-08-08T23:54 --end 2024-08-09T00:06   # a fixed range
     tradelab vacuums BTCUSDT --hours 4 [--data DIR] [--threshold 0.2] [--png out.png] [--json]
+    tradelab profile BTCUSDT --start 2024-08-01 --end 2024-09-01 --source s3://team/trades
 
 Both read the store (safe while a collector writes) through the same functions a notebook calls,
 :func:`tradelab.get_volume_profile` and :func:`tradelab.vacuum_report`, which validate the
 arguments and open the store, and print the key figures (or ``--json``, the full result).
+``--source URI`` reads a team's shared Delta table (``tradelab export``) instead of a store.
 ``--png`` saves the chart: price over time beside the profile, POC, value area and vacuums
 marked.
 """
@@ -35,9 +37,11 @@ from tradelab.config import DEFAULT_WINDOW_HOURS
 from tradelab.exceptions import InvalidParameterError
 from tradelab.formatting import fixed_price, hours_text, price_text, split_symbol, window_text
 from tradelab.store import open_store
+from tradelab.store import trades as read_trades
 
 __all__ = [
     "add_range",
+    "add_source",
     "cmd_profile",
     "cmd_vacuums",
     "format_profile",
@@ -86,6 +90,17 @@ def add_range(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_source(p: argparse.ArgumentParser) -> None:
+    """``--source URI``: read a shared Delta table instead of the store (checked by the API)."""
+    p.add_argument(
+        "--source",
+        metavar="URI",
+        default=None,
+        help="read the shared Delta table at URI (tradelab export: a directory or s3://, gs://, "
+        "az:// URL) instead of the store; not with --data",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("symbol", help="the symbol, e.g. BTCUSDT")
     p.add_argument(
@@ -99,6 +114,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     add_range(p)
     add_data_dir(p)
+    add_source(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(
         "--png",
@@ -116,7 +132,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Volume profile of SYMBOL over the last --hours hours (or the range "
         "--start/--end) from the store: point of control, value area (VAL-VAH), buy/sell "
         "volume. Needs at least 1,000 trades in the window; otherwise says how many there "
-        "are and how long to wait (for a range, where the store has data).",
+        "are and how long to wait (for a range, where the store has data). --source reads a "
+        "team's shared Delta table (tradelab export) instead of the store.",
     )
     _common(p)
     p.add_argument(
@@ -240,16 +257,22 @@ def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float |
     return "\n".join(lines)
 
 
-def _save_png(profile: VolumeProfile, data: str | None, path: str, vacuums: Any = None) -> Path:
+def _save_png(
+    profile: VolumeProfile, args: argparse.Namespace, path: str, vacuums: Any = None
+) -> Path:
     from tradelab.plotting import figure_png, plot_profile  # matplotlib only for --png
 
     out = Path(path).expanduser()
     if out.parent and not out.parent.exists():
         raise InvalidParameterError(f"cannot save {out}: the folder {out.parent} does not exist")
-    # The store the profile was read from (open_store keeps one per path and process).
+    # Where the profile was read from (open_store keeps one store per path and process).
     trades = None
     if profile.start is not None and profile.end is not None:  # the API always sets both
-        trades = open_store(data).trades(str(profile.symbol), profile.start, profile.end)
+        sym = str(profile.symbol)
+        if args.source is not None:
+            trades = read_trades(sym, start=profile.start, end=profile.end, source=args.source)
+        else:
+            trades = open_store(args.data).trades(sym, profile.start, profile.end)
     fig = plot_profile(
         profile, trades=trades if trades is not None and trades.height else None, vacuums=vacuums
     )
@@ -277,6 +300,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         data=args.data,
+        source=args.source,
         row_size=args.row_size,
         value_area=args.value_area,
         method=args.method,
@@ -287,7 +311,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     else:
         print(format_profile(profile, _shown_hours(args)))
     if args.png:
-        out = _save_png(profile, args.data, args.png)
+        out = _save_png(profile, args, args.png)
         print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -300,6 +324,7 @@ def cmd_vacuums(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         data=args.data,
+        source=args.source,
         threshold=args.threshold,
         min_rows=args.min_rows,
     )
@@ -309,6 +334,6 @@ def cmd_vacuums(args: argparse.Namespace) -> int:
     else:
         print(format_vacuums(report.profile, report.vacuums, _shown_hours(args)))
     if args.png:
-        out = _save_png(report.profile, args.data, args.png, vacuums=report.vacuums)
+        out = _save_png(report.profile, args, args.png, vacuums=report.vacuums)
         print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -6,9 +6,11 @@
     tradelab mcp --transport http --port 8000      # http://127.0.0.1:8000/mcp
     tradelab mcp --data DIR --collect BTCUSDT,ETHUSDT   # also run the collector itself
     tradelab mcp --transport http --session-idle-timeout 600 --max-sessions 100
+    tradelab mcp --source s3://team/trades        # reader-only, over a team's Delta table
 
 Without ``--collect`` the server reads the store another process writes (a notebook kernel or
-``tradelab collect``). The handler only parses arguments and calls
+``tradelab collect``); with ``--source URI`` it reads a team's shared Delta table instead
+(``tradelab export``), reader-only. The handler only parses arguments and calls
 :func:`tradelab.mcp_server.create_server` and ``run_stdio``/``run_http``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from tradelab.cli.analyze import add_source
 from tradelab.cli.args import add_data_dir, port
 from tradelab.config import (
     DEFAULT_MAX_SESSIONS,
@@ -71,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_data_dir(p)
+    add_source(p)
     p.add_argument(
         "--collect",
         metavar="SYMBOLS",
@@ -114,6 +118,7 @@ def run_mcp(args: argparse.Namespace) -> int:
     try:
         server = create_server(
             args.data,
+            source=args.source,
             collect=None if args.collect is None else (args.collect or ()),
             ws_url=args.ws_url,
             rest_url=args.rest_url,

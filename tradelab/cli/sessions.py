@@ -4,6 +4,7 @@
 
     tradelab sessions BTCUSDT --days 7 [--session london] [--data DIR] [--png out.png] [--json]
     tradelab sessions BTCUSDT --start 2024-08-08 --end 2024-08-10 --session 08:00-16:30
+    tradelab sessions BTCUSDT --days 30 --source s3://team/trades   # a shared Delta table
 
 Calls :func:`tradelab.session_profiles` (which validates the arguments and reads the store) and
 prints its table (date, trades, open → close, POC, VAH, VAL, volume, delta, value-area
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 import tradelab
-from tradelab.cli.analyze import add_range
+from tradelab.cli.analyze import add_range, add_source
 from tradelab.cli.args import add_data_dir
 from tradelab.exceptions import InvalidParameterError
 
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="row height in price, shared by every session (default: automatic)",
     )
     add_data_dir(p)
+    add_source(p)
     p.add_argument("--json", action="store_true", help="print the sessions as JSON")
     p.add_argument(
         "--png", metavar="FILE", default=None, help="save the sessions side by side as a PNG"
@@ -89,6 +91,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         session=args.session,
         row_size=args.row_size,
         data=args.data,
+        source=args.source,
     )
     if args.json:
         json.dump(sp.to_dict(), sys.stdout)

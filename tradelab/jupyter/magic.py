@@ -9,6 +9,7 @@
     %tradelab profile BTCUSDT [--hours H | --start T [--end T]] [--data DIR]   # default 24 h
     %tradelab vacuums BTCUSDT [--hours H | --start T [--end T]] [--data DIR]   # default 24 h
     %tradelab sessions BTCUSDT [--days N | --start T [--end T]] [--session S] [--data DIR]
+    %tradelab profile BTCUSDT --start 2024-08-01 --end 2024-09-01 --source s3://team/trades
     %tradelab watch BTCUSDT [--hours H] [--every S] [--data DIR]     # live view, redrawn
     %tradelab watch --stop [SYMBOL]
     %tradelab stop
@@ -17,7 +18,8 @@ Each subcommand calls the function an analyst can call from Python (``tradelab.s
 ``tradelab.stop``, ``tradelab.status``, ``tradelab.get_volume_profile``,
 ``tradelab.vacuum_report``, ``tradelab.session_profiles``, ``tradelab.jupyter.watch``) with the
 values it parsed, and only adds presentation: the API
-validates them and opens the store. Bad arguments and every
+validates them and opens the store (or, with ``--source URI``, reads a team's shared Delta
+table, ``tradelab export``). Bad arguments and every
 :class:`~tradelab.exceptions.TradelabError` surface as one-line IPython ``UsageError`` messages,
 never as tracebacks.
 
@@ -98,6 +100,15 @@ def _range(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end", metavar="TIME", help="end of the range (default now)")
 
 
+def _source(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--source",
+        metavar="URI",
+        help="read the shared Delta table at URI (a directory or s3://, gs://, az:// URL) "
+        "instead of the store; not with --data",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``%tradelab`` argument parser (one sub-parser per subcommand)."""
     parser = _Parser(
@@ -141,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _range(p)
         p.add_argument("--data", metavar="DIR", help="store directory (default: the session's)")
+        _source(p)
 
     p = sub.add_parser("sessions", help="one volume profile per session, side by side")
     p.add_argument("symbol", metavar="SYMBOL")
@@ -152,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="utc-day (default), asia, london, new-york or HH:MM-HH:MM (UTC)",
     )
     p.add_argument("--data", metavar="DIR", help="store directory (default: the session's)")
+    _source(p)
 
     p = sub.add_parser("watch", help="a live view: the profile redrawn in place every few s")
     p.add_argument("symbol", metavar="SYMBOL", nargs="?")
@@ -182,9 +195,9 @@ class TradelabMagics(Magics):
 
         ``%tradelab start [SYMBOL ...] [--data DIR] [--ws-url URL] [--rest-url URL]
         [--background]``, ``%tradelab stop``, ``%tradelab status [--data DIR]``,
-        ``%tradelab profile SYMBOL [--hours H | --start T --end T]``, ``%tradelab vacuums
-        SYMBOL [...]``, ``%tradelab sessions SYMBOL [--days N | --start T --end T]
-        [--session S]``, ``%tradelab watch SYMBOL [--hours H] [--every S]``,
+        ``%tradelab profile SYMBOL [--hours H | --start T --end T] [--data DIR | --source
+        URI]``, ``%tradelab vacuums SYMBOL [...]``, ``%tradelab sessions SYMBOL [--days N |
+        --start T --end T] [--session S]``, ``%tradelab watch SYMBOL [--hours H] [--every S]``,
         ``%tradelab watch --stop [SYMBOL]``.
         """
         argv = _split(line)
@@ -246,7 +259,7 @@ class TradelabMagics(Magics):
 
         hours = _hours_or_default(args)
         profile = get_volume_profile(
-            args.symbol, hours, start=args.start, end=args.end, data=args.data
+            args.symbol, hours, start=args.start, end=args.end, data=args.data, source=args.source
         )
         _show_figure(profile.plot())
         _display(KeyFigures.of_profile(profile, hours))
@@ -255,7 +268,9 @@ class TradelabMagics(Magics):
         from tradelab.analytics import vacuum_report
 
         hours = _hours_or_default(args)
-        report = vacuum_report(args.symbol, hours, start=args.start, end=args.end, data=args.data)
+        report = vacuum_report(
+            args.symbol, hours, start=args.start, end=args.end, data=args.data, source=args.source
+        )
         _show_figure(report.profile.plot(vacuums=report.vacuums))
         _display(KeyFigures.of_vacuums(report, hours))
 
@@ -269,6 +284,7 @@ class TradelabMagics(Magics):
             end=args.end,
             session=args.session,
             data=args.data,
+            source=args.source,
         )
         _show_figure(sp.plot())
         _display(KeyFigures.of_sessions(sp))

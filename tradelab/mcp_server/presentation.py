@@ -166,6 +166,11 @@ class SymbolStatus(BaseModel):
 class CollectionStatus(BaseModel):
     """What is collected into the store, since when, and whether collection is running."""
 
+    source: Literal["store", "delta-table"] = Field(
+        default="store",
+        description="where the tools read: a local store, or a team's shared Delta table "
+        "(read-only; store_path is then its URI)",
+    )
     store_path: str
     store_exists: bool
     checked_at: str

@@ -34,6 +34,12 @@ writes it) and catches up with the writer before every call; ``collect=`` makes 
 :class:`~tradelab.collector.Collector` itself, on the server's event loop, for as long as it
 serves. A store that does not exist yet is not fatal: the tools say so and how to start
 collecting, and the server opens it as soon as it appears.
+
+A team's shared Delta table: ``source=`` (``tradelab mcp --source URI``) makes a reader-only
+server over the table that collectors elsewhere export into (``tradelab export``): every
+analytics tool reads the table (lazily, the window's partitions only) with the same answers as
+a store, and ``get_collection_status`` says the source is a table and what it holds
+(:mod:`.table`). No store is opened and nothing is collected.
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ from tradelab.mcp_server.presentation import (
     volume_profile_result,
 )
 from tradelab.mcp_server.sessions import SessionProfilesResult, session_profiles_result
+from tradelab.mcp_server.table import table_status
 from tradelab.store import open_store
 
 __all__ = [
@@ -144,16 +151,24 @@ SERVER_INSTRUCTIONS = (
     "wait (for a range, where the store does have data)."
 )
 
+TABLE_NOTE = (
+    " This server reads a team's shared Delta table (read-only) instead of a local store: "
+    "collectors elsewhere export each hour once it has closed, so the current hour is not there "
+    "yet — prefer ranges (start/end) of past hours; get_collection_status says what it holds."
+)
+
 # --- the server -------------------------------------------------------------------------------
 
 
 @dataclass
 class ServerState:
-    """What the tools share: the store handle (opened lazily) and the optional collector."""
+    """What the tools share: the store handle (opened lazily) and the optional collector, or
+    the URI of the shared Delta table the server reads instead (``table``)."""
 
     data_dir: Path
     store: Any = None
     collector: Any = None
+    table: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def get_store(self, *, required: bool = True) -> Any:
@@ -174,8 +189,11 @@ class ServerState:
             return self.store
 
     def source(self) -> dict[str, Any]:
-        """Where the API reads: ``{"store": ...}`` once a store is open here, else
-        ``{"data": directory}`` — the API validates the arguments, then opens it."""
+        """Where the API reads: ``{"source": uri}`` for a shared table, ``{"store": ...}`` once
+        a store is open here, else ``{"data": directory}`` — the API validates the arguments,
+        then opens it."""
+        if self.table is not None:
+            return {"source": self.table}
         with self._lock:
             return {"store": self.store} if self.store is not None else {"data": self.data_dir}
 
@@ -317,6 +335,12 @@ def _register_tools(server: MCPServer) -> None:
         started, disconnected, symbol never collected) or how fresh the answers are.
         """
         state = _state(ctx)
+        if state.table is not None:
+            try:
+                table = table_status(state.table)
+            except TradelabError as exc:
+                raise _tool_error(exc) from exc
+            return _result(table, table.summary)
         try:
             store = state.get_store(required=False)
             where = where_collection_runs(state.data_dir, store=store, collector=state.collector)
@@ -362,6 +386,7 @@ def create_server(
     data: str | os.PathLike[str] | None = None,
     *,
     store: Any = None,
+    source: str | os.PathLike[str] | None = None,
     collect: str | Sequence[str] | None = None,
     ws_url: str | None = None,
     rest_url: str | None = None,
@@ -376,7 +401,11 @@ def create_server(
     loop, while it serves; the store is then opened for writing here, so a store another
     process writes fails now with :class:`~tradelab.exceptions.StoreLockedError`.
     ``ws_url``/``rest_url`` point that collector elsewhere than Binance (e.g. the simulator).
+    ``source``: a team's shared Delta table (a directory or an ``s3://``, ``gs://``, ``az://``
+    URL) to serve instead of a store, reader-only — not with ``data``, ``store`` or
+    ``collect``; its URI is checked now, the table read by each call.
     """
+    table = _table_uri(source, data=data, store=store, collect=collect)
     settings: Settings | None = None
     if collect is not None:
         settings = Settings.resolve(
@@ -397,7 +426,7 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[ServerState]:
-        state = ServerState(data_dir=data_dir, store=store)
+        state = ServerState(data_dir=data_dir, store=store, table=table)
         if settings is not None:
             state.collector = Collector(
                 settings.symbols, store=store, ws_url=settings.ws_url, rest_url=settings.rest_url
@@ -419,12 +448,32 @@ def create_server(
         "tradelab",
         title="tradelab: Binance trade history and volume profiles",
         version=__version__,
-        instructions=SERVER_INSTRUCTIONS,
+        instructions=SERVER_INSTRUCTIONS if table is None else SERVER_INSTRUCTIONS + TABLE_NOTE,
         lifespan=lifespan,
         log_level="WARNING",
     )
     _register_tools(server)
     return server
+
+
+def _table_uri(source: object, *, data: object, store: object, collect: object) -> str | None:
+    """``source=`` checked: the normalized table URI, or None to serve a store."""
+    if source is None:
+        return None
+    others = [
+        n for n, v in (("data", data), ("store", store), ("collect", collect)) if v is not None
+    ]
+    if others:
+        raise ConfigurationError(
+            f"source (a shared Delta table, served read-only) cannot be combined with "
+            f"{' or '.join(others)}: serve either the table or a local store"
+        )
+    from tradelab.scale import normalize_uri  # a URI check needs no deltalake
+
+    try:
+        return normalize_uri(source)
+    except TradelabError as exc:
+        raise ConfigurationError(f"source: {str(exc).removeprefix('uri ')}") from None
 
 
 def run_stdio(server: MCPServer) -> None:

@@ -10,7 +10,9 @@ distributed engine. Needs the ``scale`` extra (``pip install 'tradelab[scale]'``
   and several exporters (:mod:`.exporter`, :mod:`.table`, the rules in :mod:`.hours`).
   :func:`vacuum_older_than` keeps the table's last N days.
 - :func:`scan_trades` / :func:`volume_profile_from`: read a window back with the store's
-  schema and answers (:mod:`.reading`, lazy ``pl.scan_delta`` with partition pruning).
+  schema and answers (:mod:`.reading`, lazy ``pl.scan_delta`` with partition pruning);
+  :func:`table_contents` what the table holds per symbol (from the log). ``source=`` of
+  :func:`tradelab.trades`, :func:`tradelab.get_volume_profile` and the front-ends reads here.
 - :func:`distributed_volume_profile` (:func:`tradelab.scale.distributed.volume_profile`): one
   Dask task per Parquet file, partial histograms merged as a tree, the same profile code
   (:mod:`.histogram`, pure; :mod:`.tasks`; :mod:`.distributed`).
@@ -31,7 +33,12 @@ from tradelab.scale.histogram import (
     profile_from_histogram,
 )
 from tradelab.scale.hours import TABLE_SCHEMA, app_id, hour_number
-from tradelab.scale.reading import scan_trades, volume_profile_from, where_in_table
+from tradelab.scale.reading import (
+    scan_trades,
+    table_contents,
+    volume_profile_from,
+    where_in_table,
+)
 from tradelab.scale.table import VacuumReport, vacuum_older_than
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
     "partial_histogram",
     "profile_from_histogram",
     "scan_trades",
+    "table_contents",
     "vacuum_older_than",
     "volume_profile_from",
     "where_in_table",

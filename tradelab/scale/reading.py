@@ -31,6 +31,7 @@ __all__ = [
     "lazy_window",
     "resolve",
     "scan_trades",
+    "table_contents",
     "volume_profile_from",
     "where_in_table",
     "window_files",
@@ -150,6 +151,40 @@ def window_files(win: Window, table: Any = None) -> pl.DataFrame:
     )
     return files.filter((pl.col("max_ms") >= win.start_ms) & (pl.col("min_ms") < win.end_ms)).sort(
         "min_agg_id"
+    )
+
+
+def table_contents(uri: object, *, storage_options: Any = None) -> pl.DataFrame:
+    """What the table holds, per symbol, from the log alone (no data file is opened):
+    ``symbol``, ``trades``, ``files``, ``bytes``, ``first_ms``/``last_ms`` (trade times),
+    sorted by symbol. Raises :class:`~tradelab.exceptions.NoDataError` when there is no table."""
+    target = normalize_uri(uri)
+    table = open_table(target, check_storage_options(storage_options))
+    try:
+        adds = pl.DataFrame(table.get_add_actions(flatten=True))
+    except Exception as exc:
+        raise TableError(f"cannot list the files of {target}: {exc}") from None
+    if adds.height == 0:
+        return pl.DataFrame(
+            schema={
+                "symbol": pl.String,
+                "trades": pl.Int64,
+                "files": pl.Int64,
+                "bytes": pl.Int64,
+                "first_ms": pl.Int64,
+                "last_ms": pl.Int64,
+            }
+        )
+    return (
+        adds.group_by(pl.col("partition.symbol").alias("symbol"))
+        .agg(
+            pl.col("num_records").cast(pl.Int64).sum().alias("trades"),
+            pl.len().cast(pl.Int64).alias("files"),
+            pl.col("size_bytes").cast(pl.Int64).sum().alias("bytes"),
+            pl.col("min.time").dt.epoch("ms").min().alias("first_ms"),
+            pl.col("max.time").dt.epoch("ms").max().alias("last_ms"),
+        )
+        .sort("symbol")
     )
 
 
