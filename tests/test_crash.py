@@ -17,11 +17,13 @@ meanwhile for a millisecond or so), which hits those instants closely and repeat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -225,16 +227,64 @@ def test_sigkill_at_any_instant_loses_nothing_the_exchange_serves(tmp_path, caps
     assert final.named("collector_stop")[0]["holes_left"] == 0
 
 
+class Gatekeeper:
+    """A TCP proxy on 127.0.0.1 in front of the simulator's stream port: it forwards while
+    ``open`` and, once closed, cuts every connection and refuses new ones at once (the
+    handshake fails), like a network that went away."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.open = True
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.open = False
+        for sock in self.conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 def test_sigterm_while_waiting_to_reconnect_stores_everything_published_before(tmp_path) -> None:
     data = tmp_path / "d"
-    # every connection is cut 0.4 s after it opens: the collector's reconnect delay doubles
-    # (0.5, 1, 2, ... s) and soon it spends seconds waiting, receiving nothing
-    with Simulator(
-        SYMS, source="synthetic", speed=1, rate_per_s=RATE, seed=8, faults=Faults(drop_every=0.4)
-    ) as sim:
-        run = Collect(data, sim)
+    # after a first healthy connection (trades received and stored) the network to the stream
+    # goes away: every connection attempt fails, the reconnect delay doubles (0.5, 1, 2, ...
+    # s) and soon the collector spends seconds waiting, receiving nothing (REST still works)
+    with Simulator(SYMS, source="synthetic", speed=1, rate_per_s=RATE, seed=8) as sim:
+        gate = Gatekeeper(sim.port or 0)
+        run = Collect(data, sim, "--ws-url", f"ws://127.0.0.1:{gate.port}")
+        assert run.wait_for(lambda e: e.get("event") == "connected", 30) is not None
+        time.sleep(1.5)  # trades received and written
+        gate.close()
         waiting = run.wait_for(
-            lambda e: e.get("event") == "disconnected" and e.get("retry_in", 0) >= 1.5, 30
+            lambda e: (
+                e.get("event") in ("disconnected", "connect_failed") and e.get("retry_in", 0) >= 1.5
+            ),
+            30,
         )
         assert waiting is not None, "the collector never waited long to reconnect"
         time.sleep(0.6)  # in the wait: trades are published, nothing is received
