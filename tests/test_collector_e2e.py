@@ -236,7 +236,10 @@ async def _test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buff
         assert logs.events("buffer_full") and logs.events("buffer_resumed")
         assert logs.events("buffer_full")[0].levelno == logging.ERROR
         assert buffered <= 150 + 2 * 1000  # bounded: at most one REST page per symbol on top
-        assert logs.events("gap_backfilled")
+        # what was published during the pause came back through REST: as a gap the stream
+        # showed, or — when the reconnect's REST catch-up from the last id got there before
+        # the stream showed a jump (usual on a loaded machine) — as the fetched tail
+        assert logs.events("gap_backfilled") or logs.events("tail_fetched")
     store.close()
 
 
