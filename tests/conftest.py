@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from helpers import Records
 
 from tradelab.recordings import shared_data_dir, synthetic_trades
 from tradelab.simulator import Simulator
@@ -48,6 +49,19 @@ def _no_state_between_tests() -> Iterator[None]:
     if session is not None and session.current() is not None:
         session.stop()
     close_stores()
+
+
+@pytest.fixture
+def logs() -> Iterator[Records]:
+    """Every ``tradelab`` log record of the test (DEBUG and up), found by its ``event``."""
+    handler = Records()
+    logger = logging.getLogger("tradelab")
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import asyncio
 import logging
 import multiprocessing as mp
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
+from helpers import fast
 
 from tradelab.collector.collector import Collector
 from tradelab.exceptions import StorageWriteError
@@ -23,49 +23,6 @@ from tradelab.store.tradestore import TradeStore
 
 pytestmark = pytest.mark.slow
 SYMS = ("BTCUSDT", "ETHUSDT")
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def events(self, name: str) -> list[logging.LogRecord]:
-        return [r for r in self.records if getattr(r, "event", None) == name]
-
-
-@pytest.fixture
-def logs() -> Iterator[Records]:
-    h = Records()
-    lg = logging.getLogger("tradelab")
-    old = lg.level
-    lg.addHandler(h)
-    lg.setLevel(logging.DEBUG)
-    yield h
-    lg.removeHandler(h)
-    lg.setLevel(old)
-
-
-def fast(**kw) -> dict:
-    """Collector settings shortened for tests (same code paths, smaller numbers)."""
-    base = dict(
-        reconnect_initial=0.05,
-        reconnect_max=0.3,
-        ping_interval=0.5,
-        ping_timeout=0.8,
-        status_interval=0.5,
-        log_interval=2.0,
-        write_retry_initial=0.05,
-        write_retry_max=0.3,
-        stop_timeout=10.0,
-        stop_fetch_timeout=3.0,
-        open_timeout=5.0,
-    )
-    base.update(kw)
-    return base
 
 
 async def settle(sim: Simulator, c: Collector, syms=SYMS, *, seconds: float = 40.0) -> None:
