@@ -31,6 +31,7 @@ test: $(STAMP)
 
 ## Benchmarks: print figures and ratios against a baseline measured in the same run.
 bench: $(STAMP)
+	$(BIN)/python -c 'import duckdb, pyarrow' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
