@@ -63,10 +63,10 @@ from tradelab.analytics.display import profile_html, profile_repr, profile_svg, 
 from tradelab.analytics.rows import (
     QTY_PRECISION,
     auto_row_size,
-    infer_tick_size,
-    price_step_bounds,
     row_bounds,
     rows_to_row_size,
+    tick_from_sample,
+    tick_sample,
 )
 from tradelab.analytics.vacuums import Vacuum, vacuums_in_rows
 from tradelab.config import validate_bool
@@ -376,7 +376,8 @@ def volume_profile(
             smallest whole number of ticks giving at most that many aligned rows (rows=1 can
             give 2 when the range straddles a row edge).
         tick_size: the symbol's price increment; default: inferred from the prices' decimals
-            (:func:`infer_tick_size`). Only the automatic/``rows`` row sizes depend on it.
+            (:func:`~tradelab.analytics.rows.tick_from_sample`). Only the automatic/``rows``
+            row sizes depend on it.
             A given tick or row size must be plausible for the prices: from 1e-10 of the
             highest price (and 1e-8) to that price (:func:`check_price_steps`).
         value_area: share of the total volume the value area must hold, 0 < value_area <= 1.
@@ -405,7 +406,7 @@ def volume_profile(
 
     check_price_steps(pmin, pmax, tick_size=tick, row_size=row_size, symbol=symbol)
     if tick is None:
-        tick = max(infer_tick_size(price), price_step_bounds(pmax)[0])
+        tick = tick_from_sample(tick_sample(price), pmax)
     if row_size is None:
         row_size = (
             auto_row_size(pmin, pmax, tick)

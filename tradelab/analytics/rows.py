@@ -5,6 +5,11 @@ module chooses that size and counts the rows it gives:
 
 - :func:`infer_tick_size`: the price resolution visible in the prices (10^-d for the fewest
   decimals d that write them all), used when neither ``tick_size`` nor the exchange tick is known.
+  It looks at :func:`tick_sample` (every :func:`tick_sample_step`-th price); a profile then
+  applies :func:`tick_from_sample` — the sample's resolution, never finer than plausible for
+  the highest price. One rule, shared by every profile that infers a tick, including the one
+  computed from partial histograms on a cluster (:mod:`tradelab.scale.histogram`), which
+  gathers exactly the same sample from its pieces.
 - :func:`auto_row_size`: the smallest "nice" size — 1, 2, 2.5, 5 × 10^k ticks, 2.5 only where it
   is a whole number of ticks — giving at most :data:`AUTO_MAX_ROWS` rows.
 - ``rows=N``: the smallest whole number of ticks giving at most N aligned rows.
@@ -31,13 +36,17 @@ __all__ = [
     "MIN_PRICE_STEP",
     "MIN_RELATIVE_STEP",
     "QTY_PRECISION",
+    "TICK_SAMPLE",
     "auto_row_size",
     "check_positive_number",
     "infer_tick_size",
     "price_step_bounds",
     "row_bounds",
     "rows_to_row_size",
+    "tick_from_sample",
     "tick_multiple",
+    "tick_sample",
+    "tick_sample_step",
 ]
 
 AUTO_MAX_ROWS = 150
@@ -54,6 +63,8 @@ ZeroDivisionError)."""
 MIN_RELATIVE_STEP = 1e-10
 """No tick or row is finer than 1e-10 of the price: row numbers stay below 10^10, far inside
 float64's 15-16 exact digits, so the row tolerance of :func:`row_bounds` stays < 10^-4 rows."""
+TICK_SAMPLE = 8192
+"""The tick is inferred from about this many prices: every :func:`tick_sample_step`-th."""
 
 _NICE_MANTISSAS = (1.0, 2.0, 2.5, 5.0)
 
@@ -87,23 +98,46 @@ def price_step_bounds(price_max: float) -> tuple[float, float]:
 # --- row size ---
 
 
-def infer_tick_size(prices: np.ndarray | pl.Series | Sequence[float]) -> float:
-    """The price resolution visible in ``prices``: 10^-d for the fewest decimals d (0..8) that
-    write every price (checked on up to ~8,000 evenly spaced prices).
+def tick_sample_step(n: int) -> int:
+    """The stride of the tick sample of ``n`` prices: ``max(1, n // TICK_SAMPLE)`` (positions
+    ``0, step, 2·step, …`` are sampled)."""
+    return max(1, n // TICK_SAMPLE)
 
-    Used only to choose a nice automatic row size when neither ``tick_size`` nor a symbol's
-    exchange tick is known; row assignment never depends on it.
-    """
+
+def tick_sample(prices: np.ndarray | pl.Series | Sequence[float]) -> np.ndarray:
+    """The prices the tick inference looks at: every :func:`tick_sample_step`-th, from the
+    first (in the order given)."""
     arr = prices.to_numpy() if isinstance(prices, pl.Series) else np.asarray(prices, dtype=float)
-    if arr.size == 0:
+    return arr[:: tick_sample_step(arr.size)]
+
+
+def _resolution(sample: np.ndarray) -> float:
+    if sample.size == 0:
         raise InvalidTradesError("cannot infer a tick size from no prices")
-    sample = arr[:: max(1, arr.size // 8192)]
     for d in range(0, MAX_DECIMALS + 1):
         scaled = sample * 10.0**d
         tolerance = np.maximum(1e-6, np.abs(scaled) * 1e-14)
         if np.all(np.abs(scaled - np.rint(scaled)) <= tolerance):
             return float(f"1e-{d}")
     return float(f"1e-{MAX_DECIMALS}")
+
+
+def infer_tick_size(prices: np.ndarray | pl.Series | Sequence[float]) -> float:
+    """The price resolution visible in ``prices``: 10^-d for the fewest decimals d (0..8) that
+    write every price (checked on up to ~8,000 evenly spaced prices: :func:`tick_sample`).
+
+    Used only to choose a nice automatic row size when neither ``tick_size`` nor a symbol's
+    exchange tick is known; row assignment never depends on it.
+    """
+    return _resolution(tick_sample(prices))
+
+
+def tick_from_sample(sample: np.ndarray | Sequence[float], price_max: float) -> float:
+    """The tick a profile infers when none is given: the resolution of ``sample`` (the
+    :func:`tick_sample` of its prices, taken as is) — never finer than the lowest step
+    plausible for prices up to ``price_max`` (:func:`price_step_bounds`: 8-decimal noise on a
+    large price must not make a tick of 1e-8)."""
+    return max(_resolution(np.asarray(sample, dtype=float)), price_step_bounds(price_max)[0])
 
 
 def row_bounds(pmin: float, pmax: float, row_size: float) -> tuple[float, float, float, float]:

@@ -32,10 +32,10 @@ from typing import Any
 
 from tradelab.analytics.checks import check_profile_args
 from tradelab.analytics.profile import VolumeProfile
+from tradelab.analytics.rows import tick_sample_step
 from tradelab.exceptions import InsufficientTradesError, InvalidParameterError
 from tradelab.scale.extra import TableError, require
 from tradelab.scale.histogram import (
-    TICK_SAMPLE,
     Partial,
     empty_partial,
     merge_partials,
@@ -155,7 +155,7 @@ def _partials(client: Any, files: Any, win: Any, fan_in: int) -> Partial:
     total = sum(counts)
     if total == 0:
         return empty_partial()
-    step = max(1, total // TICK_SAMPLE)
+    step = tick_sample_step(total)
     futures = []
     offset = 0
     for path, n in zip(paths, counts, strict=True):

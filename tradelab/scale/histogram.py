@@ -4,9 +4,9 @@ histogram — pure code, the part of the distributed profile that computes.
 A **partial** is what one task makes of one Parquet file's trades in the window: for every
 distinct price, the buy and sell quantity in exact units of 1e-8 (``rint(qty × 1e8)``, the very
 operation :func:`tradelab.volume_profile` applies to each trade) and the trade count, plus the
-few prices :func:`tradelab.analytics.infer_tick_size` would sample from it. Partials merge by
-adding integers, so any merge order gives the same histogram (the cluster merges them as a
-tree).
+few prices the tick inference would sample from it (:func:`tradelab.analytics.rows.tick_sample`).
+Partials merge by adding integers, so any merge order gives the same histogram (the cluster
+merges them as a tree).
 
 **The same answer as one machine.** :func:`profile_from_histogram` hands the merged histogram to
 :func:`tradelab.volume_profile` itself, as one weighted pseudo-trade per price and side (a
@@ -16,9 +16,11 @@ it exactly equal, not just close:
 
 - the trade counts per row come from a second pass of the same function over ``count × 1e-8``
   per price (integers recovered exactly), and the total from the partials;
-- with no ``tick_size``, the profile infers the tick from every ``n // 8192``-th price of the
-  window in ``agg_id`` order; each task returns exactly its share of those positions (it knows
-  its offset in the window), so the inference sees the very same prices.
+- with no ``tick_size``, the profile infers the tick from every
+  :func:`~tradelab.analytics.rows.tick_sample_step`-th price of the window in ``agg_id`` order;
+  each task returns exactly its share of those positions (it knows its offset in the window),
+  so :func:`~tradelab.analytics.rows.tick_from_sample` — the profile's own rule — sees the
+  very same prices.
 
 Exactness holds while a price's buy or sell volume stays below 2^51 units (22.5 million BTC)
 and a row's trade count below 2^51; beyond, an :class:`~tradelab.exceptions.InvalidTradesError`
@@ -34,13 +36,12 @@ import polars as pl
 
 from tradelab.analytics.checks import check_profile_args
 from tradelab.analytics.profile import VolumeProfile, volume_profile
-from tradelab.analytics.rows import QTY_PRECISION, infer_tick_size, price_step_bounds
+from tradelab.analytics.rows import QTY_PRECISION, tick_from_sample
 from tradelab.exceptions import InvalidTradesError
 from tradelab.formatting import decimals_needed
 
 __all__ = [
     "HIST_SCHEMA",
-    "TICK_SAMPLE",
     "Partial",
     "empty_partial",
     "merge_partials",
@@ -49,9 +50,6 @@ __all__ = [
     "sample_start",
 ]
 
-TICK_SAMPLE = 8192
-""":func:`~tradelab.analytics.infer_tick_size` looks at every ``max(1, n // TICK_SAMPLE)``-th
-price of ``n``; the partials return those same positions."""
 HIST_SCHEMA: dict[str, pl.DataType] = {
     "price": pl.Float64(),
     "buy_units": pl.Int64(),
@@ -167,13 +165,8 @@ def profile_from_histogram(
     for values, what in ((buy, "buy volume"), (sell, "sell volume"), (counts, "the trade count")):
         _check_exact(values, what)
     samples = [s for _, s in sorted(part.samples, key=lambda item: item[0])]
-    # volume_profile's own rule for a tick it infers: the sampled prices' resolution, never
-    # finer than what is plausible for the highest price
-    inferred = (
-        tick
-        if tick is not None
-        else max(infer_tick_size(np.concatenate(samples)), price_step_bounds(prices.max())[0])
-    )
+    # volume_profile's own rule for a tick it infers, on the very prices it would sample
+    inferred = tick if tick is not None else tick_from_sample(np.concatenate(samples), prices.max())
     m = prices.size
     weighted = pl.DataFrame(
         {
