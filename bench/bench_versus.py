@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import polars as pl
@@ -70,6 +70,11 @@ DUCK_SCHEMA = (
 )
 
 
+def bad_setting(message: str) -> NoReturn:
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
 def settings() -> tuple[float, int]:
     """``(days, runs)`` from the environment; a bad value exits 2 with one line."""
     raw_days = os.environ.get("BENCH_VERSUS_DAYS", "7")
@@ -79,13 +84,13 @@ def settings() -> tuple[float, int]:
         if not 0.1 <= days <= 31:
             raise ValueError
     except ValueError:
-        sys.exit(f"BENCH_VERSUS_DAYS={raw_days!r} is not allowed: a number of days, 0.1 to 31")
+        bad_setting(f"BENCH_VERSUS_DAYS={raw_days!r} is not allowed: a number of days, 0.1 to 31")
     try:
         runs = int(raw_runs)
         if not 1 <= runs <= 100:
             raise ValueError
     except ValueError:
-        sys.exit(f"BENCH_VERSUS_RUNS={raw_runs!r} is not allowed: a whole number, 1 to 100")
+        bad_setting(f"BENCH_VERSUS_RUNS={raw_runs!r} is not allowed: a whole number, 1 to 100")
     return days, runs
 
 
