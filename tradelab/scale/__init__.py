@@ -16,6 +16,8 @@ distributed engine. Needs the ``scale`` extra (``pip install 'tradelab[scale]'``
 - :func:`distributed_volume_profile` (:func:`tradelab.scale.distributed.volume_profile`): one
   Dask task per Parquet file, partial histograms merged as a tree, the same profile code
   (:mod:`.histogram`, pure; :mod:`.tasks`; :mod:`.distributed`).
+  :func:`distributed_session_profiles` (:func:`tradelab.scale.distributed.session_profiles`):
+  the same per session, equal to the one-process session profiles (:mod:`.sessions`, pure).
 
 The how-to is ``docs/scale.md``.
 """
@@ -23,6 +25,7 @@ The how-to is ``docs/scale.md``.
 from __future__ import annotations
 
 from tradelab.scale.distributed import local_client
+from tradelab.scale.distributed import session_profiles as distributed_session_profiles
 from tradelab.scale.distributed import volume_profile as distributed_volume_profile
 from tradelab.scale.exporter import ExportReport, SymbolExport, TradeSource, export, export_hour
 from tradelab.scale.extra import INSTALL_HINT, ScaleExtraMissingError, TableError, normalize_uri
@@ -52,6 +55,7 @@ __all__ = [
     "TradeSource",
     "VacuumReport",
     "app_id",
+    "distributed_session_profiles",
     "distributed_volume_profile",
     "export",
     "export_hour",

@@ -5,6 +5,7 @@
     from tradelab.scale import distributed
     vp = distributed.volume_profile("s3://team/trades", "BTCUSDT", "2026-11-01", "2026-12-01")
     vp = distributed.volume_profile(uri, "BTCUSDT", start, end, client=Client("tcp://sched:8786"))
+    sp = distributed.session_profiles(uri, "BTCUSDT", "2026-11-01", "2026-12-01", session="london")
 
 The log of the Delta table says which Parquet files hold the window (partition values and
 ``time`` statistics; no file is opened to plan). One task per file reads it on a worker, keeps
@@ -17,6 +18,11 @@ distinct price) travels back to the client, never the trades.
 
 Files cut by the window's edges are counted first (one small task each) so every task knows
 its position in the window — what makes the tick inference see the same prices as one machine.
+
+:func:`session_profiles` does the same per session (one profile per UTC day, London session,
+…): each task splits its file's trades by session into partial histograms
+(:mod:`tradelab.scale.sessions`), and the merged partials become exactly what
+:func:`tradelab.analytics.session_profiles_from_trades` makes of the window's trades.
 
 ``client=None`` starts a ``LocalCluster`` (``n_workers`` processes, one thread each) for the
 call and closes it after; any ``distributed.Client`` — a Kubernetes, YARN or cloud cluster —
@@ -33,6 +39,7 @@ from typing import Any
 from tradelab.analytics.checks import check_profile_args
 from tradelab.analytics.profile import VolumeProfile
 from tradelab.analytics.rows import tick_sample_step
+from tradelab.analytics.sessions import SessionProfiles, SessionSpec, parse_session, session_windows
 from tradelab.exceptions import InsufficientTradesError, InvalidParameterError
 from tradelab.scale.extra import TableError, require
 from tradelab.scale.histogram import (
@@ -41,10 +48,16 @@ from tradelab.scale.histogram import (
     merge_partials,
     profile_from_histogram,
 )
-from tradelab.scale.reading import resolve, where_in_table, window_files
-from tradelab.scale.tasks import count_in_window, partial_of_file
+from tradelab.scale.reading import Window, resolve, where_in_table, window_files
+from tradelab.scale.sessions import (
+    SessionPartials,
+    empty_session_partials,
+    merge_session_partials,
+    session_profiles_from_partials,
+)
+from tradelab.scale.tasks import count_in_window, partial_of_file, session_partials_of_files
 
-__all__ = ["local_client", "tree_reduce", "volume_profile"]
+__all__ = ["local_client", "session_profiles", "time_groups", "tree_reduce", "volume_profile"]
 
 _PROFILE_ARGS = ("row_size", "rows", "tick_size", "value_area", "method")
 
@@ -104,6 +117,90 @@ def volume_profile(
             f"unknown profile argument(s) {', '.join(unknown)}; allowed: {', '.join(_PROFILE_ARGS)}"
         )
     check_profile_args(**profile_kwargs)
+    _check_cluster_args(client, fan_in)
+    files = window_files(win)
+    part: Partial = _on_cluster(
+        client,
+        n_workers,
+        win,
+        lambda c: _partials(c, files, win, fan_in) if files.height else empty_partial(),
+    )
+    if part.trades == 0:
+        raise _no_trades(win)
+    return profile_from_histogram(
+        part, symbol=win.symbol, start=win.start_ms, end=win.end_ms, **profile_kwargs
+    )
+
+
+def session_profiles(
+    uri: object,
+    symbol: str,
+    start: object,
+    end: object,
+    client: Any = None,
+    *,
+    session: str | SessionSpec = "utc-day",
+    row_size: float | None = None,
+    tick_size: float | None = None,
+    value_area: float = 0.70,
+    method: str = "cbot",
+    n_workers: int = 2,
+    fan_in: int = 4,
+    storage_options: dict[str, str] | None = None,
+) -> SessionProfiles:
+    """One volume profile per session of ``symbol`` over ``[start, end)`` from the Delta table
+    at ``uri``, and their summary, computed on a Dask cluster: equal to
+    ``tradelab.analytics.session_profiles_from_trades(scan_trades(uri, symbol, start, end),
+    session=session, start=start, end=end, symbol=symbol, ...)`` — every session's profile and
+    the summary (open/high/low/close, POC, VAH, VAL, volumes, value-area migration).
+
+    ``session``: ``"utc-day"``, a preset (``"asia"``, ``"london"``, ``"new-york"``) or UTC
+    hours ``"HH:MM-HH:MM"`` (:func:`tradelab.analytics.parse_session`). ``row_size``,
+    ``tick_size`` (default: inferred from the prices, as ``session_profiles_from_trades``
+    does — :func:`tradelab.session_profiles` defaults to the exchange's tick instead: pass
+    ``tick_size`` for the same answer), ``value_area``, ``method`` as in
+    :func:`tradelab.volume_profile`, shared by every session. ``client``, ``n_workers``,
+    ``fan_in``, ``storage_options`` as in :func:`volume_profile`.
+
+    One task per Parquet file of the window (files whose times overlap go in one task) splits
+    its trades by session into partial histograms; with a ``tick_size``, files outside every
+    session are not read at all. Raises
+    :class:`~tradelab.exceptions.InsufficientTradesError` when the window holds no trades,
+    :class:`~tradelab.exceptions.InvalidTradesError` when no session in it does.
+    """
+    win = resolve(uri, symbol, start, end, storage_options)
+    spec = parse_session(session)
+    check_profile_args(row_size=row_size, tick_size=tick_size, value_area=value_area, method=method)
+    _check_cluster_args(client, fan_in)
+    windows = session_windows(spec, win.start_ms, win.end_ms)
+    files = window_files(win)
+    merged: SessionPartials = _on_cluster(
+        client,
+        n_workers,
+        win,
+        lambda c: (
+            _session_partials(c, files, win, windows, fan_in, tick_size is None)
+            if files.height
+            else empty_session_partials()
+        ),
+    )
+    if merged.trades == 0:
+        raise _no_trades(win)
+    return session_profiles_from_partials(
+        merged,
+        windows,
+        session=spec,
+        start_ms=win.start_ms,
+        end_ms=win.end_ms,
+        symbol=win.symbol,
+        row_size=row_size,
+        tick_size=tick_size,
+        value_area=value_area,
+        method=method,
+    )
+
+
+def _check_cluster_args(client: Any, fan_in: object) -> None:
     if isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 2:
         raise InvalidParameterError(f"fan_in must be a whole number >= 2, got {fan_in!r}")
     dd = require("distributed")
@@ -112,12 +209,16 @@ def volume_profile(
             f"client must be a distributed.Client (or None for a LocalCluster), got "
             f"{type(client).__name__}"
         )
-    files = window_files(win)
+
+
+def _on_cluster(client: Any, n_workers: int, win: Window, compute: Callable[[Any], Any]) -> Any:
+    """``compute(client)`` on the given client, or on a ``LocalCluster`` started and closed
+    for it; what the cluster fails to read becomes a one-line :class:`TableError`."""
     own = client is None
     if own:
         client = local_client(n_workers)
     try:
-        part = _partials(client, files, win, fan_in) if files.height else empty_partial()
+        return compute(client)
     except (InsufficientTradesError, InvalidParameterError):
         raise
     except Exception as exc:
@@ -129,19 +230,20 @@ def volume_profile(
             cluster = client.cluster
             client.close()
             cluster.close()
-    if part.trades == 0:
-        raise InsufficientTradesError(
-            f"{win.symbol}: no trades in the table from {win.text().replace(' → ', ' to ')}; "
-            f"{where_in_table(win.uri, win.symbol, storage_options=win.options)}",
-            found=0,
-            needed=1,
-        )
-    return profile_from_histogram(
-        part, symbol=win.symbol, start=win.start_ms, end=win.end_ms, **profile_kwargs
+
+
+def _no_trades(win: Window) -> InsufficientTradesError:
+    return InsufficientTradesError(
+        f"{win.symbol}: no trades in the table from {win.text().replace(' → ', ' to ')}; "
+        f"{where_in_table(win.uri, win.symbol, storage_options=win.options)}",
+        found=0,
+        needed=1,
     )
 
 
-def _partials(client: Any, files: Any, win: Any, fan_in: int) -> Partial:
+def _window_counts(client: Any, files: Any, win: Window) -> list[int]:
+    """How many of the window's trades each file holds: from the log for files inside the
+    window, counted on the cluster (one small task each) for the files its edges cut."""
     paths = files["path"].to_list()
     inside = ((files["min_ms"] >= win.start_ms) & (files["max_ms"] < win.end_ms)).to_list()
     rows = files["rows"].to_list()
@@ -151,7 +253,12 @@ def _partials(client: Any, files: Any, win: Any, fan_in: int) -> Partial:
         if not whole
     }
     counted = dict(zip(cut, client.gather(list(cut.values())), strict=True))
-    counts = [counted.get(i, rows[i]) for i in range(len(paths))]
+    return [counted.get(i, rows[i]) for i in range(len(paths))]
+
+
+def _partials(client: Any, files: Any, win: Window, fan_in: int) -> Partial:
+    paths = files["path"].to_list()
+    counts = _window_counts(client, files, win)
     total = sum(counts)
     if total == 0:
         return empty_partial()
@@ -167,4 +274,68 @@ def _partials(client: Any, files: Any, win: Any, fan_in: int) -> Partial:
             )
         offset += n
     result: Partial = tree_reduce(client, futures, merge_partials, fan_in)
+    return result
+
+
+def time_groups(files: Any) -> list[list[int]]:
+    """Indices of ``files`` (a :func:`~tradelab.scale.reading.window_files` frame) grouped so
+    that the groups follow each other in time: files whose ``[min_ms, max_ms]`` overlap (or
+    touch) share a group, read by one task (one group per hour file in a table tradelab
+    wrote); groups in time order."""
+    order = sorted(
+        range(files.height),
+        key=lambda i: (files["min_ms"][i], files["min_agg_id"][i]),
+    )
+    groups: list[list[int]] = []
+    reach = None
+    for i in order:
+        lo, hi = int(files["min_ms"][i]), int(files["max_ms"][i])
+        if groups and reach is not None and lo <= reach:
+            groups[-1].append(i)
+            reach = max(reach, hi)
+        else:
+            groups.append([i])
+            reach = hi
+    return groups
+
+
+def _session_partials(
+    client: Any,
+    files: Any,
+    win: Window,
+    windows: list[tuple[Any, int, int]],
+    fan_in: int,
+    need_sample: bool,
+) -> SessionPartials:
+    paths = files["path"].to_list()
+    lows, highs = files["min_ms"].to_list(), files["max_ms"].to_list()
+    counts = _window_counts(client, files, win)
+    total = sum(counts)
+    if total == 0:
+        return empty_session_partials()
+    step = tick_sample_step(total)
+    futures = []
+    offset = 0
+    for group in time_groups(files):
+        n = sum(counts[i] for i in group)
+        lo, hi = min(lows[i] for i in group), max(highs[i] for i in group)
+        touched = [(s, e) for _, s, e in windows if s <= hi and e > lo]
+        if n and (touched or need_sample):
+            futures.append(
+                client.submit(
+                    session_partials_of_files,
+                    [paths[i] for i in group],
+                    win.start_ms,
+                    win.end_ms,
+                    [s for s, _ in touched],
+                    [e for _, e in touched],
+                    offset,
+                    step,
+                    win.options,
+                )
+            )
+        offset += n
+    if not futures:
+        return SessionPartials((), total, ())
+    result: SessionPartials = tree_reduce(client, futures, merge_session_partials, fan_in)
     return result

@@ -85,7 +85,8 @@ def partial_histogram(
     price: np.ndarray, qty: np.ndarray, maker: np.ndarray, *, offset: int = 0, step: int = 1
 ) -> Partial:
     """The partial of one chunk of trades (in ``agg_id`` order, starting at position
-    ``offset`` of the window, whose tick sample takes every ``step``-th price)."""
+    ``offset`` of the window, whose tick sample takes every ``step``-th price; ``step=0``: no
+    tick sample)."""
     n = int(price.size)
     if n == 0:
         return empty_partial()
@@ -109,6 +110,8 @@ def partial_histogram(
         .agg(pl.col("buy_units").sum(), pl.col("sell_units").sum(), pl.len().alias("trades"))
         .cast(HIST_SCHEMA)  # type: ignore[arg-type]
     )
+    if step == 0:
+        return Partial(hist, n, ())
     first = sample_start(offset, step)
     picked = np.ascontiguousarray(price[first::step], dtype=np.float64)
     return Partial(hist, n, ((offset + first, picked),) if picked.size else ())
