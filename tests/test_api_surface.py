@@ -201,6 +201,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "TradeSource",
         "VacuumReport",
         "app_id",
+        "distributed_session_profiles",
         "distributed_volume_profile",
         "export",
         "export_hour",
