@@ -1,5 +1,6 @@
 """Scale benchmark: export to a Delta table, reads from it vs the store, and the volume profile
-on a Dask LocalCluster vs one process — all on the same 15 M trades, in one run.
+and the session profiles (one per UTC day) on a Dask LocalCluster of 1 and 2 workers vs one
+process — all on the same 15 M trades, in one run, with the cluster's per-task overhead.
 
 Run: ``python bench/bench_scale.py`` (or ``python -m bench scale``). ``BENCH_SCALE_TRADES``
 (default 15,000,000 ≈ a week of BTCUSDT at 24.3 trades/s) scales the data. Figures are medians
@@ -21,8 +22,10 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tradelab import volume_profile
+from tradelab.analytics import session_profiles_from_trades
 from tradelab.recordings import synthetic_trades
 from tradelab.scale import (
+    distributed_session_profiles,
     distributed_volume_profile,
     export,
     local_client,
@@ -112,6 +115,18 @@ def main() -> int:
             print(f"  one process: compute only            {s_compute:7.2f} s   {load()}")
             print(f"  one process: store read + compute    {s_read_compute:7.2f} s   {load()}")
             print(f"  one process: table read + compute    {s_table:7.2f} s   {load()}")
+
+            def sessions_of(frame: pl.DataFrame) -> object:
+                return session_profiles_from_trades(frame, start=lo, end=hi, symbol=SYM)
+
+            s_sess_compute, local_sessions = med(lambda: sessions_of(trades), runs=3)
+            s_sess_store, _ = med(lambda: sessions_of(store.trades(SYM, lo, hi)), runs=3)
+            s_sess_table, _ = med(lambda: sessions_of(scan_trades(uri, SYM, lo, hi)), runs=3)
+            days = len(local_sessions)  # type: ignore[arg-type]
+            print(f"session profiles (utc-day: {days} sessions) of the same trades")
+            print(f"  one process: compute only            {s_sess_compute:7.2f} s   {load()}")
+            print(f"  one process: store read + compute    {s_sess_store:7.2f} s   {load()}")
+            print(f"  one process: table read + compute    {s_sess_table:7.2f} s   {load()}")
             for workers in (1, 2):
                 t = time.perf_counter()
                 client = local_client(workers)
@@ -125,6 +140,10 @@ def main() -> int:
                         lambda c=client: distributed_volume_profile(uri, SYM, lo, hi, client=c),
                         runs=3,
                     )
+                    s_dsess, got_sessions = med(
+                        lambda c=client: distributed_session_profiles(uri, SYM, lo, hi, client=c),
+                        runs=3,
+                    )
                 finally:
                     cluster = client.cluster
                     client.close()
@@ -134,11 +153,25 @@ def main() -> int:
                     local.vah,  # type: ignore[attr-defined]
                     local.val,  # type: ignore[attr-defined]
                 )
+                same_sessions = got_sessions.summary.equals(  # type: ignore[attr-defined]
+                    local_sessions.summary  # type: ignore[attr-defined]
+                ) and all(
+                    a.rows.equals(b.rows)
+                    for a, b in zip(got_sessions, local_sessions, strict=True)  # type: ignore[call-overload]
+                )
+                print(
+                    f"  LocalCluster({workers}): per-task overhead {per_task * 1e3:.2f} ms "
+                    f"(1,000 no-op tasks); cluster start {startup:.1f} s, not included below"
+                )
                 print(
                     f"  LocalCluster({workers}): table -> profile   {s_dist:7.2f} s   "
-                    f"(cluster start {startup:.1f} s not included; per-task overhead "
-                    f"{per_task * 1e3:.2f} ms x ~{len(files) + len(files) // 3 + 2} tasks; "
+                    f"(~{len(files) + len(files) // 3 + 2} tasks; "
                     f"equal to one process: {same})   {load()}"
+                )
+                print(
+                    f"  LocalCluster({workers}): table -> sessions  {s_dsess:7.2f} s   "
+                    f"(~{len(files) + len(files) // 3 + 2} tasks; "
+                    f"equal to one process: {same_sessions})   {load()}"
                 )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
