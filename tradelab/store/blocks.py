@@ -39,6 +39,7 @@ from tradelab.schema import TRADE_COLUMNS, TRADE_SCHEMA
 
 __all__ = [
     "BLOCK_VERSION",
+    "DTYPES",
     "INT_COLUMNS",
     "BlockHeader",
     "Columns",
@@ -46,6 +47,7 @@ __all__ = [
     "columns_to_frame",
     "concat_columns",
     "decode_block",
+    "decode_columns",
     "decode_into",
     "empty_columns",
     "encode_block",
@@ -56,8 +58,10 @@ __all__ = [
 
 BLOCK_VERSION = 1
 Columns = dict[str, np.ndarray]
+"""Column name -> numpy array (time as int64 unix ms); all of the trade columns, or a
+projection of them (:meth:`TradeStore.trades` with ``columns``)."""
 INT_COLUMNS = ("agg_id", "first_id", "last_id", "time")
-_DTYPES: dict[str, np.dtype[Any]] = {
+DTYPES: dict[str, np.dtype[Any]] = {  # numpy dtype of each column
     "agg_id": np.dtype(np.int64),
     "price": np.dtype(np.float64),
     "qty": np.dtype(np.float64),
@@ -89,7 +93,7 @@ class BlockHeader:
 
 def empty_columns() -> Columns:
     """Columns with no rows."""
-    return {c: np.empty(0, dtype=_DTYPES[c]) for c in TRADE_COLUMNS}
+    return {c: np.empty(0, dtype=DTYPES[c]) for c in TRADE_COLUMNS}
 
 
 def frame_to_columns(frame: pl.DataFrame) -> Columns:
@@ -99,18 +103,19 @@ def frame_to_columns(frame: pl.DataFrame) -> Columns:
         s = frame.get_column(c)
         if c == "time":
             s = s.dt.cast_time_unit("ms").to_physical()
-        out[c] = np.ascontiguousarray(s.to_numpy(), dtype=_DTYPES[c])
+        out[c] = np.ascontiguousarray(s.to_numpy(), dtype=DTYPES[c])
     return out
 
 
 def columns_to_frame(cols: Columns) -> pl.DataFrame:
-    """A trade-schema Polars frame built straight from the arrays (no per-row objects)."""
+    """A Polars frame of the trade schema built straight from the arrays, in their order (all
+    the trade columns or some): numeric columns and ``time`` are not copied."""
     series = []
-    for c in TRADE_COLUMNS:
+    for c, a in cols.items():
         if c == "time":
-            series.append(pl.Series(c, cols[c], dtype=pl.Int64).cast(TRADE_SCHEMA[c]))
+            series.append(pl.Series(c, a, dtype=pl.Int64).cast(TRADE_SCHEMA[c]))
         else:
-            series.append(pl.Series(c, cols[c], dtype=TRADE_SCHEMA[c]))
+            series.append(pl.Series(c, a, dtype=TRADE_SCHEMA[c]))
     return pl.DataFrame(series)
 
 
@@ -318,12 +323,21 @@ def _dec_int_into(spec: list[Any], out: np.ndarray) -> None:
     if kind == "d":
         out[0] = base
         np.cumsum(raw, dtype=np.int64, out=out[1:])
-        out[1:] += base
+        if base:
+            out[1:] += base
     else:
         out[:] = raw
 
 
 def _dec_decimal_into(spec: list[Any], out: np.ndarray) -> None:
+    """Decode a price/qty column into float64 ``out``.
+
+    Computed in float64 throughout, which is exact and gives the same bits as
+    :func:`_dec_scaled`: the encoder only stores counts when ``|count * scale| < 2**53``, so
+    every partial sum of the deltas, the base added to it and the product with ``scale`` are
+    integers float64 holds exactly; the one rounding is the final division by 1e8, the same
+    division of the same value as ``float64(count * scale) / 1e8``.
+    """
     kind, code, base, scale, payload = spec
     if kind == "c":
         out.fill(base)
@@ -331,40 +345,58 @@ def _dec_decimal_into(spec: list[Any], out: np.ndarray) -> None:
     if kind == "f":
         out[:] = np.frombuffer(payload, dtype="<f8")
         return
-    counts = np.empty(len(out), dtype=np.int64)
+    raw = np.frombuffer(payload, dtype=code)
     if kind == "s":
-        _dec_int_into(["d", code, base, 1, payload], counts)
+        out[0] = base
+        np.cumsum(raw, dtype=np.float64, out=out[1:])
+        if base:
+            out[1:] += base
+        if scale != 1:
+            out *= scale
     else:
-        counts[:] = np.frombuffer(payload, dtype=code)
-    if scale != 1:
-        counts *= scale
-    np.divide(counts, _SCALE, out=out)  # the same arithmetic as _dec_scaled
+        np.multiply(raw, float(scale), out=out)
+    out /= _SCALE  # the same arithmetic as _dec_scaled
+
+
+def _dec_bool_into(spec: list[Any], out: np.ndarray) -> None:
+    if spec[0] == "c":
+        out.fill(bool(spec[2]))
+    else:
+        out[:] = np.unpackbits(np.frombuffer(spec[4], dtype=np.uint8), count=len(out)).view(bool)
 
 
 def decode_into(doc: dict[str, Any], out: Columns, offset: int) -> int:
     """Decode an unpacked block (``msgpack.unpackb`` of its value) straight into rows
     ``offset:offset+n`` of preallocated arrays — no intermediate arrays, no concatenation.
-    Returns ``n``."""
+
+    Only the columns ``out`` holds are decoded (any subset of the trade columns: a projection
+    decodes what it returns, nothing else). Returns ``n``.
+    """
     n = doc["n"]
     c = doc["c"]
     sl = slice(offset, offset + n)
     try:
-        _dec_int_into(c["agg_id"], out["agg_id"][sl])
-        _dec_decimal_into(c["price"], out["price"][sl])
-        _dec_decimal_into(c["qty"], out["qty"][sl])
-        first = out["first_id"][sl]
-        _dec_int_into(c["first_id"], first)
-        last = out["last_id"][sl]
-        _dec_int_into(c["last_id"], last)
-        last += first
-        _dec_int_into(c["time"], out["time"][sl])
-        bim = c["buyer_is_maker"]
-        if bim[0] == "c":
-            out["buyer_is_maker"][sl] = bool(bim[2])
-        else:
-            out["buyer_is_maker"][sl] = np.unpackbits(
-                np.frombuffer(bim[4], dtype=np.uint8), count=n
-            ).view(bool)
+        for name, arr in out.items():
+            dest = arr[sl]
+            if name in ("price", "qty"):
+                _dec_decimal_into(c[name], dest)
+            elif name == "buyer_is_maker":
+                _dec_bool_into(c[name], dest)
+            elif name == "last_id":
+                _dec_int_into(c["last_id"], dest)  # stored as last_id - first_id
+                first = out["first_id"][sl] if "first_id" in out else np.empty(n, dtype=np.int64)
+                _dec_int_into(c["first_id"], first)
+                dest += first
+            elif name != "first_id" or "last_id" not in out:
+                _dec_int_into(c[name], dest)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise NotADatabaseError(f"a stored trade block is damaged: {exc!r}") from None
     return n
+
+
+def decode_columns(doc: dict[str, Any], names: Sequence[str]) -> Columns:
+    """The columns ``names`` of an unpacked block, in fresh arrays."""
+    n = doc["n"]
+    out = {c: np.empty(n, dtype=DTYPES[c]) for c in names}
+    decode_into(doc, out, 0)
+    return out

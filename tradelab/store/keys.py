@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tradelab.config import retention_days_from_env
-from tradelab.exceptions import InvalidParameterError
-from tradelab.schema import to_ms
+from tradelab.exceptions import InvalidParameterError, InvalidWindowError
+from tradelab.schema import TRADE_COLUMNS, to_ms
 from tradelab.store.coverage import IndexEntry
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "SymbolState",
     "block_end",
     "block_key",
+    "columns_arg",
     "empty_meta",
     "floor_to",
     "index_key",
@@ -52,6 +54,7 @@ __all__ = [
     "symbol_key",
     "unrepairable_key",
     "utc_datetime",
+    "window_arg",
 ]
 
 STORE_FORMAT = 1
@@ -188,3 +191,42 @@ def retention_days_arg(value: object) -> float:
             f"retention_days must be a finite number of days > 0, got {value!r}"
         )
     return float(value)
+
+
+def window_arg(start: Any, end: Any) -> tuple[int, int]:
+    """A query's ``[start, end)`` as unix ms, refused if empty or outside 1970..2286."""
+    lo, hi = ms_arg(start, "start"), ms_arg(end, "end")
+    if lo < 0 or hi > MAX_MS + 1:
+        raise InvalidWindowError(
+            f"window [{lo}, {hi}) ms lies outside 1970..2286 (0..{MAX_MS + 1} unix ms)"
+        )
+    if hi <= lo:
+        raise InvalidWindowError(
+            f"end ({utc_datetime(hi)}) must be after start ({utc_datetime(lo)}): the window "
+            "is [start, end)"
+        )
+    return lo, hi
+
+
+def columns_arg(columns: object) -> tuple[str, ...]:
+    """The trade columns a query returns: all (None) or the names given, in that order."""
+    allowed = ", ".join(TRADE_COLUMNS)
+    if columns is None:
+        return TRADE_COLUMNS
+    if isinstance(columns, str | bytes) or not isinstance(columns, Iterable):
+        raise InvalidParameterError(
+            f"columns must be None (all) or a list of trade column names, e.g. "
+            f"['price', 'qty'], got {columns!r}; the trade columns are {allowed}"
+        )
+    names = tuple(columns)
+    unknown = [c for c in names if not isinstance(c, str) or c not in TRADE_COLUMNS]
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown column(s) {', '.join(map(repr, unknown))}; the trade columns are {allowed}"
+        )
+    if not names:
+        raise InvalidParameterError(f"columns names no column; give some of {allowed}, or None")
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise InvalidParameterError(f"columns names {', '.join(twice)} more than once")
+    return names

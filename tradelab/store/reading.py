@@ -12,18 +12,25 @@ writer's in-memory copy of them with the block index (:func:`load_state`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import msgpack
 import numpy as np
+import polars as pl
 import rocksdict as rd
 
+from tradelab.schema import TRADE_COLUMNS, empty_trades
 from tradelab.store.blocks import (
+    DTYPES,
     Columns,
+    columns_to_frame,
     decode_block,
+    decode_columns,
     decode_into,
-    empty_columns,
     sort_dedupe,
     take,
 )
@@ -45,6 +52,7 @@ __all__ = [
     "iter_blocks",
     "iter_docs",
     "load_state",
+    "read_frame",
     "read_ids",
     "read_index",
     "read_meta",
@@ -83,33 +91,81 @@ def iter_blocks(db: rd.Rdict, sym: str, lo: int, hi: int) -> Iterator[Columns]:
         yield cols
 
 
-def read_range(db: rd.Rdict, sym: str, lo: int, hi: int) -> Columns:
-    """The trades of ``sym`` with ``lo <= time < hi`` as columns sorted by agg_id."""
-    # blocks wholly inside the window are decoded straight into the output arrays; only
-    # the (at most ~2) edge blocks are decoded apart and trimmed
-    parts: list[dict[str, Any] | Columns] = []
+def _pool() -> ThreadPoolExecutor | None:
+    """The decoding threads (one per core beyond this thread, at most 3), made on first use;
+    None on a single core."""
+    global _POOL
+    if _POOL is None and _WORKERS > 1:
+        _POOL = ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="tradelab-decode")
+    return _POOL
+
+
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_POOL: ThreadPoolExecutor | None = None
+_PARALLEL_ROWS = 400_000  # below this, handing blocks to threads costs more than it saves
+
+
+def _decode_all(work: list[tuple[dict[str, Any], int]], out: Columns, rows: int) -> None:
+    """Decode whole blocks ``(doc, offset)`` into ``out``; on several cores, contiguous runs of
+    blocks of about equal rows go to the decoding threads (numpy releases the GIL on these
+    arrays), each writing its own rows of the same output arrays."""
+    pool = _pool() if rows >= _PARALLEL_ROWS else None
+    if pool is None or len(work) < 2:
+        for doc, off in work:
+            decode_into(doc, out, off)
+        return
+    parts: list[list[tuple[dict[str, Any], int]]] = [[] for _ in range(_WORKERS)]
+    share = rows / _WORKERS
+    for doc, off in work:
+        parts[min(int(off / share), _WORKERS - 1)].append((doc, off))
+
+    def run(part: list[tuple[dict[str, Any], int]]) -> None:
+        for doc, off in part:
+            decode_into(doc, out, off)
+
+    futures = [pool.submit(run, part) for part in parts[1:] if part]
+    run(parts[0])
+    for f in futures:
+        f.result()
+
+
+def read_range(
+    db: rd.Rdict, sym: str, lo: int, hi: int, columns: Sequence[str] = TRADE_COLUMNS
+) -> Columns:
+    """The trades of ``sym`` with ``lo <= time < hi``, sorted by agg_id: the ``columns`` asked
+    for (in that order; only they are decoded)."""
+    names = list(columns)
+    docs = list(iter_docs(db, sym, lo, hi))
+    # blocks arrive in key order; their trades are in agg_id order with no repeats when every
+    # block's ids lie above the previous block's (always, unless a backfill's block landed in
+    # an hour beside live blocks that overlap it): then there is nothing to sort or dedupe
+    ordered = all(a["i1"] < b["i0"] for a, b in itertools.pairwise(docs))
+    want = names if ordered or "agg_id" in names else [*names, "agg_id"]
+    parts: list[tuple[dict[str, Any] | Columns, int]] = []
     total = 0
-    for doc in iter_docs(db, sym, lo, hi):
-        if doc["t0"] < lo or doc["t1"] >= hi:
-            cols = decode_block(doc)[1]
-            t = cols["time"]
-            cols = take(cols, (t >= lo) & (t < hi))
-            total += len(cols["agg_id"])
-            parts.append(cols)
+    for doc in docs:
+        if doc["t0"] < lo or doc["t1"] >= hi:  # an edge block: decode apart and trim
+            edge = decode_columns(doc, want if "time" in want else [*want, "time"])
+            t = edge["time"]
+            edge = {c: edge[c] for c in want}
+            cols = take(edge, (t >= lo) & (t < hi))
+            parts.append((cols, total))
+            total += len(cols[want[0]])
         else:
+            parts.append((doc, total))
             total += doc["n"]
-            parts.append(doc)
-    out = {c: np.empty(total, dtype=a.dtype) for c, a in empty_columns().items()}
-    off = 0
-    for part in parts:
+    out: Columns = {c: np.empty(total, dtype=DTYPES[c]) for c in want}
+    whole: list[tuple[dict[str, Any], int]] = []
+    for part, off in parts:
         if "c" in part and "v" in part:
-            off += decode_into(part, out, off)  # type: ignore[arg-type]
+            whole.append((part, off))  # type: ignore[arg-type]
         else:
-            k = len(part["agg_id"])
             for c, a in part.items():
-                out[c][off : off + k] = a
-            off += k
-    return sort_dedupe(out)  # a no-op check unless blocks interleave
+                out[c][off : off + len(a)] = a
+    _decode_all(whole, out, total)
+    if not ordered:
+        out = sort_dedupe(out)
+    return {c: out[c] for c in names}
 
 
 def symbol_names(db: rd.Rdict) -> list[str]:
@@ -178,3 +234,14 @@ def load_state(db: rd.Rdict, sym: str) -> SymbolState:
         keys=sorted(index),
         unrepairable=read_unrepairable(db, sym),
     )
+
+
+def read_frame(
+    db: rd.Rdict, sym: str, lo: int, hi: int, columns: Sequence[str] = TRADE_COLUMNS
+) -> pl.DataFrame:
+    """:func:`read_range` as a Polars frame of the trade schema's ``columns`` (the arrays
+    become its columns without a copy)."""
+    cols = read_range(db, sym, lo, hi, columns)
+    if not len(next(iter(cols.values()))):
+        return empty_trades().select(columns)
+    return columns_to_frame(cols)
