@@ -5,27 +5,20 @@ Run: ``python bench/bench_versus.py`` (or ``python -m bench versus``; needs the 
 trades/s) scales the data, ``BENCH_VERSUS_RUNS`` (default 5) the repetitions behind each median;
 ``BENCH_VERSUS_DAYS=1 BENCH_VERSUS_RUNS=3`` is a quick run.
 
-The SAME synthetic BTCUSDT trades go into three contenders, measured in the same process:
+The SAME synthetic BTCUSDT trades go into three contenders, measured in one process:
+**tradelab**'s TradeStore laid out as a running collector leaves it (closed hours appended in
+hourly chunks and rolled up to one block each; the last hour appended in 1-second batches while
+the background roll-ups run; compacted); a **DuckDB** file table in time order (``time`` as
+BIGINT epoch ms, cast to ``Datetime("ms", "UTC")`` in Polars: the fastest layout tried —
+TIMESTAMPTZ costs ~1.8× on a 24 h read — so DuckDB is at its best), read with ``.pl()``;
+**Parquet**, a zstd file per UTC day, read with ``pl.scan_parquet(files).filter(window)``.
 
-- **tradelab**: a :class:`~tradelab.store.TradeStore`, laid out as a running collector leaves
-  it — closed hours appended in hourly chunks and rolled up to one block each, the last hour
-  appended in 1-second batches with the background roll-ups running (closed minutes one block,
-  the open minute's 1-second blocks), then compacted.
-- **DuckDB**: one table in a file database, in time order (bulk insert, then the same last hour
-  inserted second by second), read with ``.pl()``. ``time`` is stored as BIGINT epoch ms and
-  cast to ``Datetime("ms", "UTC")`` in Polars (metadata only): the fastest of the layouts tried
-  (TIMESTAMPTZ costs ~1.8× on a 24 h read, TIMESTAMP_MS ~1.2×), so DuckDB is at its best.
-- **Parquet**: one zstd file per UTC day, read with ``pl.scan_parquet(files).filter(window)
-  .collect()`` (row-group statistics skip what is outside the window).
-
-Every contender returns the full 7-column frame in the trade schema; row counts are checked on
-every run and whole frames once per window. Repetitions are interleaved (each repetition runs
-every contender once, the starting contender rotating), each figure is a median, and the
-1-minute load average is recorded after every run and printed beside the figure. Ratios are
-tradelab / contender: below 1.0 tradelab is faster. "Cold" is measured only where dropping the
-page cache works (root: ``sync; echo 3 > /proc/sys/vm/drop_caches``); otherwise the reopened
-figures say "page cache warm". The exit status is 0 whoever wins, 1 if any equality check fails,
-2 for a bad setting.
+Every contender returns the full 7-column frame in the trade schema: row counts are checked on
+every run, whole frames once per window. Repetitions are interleaved (every contender once per
+repetition, the first one rotating); figures are medians with the 1-minute load average after
+each run beside them; ratios are tradelab / contender (below 1.0 tradelab is faster). "Cold"
+only where the page cache can be dropped (root: ``echo 3 > /proc/sys/vm/drop_caches``). Exit
+status: 0 whoever wins, 1 if an equality check fails, 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -43,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -70,28 +63,23 @@ DUCK_SCHEMA = (
 )
 
 
-def bad_setting(message: str) -> NoReturn:
-    print(message, file=sys.stderr)
+def setting(name: str, default: str, kind: type, lo: float, hi: float, what: str) -> Any:
+    """An environment knob; a bad value exits 2 with one line saying what is allowed."""
+    raw = os.environ.get(name, default)
+    try:
+        value = kind(raw)
+        if lo <= value <= hi:
+            return value
+    except ValueError:
+        pass
+    print(f"{name}={raw!r} is not allowed: {what}, {lo:g} to {hi:g}", file=sys.stderr)
     sys.exit(2)
 
 
-def settings() -> tuple[float, int]:
-    """``(days, runs)`` from the environment; a bad value exits 2 with one line."""
-    raw_days = os.environ.get("BENCH_VERSUS_DAYS", "7")
-    raw_runs = os.environ.get("BENCH_VERSUS_RUNS", "5")
-    try:
-        days = float(raw_days)
-        if not 0.1 <= days <= 31:
-            raise ValueError
-    except ValueError:
-        bad_setting(f"BENCH_VERSUS_DAYS={raw_days!r} is not allowed: a number of days, 0.1 to 31")
-    try:
-        runs = int(raw_runs)
-        if not 1 <= runs <= 100:
-            raise ValueError
-    except ValueError:
-        bad_setting(f"BENCH_VERSUS_RUNS={raw_runs!r} is not allowed: a whole number, 1 to 100")
-    return days, runs
+def timed(label: str, fn: Callable[[], Any]) -> None:
+    t = time.perf_counter()
+    fn()
+    print(f"{label:<28} {time.perf_counter() - t:6.1f} s", flush=True)
 
 
 def load1() -> float:
@@ -120,16 +108,11 @@ def drop_page_cache() -> bool:
         return False
 
 
-def cached_mb() -> float | None:
-    """The kernel's page cache in MB (``Cached`` in /proc/meminfo), None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("Cached:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+def cached_mb() -> float:
+    """The kernel's page cache in MB (``Cached`` in /proc/meminfo; 0 where unknown)."""
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        return next((int(x.split()[1]) / 1024 for x in f if x.startswith("Cached:")), 0.0)
+    return 0.0
 
 
 @dataclass
@@ -146,9 +129,6 @@ class Figure:
     @property
     def median(self) -> float:
         return statistics.median(self.times)
-
-    def p99(self) -> float:
-        return float(np.percentile(np.array(self.times), 99))
 
 
 def ms_text(s: float) -> str:
@@ -259,11 +239,10 @@ class Parquet:
                 df.slice(int(a), int(b - a)).write_parquet(out, compression="zstd")
                 self.files.append(str(out))
 
-    def close(self) -> None:
+    def close(self) -> None:  # no state to drop: every scan reads the files' footers again
         pass
 
-    def open(self) -> None:
-        pass
+    open = close
 
     def _scan(self, lo: int, hi: int) -> pl.LazyFrame:
         t = pl.col("time")
@@ -308,336 +287,312 @@ def poc_of(hist: pl.DataFrame, row: float) -> tuple[float, float]:
     return round((top["r"] + 0.5) * row, 8), float(hist["volume"].sum())
 
 
-# --- measuring -------------------------------------------------------------------------------
+Figures = dict[str, Figure]
 
 
-def interleaved(
-    contenders: Sequence[Contender],
-    runs: int,
-    fn: Callable[[Contender], Any],
-    check: Callable[[str, Any], None],
-    before: Callable[[Contender], None] | None = None,
-) -> dict[str, Figure]:
-    """``runs`` repetitions, each running every contender once (the first one rotating);
-    ``before`` is untimed; each result is checked, then freed before the next run."""
-    figs = {c.name: Figure() for c in contenders}
-    for r in range(runs):
-        for i in range(len(contenders)):
-            c = contenders[(r + i) % len(contenders)]
-            if before is not None:
-                before(c)
-            out = None
-            t = time.perf_counter()
-            out = fn(c)
-            figs[c.name].add(time.perf_counter() - t)
-            check(c.name, out)
-            out = None
-    return figs
+class Bench:
+    """One run: the data, the three contenders and the figures, phase by phase."""
 
-
-class Checks:
-    """Equality checks: each failure is printed and counted (the exit status)."""
-
-    def __init__(self) -> None:
+    def __init__(self, root: Path, days: float, runs: int) -> None:
+        self.runs = runs
         self.failed: list[str] = []
+        t = time.perf_counter()
+        n = int(days * 86_400 * RATE)
+        self.df = synthetic_trades(SYM, START, n, rate_per_s=RATE)
+        self.ms = self.df["time"].dt.epoch("ms").to_numpy()
+        self.end = int(self.ms[-1]) + 1
+        assert self.df.schema == pl.Schema(TRADE_SCHEMA)  # every contender must return this
+        print(
+            f"generated {n:,} trades over {days:g} days in {time.perf_counter() - t:.1f} s "
+            f"({n / (self.end - START) * 1000:.1f} trades/s); {runs} runs per figure; "
+            f"{os.cpu_count()} cores; load {load1():.2f}",
+            flush=True,
+        )
+        self.tl = Tradelab(root / "tradelab")
+        self.duck = DuckDB(root / "trades.duckdb")
+        self.pq = Parquet(root / "parquet")
+        self.contenders: list[Contender] = [self.tl, self.duck, self.pq]
+        self.names = [c.name for c in self.contenders]
+        self.opens = {name: Figure() for name in self.names}
+
+    def interleaved(
+        self,
+        fn: Callable[[Contender], Any],
+        check: Callable[[str, Any], None],
+        before: Callable[[Contender], None] | None = None,
+    ) -> Figures:
+        """``runs`` repetitions, each running every contender once (the first one rotating);
+        ``before`` is untimed; each result is checked, then freed before the next run."""
+        cs = self.contenders
+        figs = {c.name: Figure() for c in cs}
+        for r in range(self.runs):
+            for i in range(len(cs)):
+                c = cs[(r + i) % len(cs)]
+                if before is not None:
+                    before(c)
+                out = None
+                t = time.perf_counter()
+                out = fn(c)
+                figs[c.name].add(time.perf_counter() - t)
+                check(c.name, out)
+                out = None
+        return figs
 
     def expect(self, ok: bool, what: str) -> None:
+        """An equality check: a failure is printed and makes the exit status 1."""
         if not ok:
             self.failed.append(what)
             print(f"EQUALITY CHECK FAILED: {what}", flush=True)
 
+    def expected(self, lo: int) -> pl.DataFrame:
+        """The trades written with ``time >= lo`` (a zero-copy slice)."""
+        a = int(np.searchsorted(self.ms, lo))
+        return self.df.slice(a, len(self.ms) - a)
 
-def main() -> int:
-    days, runs = settings()
-    cmd = f"BENCH_VERSUS_DAYS={days:g} BENCH_VERSUS_RUNS={runs} python -m bench versus"
-    root = Path(tempfile.mkdtemp(prefix="bench-versus-"))
-    checks = Checks()
-    contenders: list[Contender] = []
-    t_all = time.perf_counter()
-    try:
-        t = time.perf_counter()
-        n = int(days * 86_400 * RATE)
-        df = synthetic_trades(SYM, START, n, rate_per_s=RATE)
-        ms = df["time"].dt.epoch("ms").to_numpy()
-        end = int(ms[-1]) + 1
-        print(
-            f"generated {n:,} trades over {days:g} days in {time.perf_counter() - t:.1f} s "
-            f"({n / (end - START) * 1000:.1f} trades/s); {runs} runs per figure; "
-            f"{os.cpu_count()} cores; load {load1():.2f}",
-            flush=True,
-        )
-        live_from = int(np.searchsorted(ms, end - HOUR))
+    def rows_check(self, lo: int, what: str) -> Callable[[str, Any], None]:
+        want = len(self.ms) - int(np.searchsorted(self.ms, lo))
 
-        # --- load: tradelab in hourly chunks, DuckDB in one insert, Parquet a file per day ----
-        tl = Tradelab(root / "tradelab")
-        duck = DuckDB(root / "trades.duckdb")
-        pq = Parquet(root / "parquet")
-        contenders += [tl, duck, pq]
-        t = time.perf_counter()
-        for h in range(START, end - HOUR, HOUR):
-            a, b = np.searchsorted(ms[:live_from], [h, h + HOUR])
-            if b > a:
-                tl.append(df.slice(int(a), int(b - a)))
-        tl.store.roll_up()
-        tl.store.wait_idle()
-        print(f"tradelab bulk load + roll-up {time.perf_counter() - t:6.1f} s", flush=True)
-        t = time.perf_counter()
-        duck.append(df.slice(0, live_from))
-        print(f"DuckDB bulk insert           {time.perf_counter() - t:6.1f} s", flush=True)
-        t = time.perf_counter()
-        pq.write_days(df, ms)
-        (pq.folder / "appends").mkdir()
-        print(f"Parquet day files            {time.perf_counter() - t:6.1f} s", flush=True)
+        def check(name: str, out: Any) -> None:
+            self.expect(out.height == want, f"{what}: {name} {out.height:,} rows != {want:,}")
 
-        # --- 5. the last hour, second by second: every contender appends each batch -------------
-        live_ms = ms[live_from:]
-        _, starts = np.unique(live_ms // 1000, return_index=True)
-        bounds = [*(int(s) + live_from for s in starts), len(ms)]
-        app = {c.name: Figure() for c in (tl, duck, pq)}
-        order: list[Contender] = [tl, duck, pq]
+        return check
+
+    def same_frames(self, lo: int, what: str, read: Callable[[Contender], pl.DataFrame]) -> None:
+        """Every contender's whole frame equals the trades written (once per window)."""
+        want = self.expected(lo)
+        if what.endswith("columns"):
+            want = want.select(PROFILE_COLUMNS)
+        for c in self.contenders:
+            out = read(c)
+            self.expect(
+                out.schema == want.schema and out.equals(want),
+                f"{what}: {c.name}'s frame differs from the trades written",
+            )
+            out = None
+
+    def load(self) -> None:
+        """tradelab in hourly chunks then rolled up, DuckDB one insert, Parquet a file per day;
+        all but the last hour (Parquet: all of it)."""
+        df, ms, tl = self.df, self.ms, self.tl
+        self.live_from = int(np.searchsorted(ms, self.end - HOUR))
+
+        def tradelab() -> None:
+            for h in range(START, self.end - HOUR, HOUR):
+                a, b = np.searchsorted(ms[: self.live_from], [h, h + HOUR])
+                if b > a:
+                    tl.append(df.slice(int(a), int(b - a)))
+            tl.store.roll_up()
+            tl.store.wait_idle()
+
+        timed("tradelab bulk load + roll-up", tradelab)
+        timed("DuckDB bulk insert", lambda: self.duck.append(df.slice(0, self.live_from)))
+        timed("Parquet day files", lambda: self.pq.write_days(df, ms))
+
+    def live_hour(self) -> None:
+        """5. The last hour second by second, each batch appended by every contender in turn
+        (tradelab's roll-ups running behind); Parquet writes each as a small file."""
+        ms, start = self.ms, self.live_from
+        _, starts = np.unique(ms[start:] // 1000, return_index=True)
+        bounds = [*(int(s) + start for s in starts), len(ms)]
+        self.app = {name: Figure() for name in self.names}
+        (self.pq.folder / "appends").mkdir()
         for i in range(len(bounds) - 1):
-            batch = df.slice(bounds[i], bounds[i + 1] - bounds[i])
+            batch = self.df.slice(bounds[i], bounds[i + 1] - bounds[i])
             for k in range(3):
-                c = order[(i + k) % 3]
+                c = self.contenders[(i + k) % 3]
                 t = time.perf_counter()
                 c.append(batch)
-                app[c.name].times.append(time.perf_counter() - t)
+                self.app[c.name].times.append(time.perf_counter() - t)
             if i % 200 == 0:
-                for f in app.values():
+                for f in self.app.values():
                     f.loads.append(load1())
-        tl.store.wait_idle()
-        per_batch = (len(ms) - live_from) / (len(bounds) - 1)
-        shutil.rmtree(pq.folder / "appends")
+        self.tl.store.wait_idle()
+        shutil.rmtree(self.pq.folder / "appends")
+        self.appends = len(bounds) - 1
+        self.per_batch = (len(ms) - start) / self.appends
         print(
-            f"live hour: {len(bounds) - 1:,} 1-second batches of ~{per_batch:.1f} trades, "
+            f"live hour: {self.appends:,} 1-second batches of ~{self.per_batch:.1f} trades, "
             "each appended by every contender in turn",
             flush=True,
         )
-        t = time.perf_counter()
-        tl.store.compact()
-        sizes = {c.name: c.size() for c in (tl, duck, pq)}
-        print(f"compaction / checkpoint      {time.perf_counter() - t:6.1f} s", flush=True)
-        names = [c.name for c in contenders]
+        timed("tradelab compaction", self.tl.store.compact)
+        self.sizes = {c.name: c.size() for c in self.contenders}
 
-        def expected(lo: int) -> pl.DataFrame:
-            a = int(np.searchsorted(ms, lo))
-            return df.slice(a, len(ms) - a)
-
-        def rows_check(lo: int, what: str) -> Callable[[str, Any], None]:
-            want = len(ms) - int(np.searchsorted(ms, lo))
-
-            def check(name: str, out: Any) -> None:
-                checks.expect(out.height == want, f"{what}: {name} {out.height:,} rows != {want:,}")
-
-            return check
-
-        # --- 1. windows, warm: whole frames compared once (also the warm-up), then timed --------
-        warm: dict[int, dict[str, Figure]] = {}
+    def windows(self, label: str, before: Callable[[Contender], None] | None) -> dict[int, Figures]:
+        """1./2. The 1, 24 and 168 h windows; warm ones first compare whole frames (the
+        warm-up)."""
+        out: dict[int, Figures] = {}
         for hours in WINDOWS:
-            lo = end - hours * HOUR
-            want = expected(lo)
-            for c in contenders:
-                out = c.window(lo, end)
-                checks.expect(
-                    out.schema == pl.Schema(TRADE_SCHEMA) and out.equals(want),
-                    f"{hours} h window: {c.name}'s frame differs from the trades written",
-                )
-                out = None
-            want = None
-            warm[hours] = interleaved(
-                contenders,
-                runs,
-                lambda c, lo=lo: c.window(lo, end),
-                rows_check(lo, f"{hours} h warm"),
+            lo = self.end - hours * HOUR
+            if before is None:
+                self.same_frames(lo, f"{hours} h window", lambda c, lo=lo: c.window(lo, self.end))
+            out[hours] = self.interleaved(
+                lambda c, lo=lo: c.window(lo, self.end),
+                self.rows_check(lo, f"{hours} h {label}"),
+                before,
             )
-            blocks = tl.store.block_count(SYM, lo, end)
-            line = row_line(f"{hours} h window, warm", warm[hours], names)
+            line = row_line(f"{hours} h window, {label}", out[hours], self.names)
+            blocks = self.tl.store.block_count(SYM, lo, self.end)
             print(f"{line} [tradelab: {blocks} blocks]", flush=True)
+        return out
 
-        # --- 6. the machine's floor for the 168 h frame ------------------------------------------
-        nbytes = expected(end - 168 * HOUR).estimated_size()
+    def reopen(self, c: Contender, drop: bool = False) -> None:
+        c.close()
+        if drop:
+            drop_page_cache()
+        t = time.perf_counter()
+        c.open()
+        if c is not self.pq:  # nothing to open
+            self.opens[c.name].add(time.perf_counter() - t)
+
+    def floor(self) -> None:
+        """6. Copying the 168 h frame's bytes into existing and into fresh memory."""
+        self.nbytes = nbytes = self.expected(self.end - 168 * HOUR).estimated_size()
         src = np.ones(nbytes, dtype=np.uint8)
         dst = np.ones(nbytes, dtype=np.uint8)
-        floor_existing, floor_fresh = Figure(), Figure()
-        for _ in range(runs):
+        self.floor_existing, self.floor_fresh = Figure(), Figure()
+        for _ in range(self.runs):
             t = time.perf_counter()
             np.copyto(dst, src)
-            floor_existing.add(time.perf_counter() - t)
+            self.floor_existing.add(time.perf_counter() - t)
             t = time.perf_counter()
             fresh = np.empty(nbytes, dtype=np.uint8)
             np.copyto(fresh, src)
-            floor_fresh.add(time.perf_counter() - t)
+            self.floor_fresh.add(time.perf_counter() - t)
             fresh = None
         src = dst = None
-        print(
-            f"floor: {nbytes / 1e6:,.0f} MB into existing memory {ms_text(floor_existing.median)},"
-            f" into fresh memory {ms_text(floor_fresh.median)} (load "
-            f"{load_text([floor_existing, floor_fresh])})",
-            flush=True,
-        )
+        floors = [self.floor_existing, self.floor_fresh]
+        into = " / ".join(ms_text(f.median) for f in floors)
+        print(f"floor: {nbytes / 1e6:,.0f} MB into existing / fresh memory {into}", flush=True)
 
-        # --- 2. windows after reopening (page cache warm), then cold if the cache can be dropped
-        opens = {name: Figure() for name in names}
+    def profiles(self) -> dict[int, Figures]:
+        """3. tradelab's get_volume_profile vs a GROUP BY on its row size, POC and volume
+        checked on every run."""
+        prof: dict[int, Figures] = {}
+        for hours in PROFILE_WINDOWS:
+            lo = self.end - hours * HOUR
+            vp = get_volume_profile(SYM, start=lo, end=self.end, store=self.tl.store)
+            row, poc, vol = vp.row_size, vp.poc, float(vp.rows["volume"].sum())
 
-        def reopen(c: Contender, drop: bool = False) -> None:
-            c.close()
-            if drop:
-                drop_page_cache()
-            t = time.perf_counter()
-            c.open()
-            opens[c.name].add(time.perf_counter() - t)
+            def check(name: str, out: Any, hours: int = hours, poc: float = poc, vol: float = vol):
+                self.expect(
+                    abs(out[0] - poc) < 1e-6 and abs(out[1] - vol) <= 1e-9 * vol,
+                    f"{hours} h profile: {name} POC {out[0]} / volume {out[1]:.8f}, tradelab "
+                    f"{poc} / {vol:.8f}",
+                )
 
-        reopened: dict[int, dict[str, Figure]] = {}
-        cold: dict[int, dict[str, Figure]] = {}
+            read = lambda c, lo=lo, row=row: c.profile(lo, self.end, row)  # noqa: E731
+            prof[hours] = self.interleaved(read, check)
+            label = f"{hours} h volume profile (row {row:g}, POC {poc:g})"
+            print(row_line(label, prof[hours], self.names), flush=True)
+        return prof
+
+    def projection(self) -> dict[int, Figures]:
+        """The profile's 3 columns alone, if ``TradeStore.trades`` takes ``columns=``."""
+        proj: dict[int, Figures] = {}
+        if not self.tl.columns:
+            print("projection: TradeStore.trades has no columns= (skipped)", flush=True)
+            return proj
+        for hours in PROFILE_WINDOWS:
+            lo = self.end - hours * HOUR
+            what = f"{hours} h, 3 columns"
+            self.same_frames(lo, what, lambda c, lo=lo: c.projected(lo, self.end))
+            read = lambda c, lo=lo: c.projected(lo, self.end)  # noqa: E731
+            proj[hours] = self.interleaved(read, self.rows_check(lo, what))
+            print(row_line(what, proj[hours], self.names), flush=True)
+        return proj
+
+
+def main() -> int:
+    days = setting("BENCH_VERSUS_DAYS", "7", float, 0.1, 31, "a number of days")
+    runs = setting("BENCH_VERSUS_RUNS", "5", int, 1, 100, "a whole number of runs")
+    cmd = f"BENCH_VERSUS_DAYS={days:g} BENCH_VERSUS_RUNS={runs} python -m bench versus"
+    root = Path(tempfile.mkdtemp(prefix="bench-versus-"))
+    t_all = time.perf_counter()
+    b: Bench | None = None
+    try:
+        b = Bench(root, days, runs)
+        b.load()
+        b.live_hour()
+        warm = b.windows("warm", None)
+        b.floor()
+        reopened = b.windows("reopened", b.reopen)
+        cold: dict[int, Figures] = {}
         before_mb = cached_mb()
-        can_drop = drop_page_cache()
-        if can_drop:
+        if drop_page_cache():
             print(
-                f"page cache: {before_mb or 0:,.0f} MB before a drop, {cached_mb() or 0:,.0f} MB "
+                f"page cache: {before_mb:,.0f} MB before a drop, {cached_mb():,.0f} MB "
                 "after (dropped before every cold run)",
                 flush=True,
             )
-        for label, into, drop in (("reopened", reopened, False), ("cold", cold, True)):
-            if drop and not can_drop:
-                print("cold: skipped (the page cache cannot be dropped here)", flush=True)
-                continue
-            for hours in WINDOWS:
-                lo = end - hours * HOUR
-                into[hours] = interleaved(
-                    contenders,
-                    runs,
-                    lambda c, lo=lo: c.window(lo, end),
-                    rows_check(lo, f"{hours} h {label}"),
-                    before=lambda c, drop=drop: reopen(c, drop),
-                )
-                print(row_line(f"{hours} h window, {label}", into[hours], names), flush=True)
-
-        # --- 3. volume profile end to end (tradelab's own function; the others a GROUP BY) -------
-        prof: dict[int, dict[str, Figure]] = {}
-        for hours in PROFILE_WINDOWS:
-            lo = end - hours * HOUR
-            vp = get_volume_profile(SYM, start=lo, end=end, store=tl.store)
-            row = vp.row_size
-            want_vol = float(vp.rows["volume"].sum())
-
-            def prof_check(
-                name: str, out: Any, hours: int = hours, vp: Any = vp, want_vol: float = want_vol
-            ) -> None:
-                poc, vol = out
-                checks.expect(
-                    abs(poc - vp.poc) < 1e-6 and abs(vol - want_vol) <= 1e-9 * want_vol,
-                    f"{hours} h profile: {name} POC {poc} / volume {vol:.8f}, tradelab "
-                    f"{vp.poc} / {want_vol:.8f}",
-                )
-
-            prof[hours] = interleaved(
-                contenders, runs, lambda c, lo=lo, row=row: c.profile(lo, end, row), prof_check
-            )
-            print(
-                row_line(
-                    f"{hours} h volume profile (row {row:g}, POC {vp.poc:g})", prof[hours], names
-                ),
-                flush=True,
-            )
-
-        # --- projection, if the store can read only some columns -------------------------------
-        proj: dict[int, dict[str, Figure]] = {}
-        if tl.columns:
-            for hours in PROFILE_WINDOWS:
-                lo = end - hours * HOUR
-                want = expected(lo).select(PROFILE_COLUMNS)
-                for c in contenders:
-                    out = c.projected(lo, end)
-                    checks.expect(
-                        out.equals(want), f"{hours} h, 3 columns: {c.name}'s frame differs"
-                    )
-                    out = None
-                want = None
-                proj[hours] = interleaved(
-                    contenders,
-                    runs,
-                    lambda c, lo=lo: c.projected(lo, end),
-                    rows_check(lo, f"{hours} h 3 columns"),
-                )
-                print(row_line(f"{hours} h, 3 columns", proj[hours], names), flush=True)
-
-        # --- the table -----------------------------------------------------------------------
-        total = time.perf_counter() - t_all
+            cold = b.windows("cold", lambda c: b.reopen(c, drop=True) if b else None)
+        else:
+            print("cold: skipped (the page cache cannot be dropped here)", flush=True)
+        prof = b.profiles()
+        proj = b.projection()
         print()
         print(
             "| median, same run | tradelab | DuckDB table (`.pl()`) | Parquet/day + "
             "`pl.scan_parquet` | tradelab / DuckDB | tradelab / Parquet | load (1 min) |"
         )
         print("|---|---|---|---|---|---|---|")
-        for hours in WINDOWS:
-            print(table_row(f"{hours} h window → Polars, warm", warm[hours]))
-        for hours in WINDOWS:
-            print(table_row(f"{hours} h window, reopened (page cache warm)", reopened[hours]))
-        for hours in cold:
-            print(table_row(f"{hours} h window, cold (page cache dropped)", cold[hours]))
+        rows = [
+            *((f"{h} h window → Polars, warm", warm[h]) for h in WINDOWS),
+            *((f"{h} h window, reopened (page cache warm)", reopened[h]) for h in WINDOWS),
+            *((f"{h} h window, cold (page cache dropped)", cold[h]) for h in cold),
+            ("open after close (store / connection)", b.opens),
+            *((f"{h} h volume profile, end to end", prof[h]) for h in PROFILE_WINDOWS),
+            *((f"{h} h, 3 columns (projection)", proj[h]) for h in proj),
+        ]
+        print("\n".join(table_row(label, figs) for label, figs in rows))
+        h, sz, app = len(b.ms), b.sizes, b.app
         print(
-            f"| open after close (store / connection) | {ms_text(opens['tradelab'].median)} | "
-            f"{ms_text(opens['DuckDB'].median)} | (no state) | "
-            f"{opens['tradelab'].median / opens['DuckDB'].median:.2f} | | "
-            f"{load_text(list(opens.values()))} |"
+            f"| bytes per trade on disk | {sz['tradelab'] / h:.2f} | {sz['DuckDB'] / h:.2f} | "
+            f"{sz['Parquet'] / h:.2f} | {sz['tradelab'] / sz['DuckDB']:.2f} | "
+            f"{sz['tradelab'] / sz['Parquet']:.2f} | |"
         )
-        for hours in PROFILE_WINDOWS:
-            print(table_row(f"{hours} h volume profile, end to end", prof[hours]))
-        for hours in proj:
-            print(table_row(f"{hours} h, 3 columns (projection)", proj[hours]))
-        h = len(ms)
+        label = f"1-second append (~{b.per_batch:.0f} trades, {b.appends:,} appends), median / p99"
+        p99 = lambda f: f"{ms_text(f.median)} / {ms_text(np.percentile(f.times, 99))}"  # noqa: E731
+        print(table_row(label, app, p99))
+        floors = [b.floor_existing, b.floor_fresh]
         print(
-            f"| bytes per trade on disk | {sizes['tradelab'] / h:.2f} | {sizes['DuckDB'] / h:.2f}"
-            f" | {sizes['Parquet'] / h:.2f} | {sizes['tradelab'] / sizes['DuckDB']:.2f} | "
-            f"{sizes['tradelab'] / sizes['Parquet']:.2f} | |"
-        )
-        print(
-            "| 1-second append (~"
-            f"{per_batch:.0f} trades, {len(bounds) - 1:,} appends), median / p99 | "
-            + " | ".join(f"{ms_text(app[n].median)} / {ms_text(app[n].p99())}" for n in names)
-            + f" | {app['tradelab'].median / app['DuckDB'].median:.2f} | "
-            f"{app['tradelab'].median / app['Parquet'].median:.2f} | "
-            f"{load_text(list(app.values()))} |"
-        )
-        t168 = warm[168]["tradelab"].median
-        print(
-            f"| floor: copy the 168 h frame ({nbytes / 1e6:,.0f} MB) into existing / fresh "
-            f"memory | {ms_text(floor_existing.median)} / {ms_text(floor_fresh.median)} | | | "
-            f"168 h warm = {t168 / floor_fresh.median:.1f}× the fresh floor | | "
-            f"{load_text([floor_existing, floor_fresh])} |"
+            f"| floor: copy the 168 h frame ({b.nbytes / 1e6:,.0f} MB) into existing / fresh "
+            f"memory | {ms_text(floors[0].median)} / {ms_text(floors[1].median)} | | | "
+            f"168 h warm = {warm[168]['tradelab'].median / floors[1].median:.1f}× the fresh "
+            f"floor | | {load_text(floors)} |"
         )
         print(
             f"\n{h:,} trades; ratios are tradelab / contender (< 1.0: tradelab faster); "
-            f"{runs} interleaved runs per figure; command: `{cmd}`; took {total:.0f} s"
+            f"{runs} interleaved runs per figure; command: `{cmd}`; "
+            f"took {time.perf_counter() - t_all:.0f} s"
         )
-        if checks.failed:
-            print(f"{len(checks.failed)} equality check(s) FAILED", flush=True)
+        if b.failed:
+            print(f"{len(b.failed)} equality check(s) FAILED", flush=True)
             return 1
         print("all equality checks passed")
     finally:
-        for c in contenders:
+        for c in b.contenders if b else ():
             with contextlib.suppress(Exception):
                 c.close()
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def row_line(label: str, figs: dict[str, Figure], names: Sequence[str]) -> str:
+def row_line(label: str, figs: Figures, names: Sequence[str]) -> str:
     ref = figs["tradelab"].median
-    parts = [f"{n} {ms_text(figs[n].median)}" for n in names]
-    ratios = [f"{ref / figs[n].median:.2f}× {n}" for n in names if n != "tradelab"]
-    return (
-        f"{label:<44} "
-        + ", ".join(parts)
-        + f"  (ratio {', '.join(ratios)}; load "
-        + (f"{load_text(list(figs.values()))})")
-    )
+    parts = ", ".join(f"{n} {ms_text(figs[n].median)}" for n in names)
+    ratios = ", ".join(f"{ref / figs[n].median:.2f}× {n}" for n in names if n != "tradelab")
+    return f"{label:<44} {parts}  (ratio {ratios}; load {load_text(list(figs.values()))})"
 
 
-def table_row(label: str, figs: dict[str, Figure]) -> str:
+def table_row(label: str, figs: Figures, cell: Callable[[Figure], str] | None = None) -> str:
+    """A row of the markdown table; a contender without figures (nothing to open) shows –."""
     tl = figs["tradelab"].median
-    cells = [ms_text(figs[n].median) for n in ("tradelab", "DuckDB", "Parquet")]
-    ratios = [f"{tl / figs[n].median:.2f}" for n in ("DuckDB", "Parquet")]
+    names = ("tradelab", "DuckDB", "Parquet")
+    cells = [
+        (cell or (lambda f: ms_text(f.median)))(figs[n]) if figs[n].times else "–" for n in names
+    ]
+    ratios = [f"{tl / figs[n].median:.2f}" if figs[n].times else "" for n in names[1:]]
     return f"| {label} | " + " | ".join([*cells, *ratios, load_text(list(figs.values()))]) + " |"
 
 
