@@ -11,6 +11,7 @@ setting is validated here, once, with a message that names the variable and what
 | stream base URL    | ``TRADELAB_WS_URL``       | ``wss://stream.binance.com:9443``    |
 | REST base URL      | ``TRADELAB_REST_URL``     | ``https://api.binance.com``          |
 | daily archives URL | ``TRADELAB_ARCHIVE_URL``   | ``https://data.binance.vision``      |
+| Delta table export | ``TRADELAB_EXPORT_TO``     | none (the collector exports nothing) |
 
 (The archives URL is read by :func:`tradelab.history.archive.resolve_archive_url`.)
 """
@@ -38,6 +39,7 @@ __all__ = [
     "SYMBOL_PATTERN",
     "Settings",
     "environment_urls",
+    "export_uri_from_env",
     "parse_symbols",
     "resolve_data_dir",
     "validate_bool",
@@ -213,6 +215,12 @@ def environment_urls() -> tuple[str | None, str | None]:
         os.environ.get("TRADELAB_WS_URL") or None,
         os.environ.get("TRADELAB_REST_URL") or None,
     )
+
+
+def export_uri_from_env() -> str | None:
+    """``TRADELAB_EXPORT_TO``: the Delta table a collector exports its closed hours to, or
+    ``None`` when unset or empty (checked where it is used, by the collector's settings)."""
+    return os.environ.get("TRADELAB_EXPORT_TO") or None
 
 
 def retention_days_from_env() -> float:

@@ -3,7 +3,7 @@
 ::
 
     tradelab collect --symbols BTCUSDT,ETHUSDT --data DIR [--ws-url URL] [--rest-url URL]
-                     [--history HOURS] [--archive-url URL]
+                     [--history HOURS] [--archive-url URL] [--export-to URI]
                      [--log-format json] [--duration SECONDS]
     tradelab status --data DIR [--json]
 
@@ -13,7 +13,9 @@ still has of what was missed (within 10 s; the rest is a hole the next start rep
 it checks its configuration once — symbol format, URLs, that the REST API knows each symbol and
 that the stream accepts a connection — and exits with code 2 and a one-line message if not; it
 repairs every hole the store reports (a killed earlier run's). ``--history H`` also fills the
-last H hours from the daily archives and REST while going live. Once running, it never gives
+last H hours from the daily archives and REST while going live. ``--export-to URI`` (or
+``$TRADELAB_EXPORT_TO``) exports each closed hour to a Delta table as it closes (the ``scale``
+extra; see docs/scale.md). Once running, it never gives
 up: lost connections are retried forever with backoff, each failure logged as an ERROR.
 
 ``status`` reads the status the collector publishes in the store every 5 s; it works from any
@@ -104,6 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "https://data.binance.vision)",
     )
     p.add_argument(
+        "--export-to",
+        default=None,
+        metavar="URI",
+        help="export each closed hour to this Delta table (a directory or s3://, gs://, az:// "
+        "URL) as it closes (default $TRADELAB_EXPORT_TO; none); needs tradelab[scale]",
+    )
+    p.add_argument(
         "--duration",
         type=_positive_float,
         default=None,
@@ -152,6 +161,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         max_buffered=args.max_buffered,
         history_hours=args.history,
         archive_url=args.archive_url,
+        export_to=args.export_to,
     )
     try:
         return asyncio.run(_run(collector, args.duration))

@@ -6,7 +6,9 @@ Every ``status_interval`` :class:`StatusPublisher` writes the collector's status
 :mod:`tradelab.collector.status_doc`. (The holes still open need no document of their own: the
 store knows its coverage, and the next start repairs what is missing.) Every ``log_interval`` it
 logs one "Stored N trades" line per symbol from the same document, and every
-``retention_interval`` it runs ``sink.enforce_retention``.
+``retention_interval`` it runs ``sink.enforce_retention``. With an ``export_to`` table it runs the
+:class:`~tradelab.collector.exporting.HourlyExporter` beside (each closed hour into the table)
+and adds the export's state to the status document (``"export"``).
 
 It reads nothing but that callable and its settings, so a unit test drives it with a
 dictionary and a fake sink.
@@ -18,6 +20,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from tradelab.collector.exporting import HourlyExporter
 from tradelab.collector.ports import StatusSink
 from tradelab.collector.runtime import StopSignal, fmt_ms
 from tradelab.collector.settings import CollectorSettings
@@ -40,6 +43,8 @@ class StatusPublisher:
         self._status = status
         self._sink: StatusSink | None = None
         self._logged: dict[str, int] = {}  # trades_stored per symbol at the last "Stored" line
+        self.exporter = HourlyExporter(settings, stop)
+        """Exports closed hours to ``settings.export_to`` (does nothing without one)."""
 
     def begin(self, sink: StatusSink) -> None:
         """Publish to ``sink`` from now on (the store the collector opened)."""
@@ -48,10 +53,36 @@ class StatusPublisher:
     def publish(self, doc: dict[str, Any]) -> None:
         """Worker thread: write the status document to the store."""
         assert self._sink is not None, "StatusPublisher.begin() was not called"
+        if self.exporter.enabled:
+            doc = {**doc, "export": dict(self.exporter.state)}
         self._sink.put_meta(STATUS_META, doc)
 
     async def run(self) -> None:
-        """Publish, log and apply retention on their intervals until stop is requested."""
+        """Publish, log and apply retention on their intervals until stop is requested (and
+        export closed hours meanwhile, with ``export_to``)."""
+        exporting = None
+        if self.exporter.enabled:
+            assert self._sink is not None, "StatusPublisher.begin() was not called"
+            exporting = asyncio.ensure_future(self.exporter.run(self._sink))
+        try:
+            await self._run()
+        finally:
+            if exporting is not None:
+                await self._finish_export(exporting)
+
+    async def _finish_export(self, task: asyncio.Task[None]) -> None:
+        """At stop: let an export in progress commit (its hour is one atomic transaction), for
+        up to ``stop_fetch_timeout``; what is not committed is exported by the next start."""
+        done, _ = await asyncio.wait([task], timeout=self._settings.stop_fetch_timeout)
+        if not done:
+            task.cancel()
+            log.warning(
+                "Export to %s still running at stop; the next start exports what it missed",
+                self._settings.export_to,
+                extra={"event": "export_interrupted"},
+            )
+
+    async def _run(self) -> None:
         st = self._settings
         loop = asyncio.get_running_loop()
         next_log = loop.time() + st.log_interval

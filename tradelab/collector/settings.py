@@ -20,6 +20,7 @@ from tradelab.config import (
     DEFAULT_REST_URL,
     DEFAULT_WS_URL,
     environment_urls,
+    export_uri_from_env,
     parse_symbols,
     retention_days_from_env,
     validate_url,
@@ -145,6 +146,13 @@ class CollectorSettings:
     max_streams: int = MAX_STREAMS_PER_CONNECTION
     """Symbols per WebSocket connection (Binance allows 1024)."""
     read_coalesce: float | None = 0.25
+    export_to: str | None = None
+    """Delta table (a local directory or an ``s3://``, ``gs://``, ``az://`` URL) that each
+    closed hour of the collected symbols is exported to as it closes
+    (:class:`~tradelab.collector.exporting.HourlyExporter`, exactly once per symbol-hour);
+    None: ``$TRADELAB_EXPORT_TO``, else no export. Needs the ``scale`` extra."""
+    export_check_interval: float = 60.0
+    """While an hour waits for a repair, or after a failed export, try again this often."""
     """On a quiet feed, read the socket in bursts this far apart to save CPU (<= 1 s; busy
     feeds are never paused); None reads every frame as it comes."""
 
@@ -163,6 +171,8 @@ class CollectorSettings:
         then the default pair); ``ws_url``/``rest_url`` default to ``$TRADELAB_WS_URL`` /
         ``$TRADELAB_REST_URL``, then Binance. ``settings`` are the remaining keywords.
         """
+        if settings.get("export_to") is None:
+            settings["export_to"] = export_uri_from_env()
         return cls(
             parse_symbols(symbols),
             ws_url or environment_urls()[0] or DEFAULT_WS_URL,
@@ -193,6 +203,7 @@ class CollectorSettings:
             "log_interval",
             "stop_timeout",
             "stop_fetch_timeout",
+            "export_check_interval",
         ):
             normalised[name] = float(_positive(name, getattr(self, name)))
         healthy_after = self.healthy_after
@@ -253,8 +264,22 @@ class CollectorSettings:
         normalised["max_streams"] = int(self.max_streams)
         normalised["rest_limit"] = int(rest_limit)
         normalised["read_coalesce"] = None if read_coalesce is None else float(read_coalesce)
+        normalised["export_to"] = self._export_to()
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
+
+    def _export_to(self) -> str | None:
+        """``export_to`` checked: a table URI (normalised), with the scale extra installed."""
+        if self.export_to is None:
+            return None
+        from tradelab.scale.extra import normalize_uri, require
+
+        try:
+            uri = normalize_uri(self.export_to)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"export_to: {exc}") from None
+        require("deltalake")  # one line naming the extra now, not a failure each hour
+        return uri
 
     def _history_hours(self) -> float | None:
         """``history_hours`` checked: None/0 is off, else 1 ≤ hours ≤ the retention."""

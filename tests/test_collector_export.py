@@ -1,0 +1,120 @@
+"""The collector's ``export_to``: each closed hour into a Delta table as it closes (issue 15).
+
+A real collector against the simulator seeded with history fills the last 1.2 hours, so at
+least one closed hour is in its store; with ``export_to`` that hour lands in a real Delta table
+exactly as the store holds it, the status document says so, and a second collector on the same
+table commits nothing twice. The scheduling rule and the setting's checks are tested apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from helpers import Records, fast
+
+from tradelab.collector import Collector
+from tradelab.collector.exporting import EXPORT_GRACE_S, next_export_in
+from tradelab.collector.settings import CollectorSettings
+from tradelab.exceptions import InvalidParameterError
+from tradelab.scale import scan_trades, table_contents
+from tradelab.simulator import Simulator
+from tradelab.store import TradeStore
+
+HOUR_MS = 3_600_000
+SYM = "BTCUSDT"
+
+
+def test_the_next_export_waits_for_the_hour_boundary_unless_behind_or_failed() -> None:
+    now = 10 * HOUR_MS + 20 * 60_000  # 10:20
+    up_to_date = [9 * HOUR_MS, 9 * HOUR_MS]  # 09:00-10:00 exported for both symbols
+    assert next_export_in(up_to_date, now, check_interval=60, failed=False) == pytest.approx(
+        40 * 60 + EXPORT_GRACE_S
+    )
+    behind = [9 * HOUR_MS, 8 * HOUR_MS]  # 09:00 closed but held (a hole)
+    assert next_export_in(behind, now, check_interval=60, failed=False) == 60
+    nothing_yet = [9 * HOUR_MS, None]  # a symbol with nothing in the table (history coming)
+    assert next_export_in(nothing_yet, now, check_interval=60, failed=False) == 60
+    assert next_export_in(up_to_date, now, check_interval=7, failed=True) == 7
+
+
+def test_export_to_is_checked_and_read_from_the_environment(tmp_path, monkeypatch) -> None:
+    urls = {"ws_url": "ws://127.0.0.1:9", "rest_url": "http://127.0.0.1:9"}
+    with pytest.raises(InvalidParameterError, match=r"^export_to: .*scheme 'ftp'"):
+        CollectorSettings.from_arguments(SYM, export_to="ftp://host/table", **urls)
+    with pytest.raises(InvalidParameterError, match="export_check_interval"):
+        CollectorSettings.from_arguments(SYM, export_to=str(tmp_path), export_check_interval=0)
+    monkeypatch.setenv("TRADELAB_EXPORT_TO", str(tmp_path / "t"))
+    assert CollectorSettings.from_arguments(SYM, **urls).export_to == str(tmp_path / "t")
+    monkeypatch.delenv("TRADELAB_EXPORT_TO")
+    assert CollectorSettings.from_arguments(SYM, **urls).export_to is None
+
+
+@pytest.mark.slow
+def test_a_collector_exports_its_closed_hours_exactly_once(tmp_path) -> None:
+    table = tmp_path / "table"
+    logs = Records()
+    logging.getLogger("tradelab").addHandler(logs)
+
+    async def collect(store: TradeStore, sim: Simulator, until: float) -> dict:
+        c = Collector(
+            [SYM],
+            store=store,
+            ws_url=sim.ws_url,
+            rest_url=sim.rest_url,
+            history_hours=1.2,
+            archive_url=sim.archive_url,
+            export_to=str(table),
+            export_check_interval=0.3,
+            **fast(),
+        )
+        await c.start()
+        deadline = time.monotonic() + until
+        while time.monotonic() < deadline:  # until the last closed hour is in the table
+            await asyncio.sleep(0.3)
+            if logs.events("export"):
+                last_closed = int(time.time() * 1000) // HOUR_MS * HOUR_MS - HOUR_MS
+                have = table_contents(table)
+                if have.height and have["last_ms"][0] >= last_closed:
+                    break
+        await c.stop()
+        meta = store.get_meta("collector_status")
+        assert meta is not None
+        return meta
+
+    try:
+        with Simulator((SYM,), source="synthetic", speed=1, seed=6, history_hours=1.5) as sim:
+            store = TradeStore(tmp_path / "d")
+            meta = asyncio.run(collect(store, sim, 90))
+            exported = table_contents(table)
+            assert exported["symbol"].to_list() == [SYM], exported
+            first, last = exported.row(0, named=True)["first_ms"], exported["last_ms"][0]
+            hours = range(first // HOUR_MS * HOUR_MS, last, HOUR_MS)
+            last_closed = int(time.time() * 1000) // HOUR_MS * HOUR_MS - HOUR_MS
+            assert len(hours) >= 1 and hours[-1] >= last_closed - HOUR_MS, exported
+            for h in hours:  # every exported hour equals the store's, row for row
+                want = store.trades(SYM, h, h + HOUR_MS)
+                got = scan_trades(table, SYM, h, h + HOUR_MS)
+                assert want.height > 1000 and got.equals(want), h
+            assert exported["trades"][0] == sum(
+                store.trades(SYM, h, h + HOUR_MS).height for h in hours
+            )
+            # the status document tells the operator where the export stands
+            assert meta["export"]["uri"] == str(table) and meta["export"]["exports"] >= 1
+            assert meta["export"]["through"][SYM] is not None
+            assert meta["export"]["last_error"] is None
+            # a second run on the same table (a restart, or another collector) commits nothing
+            # twice: each symbol-hour is one transaction with an application id
+            logs.records.clear()
+            asyncio.run(collect(store, sim, 3))
+            again = table_contents(table)
+            assert again["trades"][0] >= exported["trades"][0]
+            for h in hours:
+                got = scan_trades(table, SYM, h, h + HOUR_MS)
+                assert got["agg_id"].is_unique().all()
+                assert got.equals(store.trades(SYM, h, h + HOUR_MS))
+            store.close()
+    finally:
+        logging.getLogger("tradelab").removeHandler(logs)
