@@ -118,3 +118,56 @@ def test_a_collector_exports_its_closed_hours_exactly_once(tmp_path) -> None:
             store.close()
     finally:
         logging.getLogger("tradelab").removeHandler(logs)
+
+
+def test_a_failing_table_is_logged_and_retried_without_stopping_collection(tmp_path) -> None:
+    """The table's storage is broken (here: a regular file where the table should be): each
+    attempt is a WARNING with the reason, the status says so, collection goes on."""
+    blocker = tmp_path / "table"
+    blocker.write_text("not a directory")
+    logs = Records()
+    logging.getLogger("tradelab").addHandler(logs)
+
+    async def scenario() -> None:
+        store = TradeStore(tmp_path / "d")
+        store.append(SYM, [_trade(1, 0), _trade(2, HOUR_MS + 5)])  # a closed hour to export
+        c = Collector(
+            [SYM],
+            store=store,
+            ws_url="ws://127.0.0.1:9",
+            rest_url="http://127.0.0.1:9",
+            export_to=str(blocker),
+            export_check_interval=0.1,
+            **fast(),
+        )
+        await c.start()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if len(logs.events("export_failed")) >= 2:
+                break
+        assert c.running
+        await c.stop()
+        meta = store.get_meta("collector_status")
+        assert meta is not None and str(blocker) in meta["export"]["uri"]
+        assert meta["export"]["last_error"] and meta["export"]["exports"] == 0
+        store.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        logging.getLogger("tradelab").removeHandler(logs)
+    failed = logs.events("export_failed")
+    assert len(failed) >= 2, [r.getMessage() for r in logs.records][-5:]
+    assert failed[0].levelname == "WARNING" and "retried in" in failed[0].getMessage()
+
+
+def _trade(agg_id: int, time_ms: int) -> dict:
+    return {
+        "agg_id": agg_id,
+        "price": 100.0,
+        "qty": 1.0,
+        "first_id": agg_id,
+        "last_id": agg_id,
+        "time": time_ms + 1_700_000_000_000 // HOUR_MS * HOUR_MS,
+        "buyer_is_maker": False,
+    }

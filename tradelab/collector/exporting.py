@@ -113,7 +113,7 @@ class HourlyExporter:
                 failed = True
                 self.state["last_error"] = str(exc)
                 log.warning(
-                    "Export to %s failed (retried in %.0f s): %s",
+                    "Export to %s failed (retried in %g s): %s",
                     self._settings.export_to,
                     self._settings.export_check_interval,
                     exc,
