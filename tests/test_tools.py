@@ -211,6 +211,19 @@ def test_stale_status_means_not_running(store) -> None:
         tradelab.get_volume_profile("BTCUSDT", 1, store=store)
 
 
+def test_a_silent_collector_that_is_alive_is_not_called_dead(store) -> None:
+    """The store's writer (this process, by its owner file) said "running" 5 minutes ago and
+    is still alive: stuck or unable to write, not "stopped or died"."""
+    add(store, "BTCUSDT", now_ms() - 5 * 60_000, 10)
+    doc = status_doc(age_s=300, symbols=btc_status(41.0), pid=os.getpid())
+    store.put_meta("collector_status", doc)
+    with pytest.raises(InsufficientTradesError) as err:
+        tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+    text = str(err.value)
+    assert f"collector pid {os.getpid()} is alive but has not published its status" in text
+    assert "see the collector's log" in text and "died" not in text
+
+
 def test_collector_running_for_other_symbols(store) -> None:
     store.put_meta("collector_status", status_doc(symbols=btc_status(41.0)))
     with pytest.raises(

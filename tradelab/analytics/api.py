@@ -118,7 +118,9 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
     so and was updated less than 30 s ago), reduced to what :func:`insufficient_message` needs.
 
     Returns ``{"running": bool, "where": "this process" | "another process" | None,
-    "collects_symbol": bool, "rate_per_min": float | None, "stale_s": float | None}``.
+    "collects_symbol": bool, "rate_per_min": float | None, "stale_s": float | None,
+    "silent": str | None}`` — ``silent`` when a collector said "running", stopped publishing and
+    its process is still alive (stuck, or its store unwritable): that, in words.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     doc = where_collection_runs(store=store, now_ms=now_ms).document
@@ -136,6 +138,7 @@ def collection_state(store: Any, symbol: str, *, now_ms: int | None = None) -> d
         "collects_symbol": running and bool(per),
         "rate_per_min": float(rate) if isinstance(rate, int | float) and rate > 0 else None,
         "stale_s": stale_s,
+        "silent": (doc or {}).get("silent") if (doc or {}).get("writer_alive") else None,
     }
 
 
@@ -164,6 +167,8 @@ def insufficient_message(
     )
     if not state.get("running"):
         stale = state.get("stale_s")
+        if state.get("silent"):
+            return f"{head}; {state['silent']} — see the collector's log"
         if stale is not None:
             return (
                 f"{head}; no collector is running (the last collector status is "
