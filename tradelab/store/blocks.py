@@ -153,26 +153,32 @@ def sort_dedupe(cols: Columns) -> Columns:
 # --- encoding -----------------------------------------------------------------------------------
 
 
-def _narrow(values: np.ndarray) -> tuple[str, bytes]:
-    lo, hi = int(values.min()), int(values.max())
-    for typ, code in _INT_KINDS:
-        info = np.iinfo(typ)
-        if info.min <= lo and hi <= info.max:
+_BOUNDS = tuple((int(np.iinfo(t).min), int(np.iinfo(t).max), code) for t, code in _INT_KINDS)
+
+
+def _narrow_in(values: np.ndarray, lo: int, hi: int) -> tuple[str, bytes]:
+    """``values`` (whose min and max are ``lo``, ``hi``) in the narrowest integer type."""
+    for mn, mx, code in _BOUNDS:
+        if mn <= lo and hi <= mx:
             return code, values.astype(code, copy=False).tobytes()
     raise AssertionError("int64 values always fit int64")  # pragma: no cover
+
+
+def _narrow(values: np.ndarray) -> tuple[str, bytes]:
+    return _narrow_in(values, int(values.min()), int(values.max()))
 
 
 def _enc_int(values: np.ndarray, kind: str) -> list[Any]:
     """kind "d": base + deltas; "r": raw values; both narrowed."""
     base = int(values[0])
-    if bool((values == base).all()):
+    v = values[1:] - values[:-1] if kind == "d" else values  # np.diff costs 3x on small blocks
+    if not len(v):
         return ["c", "", base, 1, b""]
-    if kind == "d":
-        code, payload = _narrow(np.diff(values))
-    else:
-        code, payload = _narrow(values)
-        base = 0
-    return [kind, code, base, 1, payload]
+    lo, hi = int(v.min()), int(v.max())
+    if lo == hi and (kind != "d" or lo == 0):  # all values equal
+        return ["c", "", base, 1, b""]
+    code, payload = _narrow_in(v, lo, hi)
+    return [kind, code, base if kind == "d" else 0, 1, payload]
 
 
 def _dec_scaled(counts: np.ndarray, scale: int) -> np.ndarray:
@@ -180,19 +186,25 @@ def _dec_scaled(counts: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _enc_decimal(values: np.ndarray, *, delta: bool) -> list[Any]:
-    """Exact 1e-8 counts (GCD-divided) if they reproduce ``values`` bit for bit, else float64."""
-    first = float(values[0])
-    if bool((values == first).all()) and first == first:
-        return ["c", "", first, 1, b""]
+    """Exact 1e-8 counts (GCD-divided) if they reproduce ``values`` bit for bit, else float64.
+
+    "Bit for bit" literally: -0.0 is not 0.0 here (a column holding both is stored as float64).
+    """
+    bits = values.view(np.int64)
     scaled = values * _SCALE
-    if bool(np.isfinite(scaled).all()) and float(np.abs(scaled).max()) < _MAX_EXACT:
+    lo, hi = float(scaled.min()), float(scaled.max())  # NaN fails both comparisons below
+    first = float(values[0])
+    if lo == hi and first == first and bool((bits == bits[0]).all()):
+        return ["c", "", first, 1, b""]
+    if lo > -_MAX_EXACT and hi < _MAX_EXACT:
         counts = np.rint(scaled).astype(np.int64)
         scale = int(np.gcd.reduce(counts)) or 1
         if scale > 1:
             counts //= scale
-        if np.array_equal(_dec_scaled(counts, scale), values):
+        if bool((_dec_scaled(counts, scale).view(np.int64) == bits).all()):
             if delta:
-                code, payload = _narrow(np.diff(counts))
+                d = counts[1:] - counts[:-1]
+                code, payload = _narrow(d) if len(d) else ("<i1", b"")
                 return ["s", code, int(counts[0]), scale, payload]
             code, payload = _narrow(counts)
             return ["q", code, 0, scale, payload]

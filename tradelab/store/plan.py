@@ -20,7 +20,7 @@ import msgpack
 import numpy as np
 import rocksdict as rd
 
-from tradelab.exceptions import InvalidTradesError, StorageError
+from tradelab.exceptions import StorageError
 from tradelab.store.blocks import (
     BlockHeader,
     Columns,
@@ -33,7 +33,6 @@ from tradelab.store.blocks import (
 from tradelab.store.coverage import IndexEntry, inner_runs
 from tradelab.store.keys import (
     HOUR_MS,
-    MAX_MS,
     MINUTE_MS,
     SymbolState,
     block_key,
@@ -54,7 +53,6 @@ __all__ = [
     "plan_retention",
     "plan_to_batch",
     "roll_up_ranges",
-    "validate_columns",
 ]
 
 BlockReader = Callable[[bytes], "bytes | None"]
@@ -212,21 +210,6 @@ def plan_to_batch(
         batch.put(unrepairable_key(sym), msgpack.packb([list(r) for r in lost]))
         plan.unrepairable = lost
     return index
-
-
-def validate_columns(cols: Columns) -> None:
-    """Refuse trades the store cannot hold (times outside 1970..2286, negative or inverted ids)."""
-    t = cols["time"]
-    problems = []
-    if bool((t < 0).any()) or bool((t > MAX_MS).any()):
-        problems.append(f"time must lie between 1970 and the year 2286 (0..{MAX_MS} ms)")
-    for c in ("agg_id", "first_id", "last_id"):
-        if bool((cols[c] < 0).any()):
-            problems.append(f"{c} must be >= 0")
-    if bool((cols["last_id"] < cols["first_id"]).any()):
-        problems.append("last_id must be >= first_id")
-    if problems:
-        raise InvalidTradesError("invalid trades: " + "; ".join(problems))
 
 
 def drop_stored(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> Columns:

@@ -29,7 +29,7 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,8 @@ from tradelab.exceptions import (
     StorageWriteError,
 )
 from tradelab.logs import get_logger
-from tradelab.schema import empty_trades, to_trade_frame
-from tradelab.store.blocks import Columns, frame_to_columns, sort_dedupe
+from tradelab.schema import empty_trades
+from tradelab.store.blocks import Columns, sort_dedupe
 from tradelab.store.coverage import (
     find_holes,
     merge_ranges,
@@ -55,6 +55,7 @@ from tradelab.store.coverage import (
 from tradelab.store.documents import document_key, pack_document, unpack_document
 from tradelab.store.errors import write_error
 from tradelab.store.gate import Gate
+from tradelab.store.intake import Trades, trade_columns
 from tradelab.store.keys import (
     HOUR_MS,
     MINUTE_MS,
@@ -87,7 +88,6 @@ from tradelab.store.plan import (
     plan_retention,
     plan_to_batch,
     roll_up_ranges,
-    validate_columns,
 )
 from tradelab.store.reading import (
     count_blocks,
@@ -229,31 +229,29 @@ class TradeStore:
     def append(
         self,
         symbol: str,
-        trades: pl.DataFrame | Iterable[Mapping[str, Any]],
+        trades: Trades,
         *,
         unrepairable: Iterable[tuple[int, int]] = (),
     ) -> int:
         """Store trades of ``symbol`` exactly once, in one atomic write; return how many were new.
 
-        ``trades`` is a frame in the trade schema (or records, see
-        :func:`tradelab.schema.to_trade_frame`). Trades whose ``agg_id`` is already stored are
-        dropped, so replays and overlapping backfills are harmless. ``unrepairable``: id ranges
-        ``(first, last)`` the exchange said it does not have (a hole REST skipped), recorded in
-        the SAME write as these trades, so no crash can leave the trades without the record
-        (:meth:`holes` then flags them; ``trades`` may be empty). On any failure nothing is
-        written (:class:`StorageWriteError`) and the store is exactly as before.
+        ``trades``: a frame in the trade schema (the fast path: checked with numpy, no copy), a
+        mapping of column name -> 1-D array (``time`` in unix ms), or anything
+        :func:`tradelab.schema.to_trade_frame` coerces (see :mod:`.intake`). Trades whose
+        ``agg_id`` is already stored are dropped, so replays and overlapping backfills are
+        harmless. ``unrepairable``: id ranges ``(first, last)`` the exchange said it does not
+        have (a hole REST skipped), recorded in the SAME write as these trades, so no crash can
+        leave the trades without the record (:meth:`holes` then flags them; ``trades`` may be
+        empty). On any failure nothing is written (:class:`StorageWriteError`) and the store is
+        exactly as before.
         """
         sym = validate_symbol(symbol)
         self._check_writable()
         lost = validate_ranges(unrepairable)
-        frame = to_trade_frame(trades)
-        if frame.height == 0 and not lost:
+        given = trade_columns(trades)
+        if not len(given["agg_id"]) and not lost:
             return 0
-        cols = None
-        if frame.height:
-            cols = frame_to_columns(frame)
-            validate_columns(cols)
-            cols = sort_dedupe(cols)
+        cols = sort_dedupe(given) if len(given["agg_id"]) else None
         with self._op(), self._wlock:
             st = self._state(sym)
             last_id = st.meta["last_agg_id"]
