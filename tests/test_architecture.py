@@ -39,6 +39,7 @@ PURE = (
     "tradelab.store.errors",
     "tradelab.scale.hours",
     "tradelab.scale.histogram",
+    "tradelab.scale.sessions",
 )
 IO_MODULES = (
     "asyncio",

@@ -40,9 +40,9 @@ from tradelab.analytics.profile import (
 from tradelab.analytics.rows import (
     QTY_PRECISION,
     auto_row_size,
-    infer_tick_size,
-    price_step_bounds,
     row_bounds,
+    tick_from_sample,
+    tick_sample,
 )
 from tradelab.analytics.sessions import time_sorted
 from tradelab.exceptions import InvalidParameterError
@@ -121,7 +121,7 @@ def developing_levels(
         raise bad_prices(price)
     check_price_steps(pmin, pmax, tick_size=tick, row_size=row_size)
     if tick is None:
-        tick = max(infer_tick_size(price), price_step_bounds(pmax)[0])
+        tick = tick_from_sample(tick_sample(price), pmax)
     if row_size is None:
         row_size = auto_row_size(pmin, pmax, tick)
     inv, eps, first, nrows_f = row_bounds(pmin, pmax, row_size)

@@ -33,7 +33,7 @@ import polars as pl
 
 from tradelab.analytics.checks import check_price_steps, check_profile_args, trade_columns
 from tradelab.analytics.profile import VolumeProfile, volume_profile
-from tradelab.analytics.rows import auto_row_size, infer_tick_size, price_step_bounds
+from tradelab.analytics.rows import auto_row_size, infer_tick_size, tick_from_sample, tick_sample
 from tradelab.config import validate_bool
 from tradelab.exceptions import InvalidParameterError, InvalidTradesError
 from tradelab.formatting import price_text, qty_text
@@ -401,7 +401,7 @@ def session_profiles_from_trades(
     if math.isfinite(low) and math.isfinite(high) and low > 0:  # else each profile says why
         check_price_steps(low, high, tick_size=tick, row_size=row_size, symbol=symbol)
         if tick is None:
-            tick = max(infer_tick_size(price), price_step_bounds(high)[0])
+            tick = tick_from_sample(tick_sample(price), high)
     if tick is None:
         tick = infer_tick_size(price)
     if row_size is None:
