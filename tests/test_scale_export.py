@@ -401,3 +401,19 @@ def test_cli_export_and_vacuum(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "scheme 'ftp'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--data", str(data), "--to", str(uri), "--vacuum-older-than", "-1"])
+
+
+def test_table_errors_are_one_plain_line() -> None:
+    """delta-rs chains causes with terminal colour codes and line breaks; an error message (and
+    the collector's log) gets one plain line."""
+    from tradelab.scale.extra import one_line
+
+    raw = "Generic LocalFileSystem error \x1b[31m↳\x1b[0m Unable to open\n  file: Not a directory"
+    assert one_line(RuntimeError(raw)) == (
+        "Generic LocalFileSystem error - Unable to open file: Not a directory"
+    )
+    assert (
+        one_line(RuntimeError("x" * 400)).endswith("...")
+        and len(one_line(RuntimeError("x" * 400))) == 300
+    )
+    assert one_line(RuntimeError("")) == "RuntimeError"

@@ -41,7 +41,7 @@ from tradelab.analytics.profile import VolumeProfile
 from tradelab.analytics.rows import tick_sample_step
 from tradelab.analytics.sessions import SessionProfiles, SessionSpec, parse_session, session_windows
 from tradelab.exceptions import InsufficientTradesError, InvalidParameterError
-from tradelab.scale.extra import TableError, require
+from tradelab.scale.extra import TableError, one_line, require
 from tradelab.scale.histogram import (
     Partial,
     empty_partial,
@@ -224,7 +224,7 @@ def _on_cluster(client: Any, n_workers: int, win: Window, compute: Callable[[Any
     except Exception as exc:
         if isinstance(exc, TableError) or type(exc).__module__.startswith("tradelab"):
             raise
-        raise TableError(f"the cluster could not read {win.uri}: {exc}") from None
+        raise TableError(f"the cluster could not read {win.uri}: {one_line(exc)}") from None
     finally:
         if own:
             cluster = client.cluster

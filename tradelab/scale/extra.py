@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,6 +30,7 @@ __all__ = [
     "env_pause",
     "is_local",
     "normalize_uri",
+    "one_line",
     "require",
 ]
 
@@ -45,6 +47,17 @@ class ScaleExtraMissingError(ConfigurationError):
 
 class TableError(StorageError):
     """The Delta table could not be read or written (storage, permissions, a corrupt log)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def one_line(exc: BaseException) -> str:
+    """An error from delta-rs, Polars or the cluster as one readable line: terminal colour codes
+    (delta-rs prints ``\x1b[31m↳\x1b[0m`` between causes) and line breaks removed, at most 300
+    characters."""
+    text = " ".join(_ANSI.sub("", str(exc)).replace("↳", "-").split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def require(module: str) -> Any:

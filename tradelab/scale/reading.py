@@ -19,7 +19,13 @@ import polars as pl
 from tradelab.analytics.profile import VolumeProfile, volume_profile
 from tradelab.config import validate_symbol
 from tradelab.exceptions import InsufficientTradesError, InvalidWindowError
-from tradelab.scale.extra import TableError, check_storage_options, normalize_uri, require
+from tradelab.scale.extra import (
+    TableError,
+    check_storage_options,
+    normalize_uri,
+    one_line,
+    require,
+)
 from tradelab.scale.hours import date_of
 from tradelab.scale.table import open_table
 from tradelab.schema import TRADE_COLUMNS
@@ -116,7 +122,7 @@ def collect(frame: pl.LazyFrame, win: Window) -> pl.DataFrame:
     try:
         return frame.collect()
     except Exception as exc:
-        raise TableError(f"cannot read {win.symbol} from {win.uri}: {exc}") from None
+        raise TableError(f"cannot read {win.symbol} from {win.uri}: {one_line(exc)}") from None
 
 
 def window_files(win: Window, table: Any = None) -> pl.DataFrame:
@@ -126,7 +132,7 @@ def window_files(win: Window, table: Any = None) -> pl.DataFrame:
     try:
         adds = pl.DataFrame(table.get_add_actions(flatten=True))
     except Exception as exc:
-        raise TableError(f"cannot list the files of {win.uri}: {exc}") from None
+        raise TableError(f"cannot list the files of {win.uri}: {one_line(exc)}") from None
     empty = pl.DataFrame(
         schema={
             "path": pl.String,
@@ -163,7 +169,7 @@ def table_contents(uri: object, *, storage_options: Any = None) -> pl.DataFrame:
     try:
         adds = pl.DataFrame(table.get_add_actions(flatten=True))
     except Exception as exc:
-        raise TableError(f"cannot list the files of {target}: {exc}") from None
+        raise TableError(f"cannot list the files of {target}: {one_line(exc)}") from None
     if adds.height == 0:
         return pl.DataFrame(
             schema={

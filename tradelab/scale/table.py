@@ -31,6 +31,7 @@ from tradelab.scale.extra import (
     check_storage_options,
     env_pause,
     normalize_uri,
+    one_line,
     require,
 )
 from tradelab.scale.hours import (
@@ -97,7 +98,7 @@ def open_table(
     except (NoDataError, ConfigurationError):
         raise
     except Exception as exc:
-        raise TableError(f"cannot open the Delta table at {uri}: {_one_line(exc)}") from None
+        raise TableError(f"cannot open the Delta table at {uri}: {one_line(exc)}") from None
     _check_layout(table, uri)
     return table
 
@@ -129,11 +130,6 @@ def _check_layout(table: Any, uri: str) -> None:
             f"{', '.join(names)}; partitioned by {', '.join(parts) or 'nothing'}); expected "
             f"columns {', '.join(_DELTA_TYPES)} partitioned by symbol, date"
         )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @dataclass
@@ -172,7 +168,7 @@ class DeltaTarget:
         try:
             self.table.update_incremental()
         except Exception as exc:
-            raise TableError(f"cannot read the Delta log of {self.uri}: {_one_line(exc)}") from None
+            raise TableError(f"cannot read the Delta log of {self.uri}: {one_line(exc)}") from None
 
     def watermark(self, symbol: str) -> int | None:
         """The number of the last hour of ``symbol`` in the table (its app id's version)."""
@@ -192,7 +188,7 @@ class DeltaTarget:
             stream.close()
         except Exception as exc:
             raise TableError(
-                f"cannot write {symbol} {hour_text(hour_ms)} to {self.uri}: {_one_line(exc)}"
+                f"cannot write {symbol} {hour_text(hour_ms)} to {self.uri}: {one_line(exc)}"
             ) from None
         add = self._deltalake.transaction.AddAction(
             rel,
@@ -252,7 +248,7 @@ class DeltaTarget:
                     commit_properties=props,
                 )
             except deltalake.exceptions.CommitFailedError as exc:
-                failure = _one_line(exc)
+                failure = one_line(exc)
                 self.refresh()
                 done = self.watermark(symbol)
                 if done is not None and done >= version:
@@ -267,7 +263,7 @@ class DeltaTarget:
                 continue
             except Exception as exc:
                 raise TableError(
-                    f"cannot commit {symbol} {hour_text(hour_ms)} to {self.uri}: {_one_line(exc)}"
+                    f"cannot commit {symbol} {hour_text(hour_ms)} to {self.uri}: {one_line(exc)}"
                 ) from None
             self.refresh()
             return HourWrite(True, size, self.version, attempt)
@@ -346,7 +342,7 @@ def vacuum_older_than(
         )
         version = int(table.version())
     except Exception as exc:
-        raise TableError(f"cannot vacuum the Delta table at {target}: {_one_line(exc)}") from None
+        raise TableError(f"cannot vacuum the Delta table at {target}: {one_line(exc)}") from None
     return VacuumReport(
         target,
         keep_from,
