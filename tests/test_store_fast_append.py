@@ -12,7 +12,7 @@ import pytest
 from tradelab import schema
 from tradelab.exceptions import InvalidTradesError
 from tradelab.recordings import synthetic_trades
-from tradelab.store import intake
+from tradelab.store import TradeStore, intake
 from tradelab.store.blocks import decode_block, decode_into, encode_block
 
 T0 = 1_767_225_600_000
@@ -196,3 +196,78 @@ def test_a_version_1_block_as_first_written_decodes_exactly():
     cols = decode_block(msgpack.packb(doc, use_bin_type=True))[1]
     assert cols["price"].tolist() == [0.1, 0.2, 0.3, 1e-11, 5.5]
     assert cols["qty"].tolist() == [0.25] * n and cols["buyer_is_maker"].all()
+
+
+class _CountingDb:
+    """The writer's database with its ``get`` calls of block keys counted (everything else
+    passes through): shows what a roll-up reads back."""
+
+    def __init__(self, db):
+        self._db, self.block_gets = db, 0
+
+    def get(self, key, *args, **kwargs):
+        if bytes(key).startswith(b"trades:"):
+            self.block_gets += 1
+        return self._db.get(key, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def _stream(store, df: pl.DataFrame, as_columns: bool = False) -> list[dict[str, np.ndarray]]:
+    given = []
+    for _, batch in df.group_by(pl.col("time").dt.epoch("ms") // 1000, maintain_order=True):
+        cols = {c: a.copy() for c, a in _columns(batch).items()} if as_columns else batch
+        store.append("BTCUSDT", cols)
+        given.append(cols)
+    return given
+
+
+def test_roll_ups_merge_the_writers_small_blocks_without_reading_them_back(store):
+    df = synthetic_trades("BTCUSDT", T0, 1_500, rate_per_s=10.0)  # 150 s: 3 minutes
+    store._rollups.schedule = lambda sym: None  # roll up only when asked, below
+    _stream(store, df)
+    counting = _CountingDb(store._db)
+    store._db = counting
+    assert store.roll_up("BTCUSDT") > 100  # the closed minutes' 1-second blocks
+    assert counting.block_gets == 0
+    assert store.trades("BTCUSDT", 0, FAR).equals(df)
+    assert store.block_count("BTCUSDT", 0, FAR) < 40
+    # the small blocks that went are forgotten; the minute blocks that came are kept
+    st = store._states["BTCUSDT"]
+    assert set(st.small) == set(st.keys)
+
+
+def test_kept_small_blocks_do_not_alias_the_callers_arrays(store):
+    df = synthetic_trades("BTCUSDT", T0, 800, rate_per_s=10.0)
+    store._rollups.schedule = lambda sym: None
+    given = _stream(store, df, as_columns=True)
+    for cols in given:  # the caller reuses its buffers after the append returned
+        cols["price"] += 1.0
+        cols["buyer_is_maker"] ^= True
+    store.roll_up("BTCUSDT")
+    assert store.trades("BTCUSDT", 0, FAR).equals(df)
+
+
+def test_kept_small_blocks_follow_retention_and_a_reopen(tmp_path):
+    df = synthetic_trades("BTCUSDT", T0, 1_200, rate_per_s=10.0)
+    with TradeStore(tmp_path / "db") as s:
+        s._rollups.schedule = lambda sym: None
+        _stream(s, df)
+        cut = T0 + 45_000
+        s.delete_before(cut)
+        st = s._states["BTCUSDT"]
+        assert set(st.small) == set(st.keys)
+        s.roll_up()
+        kept = df.filter(pl.col("time").dt.epoch("ms") >= cut)
+        assert s.trades("BTCUSDT", 0, FAR).equals(kept)
+    with TradeStore(tmp_path / "db") as s:  # a new writer reads blocks back, as before
+        s._rollups.schedule = lambda sym: None
+        _stream(
+            s, synthetic_trades("BTCUSDT", T0 + 120_000, 300, rate_per_s=10.0, first_agg_id=1_201)
+        )
+        s.roll_up()
+        assert s.trades("BTCUSDT", 0, FAR)["agg_id"].to_list() == [
+            *kept["agg_id"].to_list(),
+            *range(1_201, 1_501),
+        ]

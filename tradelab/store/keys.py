@@ -38,6 +38,7 @@ __all__ = [
     "MAX_MS",
     "MINUTE_MS",
     "OWNER_FILE",
+    "SMALL_BLOCK_ROWS",
     "STORE_FORMAT",
     "StoreStats",
     "SymbolState",
@@ -62,6 +63,8 @@ OWNER_FILE = "TRADELAB-WRITER.json"
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 MAX_MS = 10**13 - 1  # 13 digits: until the year 2286
+SMALL_BLOCK_ROWS = 5_000
+"""Blocks up to this many trades stay decoded in the writer's memory until rolled up."""
 MARKER = b"tradelab:store"
 """The key whose value ({"format", "created_ms"}) says a RocksDB directory is a tradelab store."""
 
@@ -145,13 +148,18 @@ class SymbolState:
     ``meta`` is the ``symbol:`` document, ``index`` maps a block key to its header
     ``(n, t_min, t_max, id_min, id_max, bytes, inner runs)`` (see
     :mod:`tradelab.store.coverage`), ``keys`` lists the block keys sorted and ``unrepairable``
-    the merged id ranges the exchange cannot serve.
+    the merged id ranges the exchange cannot serve. ``small`` keeps the columns of the small
+    blocks this writer wrote (1-second and minute blocks of at most :data:`SMALL_BLOCK_ROWS`
+    trades, as written: the same values, never changed) until a roll-up merges them away, so
+    a roll-up merges them without reading and decoding them back (a minute roll-up: ~4.5 ms
+    of CPU, the GIL held, otherwise); it changes with ``index``, under the writer's lock.
     """
 
     meta: dict[str, Any]
     index: dict[int, IndexEntry] = field(default_factory=dict)
     keys: list[int] = field(default_factory=list)  # sorted block keys
     unrepairable: list[tuple[int, int]] = field(default_factory=list)
+    small: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def keys_between(self, lo: int, hi: int) -> list[int]:
         """The block keys in ``[lo, hi)``, ascending."""

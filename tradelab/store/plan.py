@@ -34,6 +34,7 @@ from tradelab.store.coverage import IndexEntry, inner_runs
 from tradelab.store.keys import (
     HOUR_MS,
     MINUTE_MS,
+    SMALL_BLOCK_ROWS,
     SymbolState,
     block_key,
     floor_to,
@@ -52,6 +53,7 @@ __all__ = [
     "plan_append",
     "plan_retention",
     "plan_to_batch",
+    "remember_small",
     "roll_up_ranges",
 ]
 
@@ -82,6 +84,8 @@ class Plan:
 
     def cols(self, key: int) -> Columns:
         """The trades of block ``key``, read once (through the plan's reader)."""
+        if key not in self.loaded and key in self.st.small:
+            self.loaded[key] = self.st.small[key]  # as written; no read, no decoding
         if key not in self.loaded:
             raw = self.read(block_key(self.sym, key))
             if raw is None:
@@ -210,6 +214,20 @@ def plan_to_batch(
         batch.put(unrepairable_key(sym), msgpack.packb([list(r) for r in lost]))
         plan.unrepairable = lost
     return index
+
+
+def remember_small(st: SymbolState, plan: Plan, dropped: Iterable[int] = ()) -> None:
+    """After ``plan`` was written: keep the columns of its small new blocks in ``st.small``
+    (own copies: an append's arrays may be the caller's) and forget the blocks that went."""
+    for key in (*plan.deletes, *dropped):
+        st.small.pop(key, None)
+    for key, (_value, h) in plan.puts.items():
+        cols = plan.loaded.get(key)
+        if cols is not None and h.n <= SMALL_BLOCK_ROWS:
+            kept = st.small.get(key)
+            st.small[key] = cols if cols is kept else {c: a.copy() for c, a in cols.items()}
+        else:
+            st.small.pop(key, None)
 
 
 def drop_stored(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> Columns:

@@ -87,6 +87,7 @@ from tradelab.store.plan import (
     plan_append,
     plan_retention,
     plan_to_batch,
+    remember_small,
     roll_up_ranges,
 )
 from tradelab.store.reading import (
@@ -369,6 +370,7 @@ class TradeStore:
         st.meta = meta
         if plan.unrepairable is not None:
             st.unrepairable = plan.unrepairable
+        remember_small(st, plan, dropped)
 
     def _write(self, batch: rd.WriteBatch, what: str) -> None:
         try:
