@@ -446,24 +446,53 @@ class Bench:
             self.opens[c.name].add(time.perf_counter() - t)
 
     def floor(self) -> None:
-        """6. Copying the 168 h frame's bytes into existing and into fresh memory."""
-        self.nbytes = nbytes = self.expected(self.end - 168 * HOUR).estimated_size()
+        """6. Copying the 168 h frame's bytes into existing memory, into fresh memory back to
+        back, and into fresh memory right after each contender's 168 h read — the state every
+        interleaved read meets (on this VM fresh pages cost far more after a pause or after
+        other frees than when just released)."""
+        lo = self.end - 168 * HOUR
+        self.nbytes = nbytes = self.expected(lo).estimated_size()
         src = np.ones(nbytes, dtype=np.uint8)
         dst = np.ones(nbytes, dtype=np.uint8)
-        self.floor_existing, self.floor_fresh = Figure(), Figure()
-        for _ in range(self.runs):
+        self.floors = [Figure(), Figure(), Figure()]  # existing, fresh, fresh after a read
+
+        def fresh(into: Figure) -> None:
+            t = time.perf_counter()
+            np.copyto(np.empty(nbytes, dtype=np.uint8), src)
+            into.add(time.perf_counter() - t)
+
+        for r in range(self.runs):
             t = time.perf_counter()
             np.copyto(dst, src)
-            self.floor_existing.add(time.perf_counter() - t)
-            t = time.perf_counter()
-            fresh = np.empty(nbytes, dtype=np.uint8)
-            np.copyto(fresh, src)
-            self.floor_fresh.add(time.perf_counter() - t)
-            fresh = None
+            self.floors[0].add(time.perf_counter() - t)
+            fresh(self.floors[1])
+            for i in range(3):
+                self.contenders[(r + i) % 3].window(lo, self.end)  # freed at once
+                fresh(self.floors[2])
         src = dst = None
-        floors = [self.floor_existing, self.floor_fresh]
-        into = " / ".join(ms_text(f.median) for f in floors)
-        print(f"floor: {nbytes / 1e6:,.0f} MB into existing / fresh memory {into}", flush=True)
+        into = " / ".join(ms_text(f.median) for f in self.floors)
+        print(
+            f"floor: {nbytes / 1e6:,.0f} MB into existing / fresh / fresh-after-a-read memory "
+            f"{into}",
+            flush=True,
+        )
+
+    def alone(self) -> Figures:
+        """The 168 h window, warm, each contender back to back (not interleaved)."""
+        lo, figs = self.end - 168 * HOUR, {}
+        check = self.rows_check(lo, "168 h alone")
+        for c in self.contenders:
+            figs[c.name] = f = Figure()
+            for _ in range(self.runs + 1):  # the first one warms up
+                out = None
+                t = time.perf_counter()
+                out = c.window(lo, self.end)
+                f.add(time.perf_counter() - t)
+                check(c.name, out)
+            out = None
+            del f.times[0], f.loads[0]
+        print(row_line("168 h window, each alone", figs, self.names), flush=True)
+        return figs
 
     def profiles(self) -> dict[int, Figures]:
         """3. tradelab's get_volume_profile vs a GROUP BY on its row size, POC and volume
@@ -516,6 +545,7 @@ def main() -> int:
         b.live_hour()
         warm = b.windows("warm", None)
         b.floor()
+        alone = b.alone()
         reopened = b.windows("reopened", b.reopen)
         cold: dict[int, Figures] = {}
         before_mb = cached_mb()
@@ -538,6 +568,7 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|")
         rows = [
             *((f"{h} h window → Polars, warm", warm[h]) for h in WINDOWS),
+            ("168 h window, warm, each contender alone (back to back)", alone),
             *((f"{h} h window, reopened (page cache warm)", reopened[h]) for h in WINDOWS),
             *((f"{h} h window, cold (page cache dropped)", cold[h]) for h in cold),
             ("open after close (store / connection)", b.opens),
@@ -554,12 +585,12 @@ def main() -> int:
         label = f"1-second append (~{b.per_batch:.0f} trades, {b.appends:,} appends), median / p99"
         p99 = lambda f: f"{ms_text(f.median)} / {ms_text(np.percentile(f.times, 99))}"  # noqa: E731
         print(table_row(label, app, p99))
-        floors = [b.floor_existing, b.floor_fresh]
+        fl, t168 = b.floors, warm[168]["tradelab"].median
         print(
-            f"| floor: copy the 168 h frame ({b.nbytes / 1e6:,.0f} MB) into existing / fresh "
-            f"memory | {ms_text(floors[0].median)} / {ms_text(floors[1].median)} | | | "
-            f"168 h warm = {warm[168]['tradelab'].median / floors[1].median:.1f}× the fresh "
-            f"floor | | {load_text(floors)} |"
+            f"| floor: copy the 168 h frame ({b.nbytes / 1e6:,.0f} MB) into existing / fresh / "
+            f"fresh-after-a-read memory | {' / '.join(ms_text(f.median) for f in fl)} | | | "
+            f"168 h warm = {t168 / fl[1].median:.1f}× / {t168 / fl[2].median:.1f}× the fresh "
+            f"floors | | {load_text(fl)} |"
         )
         print(
             f"\n{h:,} trades; ratios are tradelab / contender (< 1.0: tradelab faster); "
