@@ -1,8 +1,7 @@
 """Side by side (issue 14): tradelab's store against what an analyst would pick instead.
 
-Run: ``python bench/bench_versus.py`` (or ``python -m bench versus``; needs the ``bench`` extra,
-``make bench`` installs it). ``BENCH_VERSUS_DAYS`` (default 7: ~14.7 M trades at ~24.3
-trades/s) scales the data, ``BENCH_VERSUS_RUNS`` (default 5) the repetitions behind each median;
+``python -m bench versus`` (needs the ``bench`` extra: ``make bench``). ``BENCH_VERSUS_DAYS``
+(default 7: ~14.7 M trades at ~24.3/s) and ``BENCH_VERSUS_RUNS`` (default 5 per median) scale it;
 ``BENCH_VERSUS_DAYS=1 BENCH_VERSUS_RUNS=3`` is a quick run.
 
 The SAME synthetic BTCUSDT trades go into three contenders, measured in one process:
@@ -17,8 +16,8 @@ Every contender returns the full 7-column frame in the trade schema: row counts 
 every run, whole frames once per window. Repetitions are interleaved (every contender once per
 repetition, the first one rotating); figures are medians with the 1-minute load average after
 each run beside them; ratios are tradelab / contender (below 1.0 tradelab is faster). "Cold"
-only where the page cache can be dropped (root: ``echo 3 > /proc/sys/vm/drop_caches``). Exit
-status: 0 whoever wins, 1 if an equality check fails, 2 for a bad setting.
+only where the page cache can be dropped (root). Exit status: 0 whoever wins, 1 if an equality
+check fails, 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import inspect
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+try:
+    import duckdb  # the bench extra (`make bench`), never a dependency of tradelab
+except ImportError:
+    sys.exit("bench_versus needs the bench extra (duckdb, pyarrow): run `make bench`")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -79,7 +82,7 @@ def setting(name: str, default: str, kind: type, lo: float, hi: float, what: str
 def timed(label: str, fn: Callable[[], Any]) -> None:
     t = time.perf_counter()
     fn()
-    print(f"{label:<28} {time.perf_counter() - t:6.1f} s", flush=True)
+    print(f"{label:<28} {time.perf_counter() - t:6.1f} s")
 
 
 def load1() -> float:
@@ -100,11 +103,10 @@ def utc(ms: int) -> dt.datetime:
 def drop_page_cache() -> bool:
     """Drop the kernel's page cache (clean pages); False where that is not allowed."""
     try:
-        subprocess.run(["sync"], check=True, timeout=60)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
         return True
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         return False
 
 
@@ -161,9 +163,8 @@ class Tradelab:
     def window(self, lo: int, hi: int) -> pl.DataFrame:
         return self.store.trades(SYM, lo, hi)
 
-    def projected(self, lo: int, hi: int) -> pl.DataFrame:
-        trades: Any = self.store.trades
-        return trades(SYM, lo, hi, columns=PROFILE_COLUMNS)
+    def projected(self, lo: int, hi: int) -> pl.DataFrame:  # only called if it takes columns=
+        return self.store.trades(SYM, lo, hi, columns=PROFILE_COLUMNS)  # type: ignore[call-arg]
 
     def profile(self, lo: int, hi: int, row: float) -> tuple[float, float]:
         vp = get_volume_profile(SYM, start=lo, end=hi, store=self.store)
@@ -180,9 +181,6 @@ class DuckDB:
     name = "DuckDB"
 
     def __init__(self, path: Path) -> None:
-        import duckdb
-
-        self.duckdb = duckdb
         self.path = path
         self.con = duckdb.connect(str(path))
         self.con.execute(f"CREATE TABLE IF NOT EXISTS trades ({DUCK_SCHEMA})")
@@ -191,7 +189,7 @@ class DuckDB:
         self.con.close()
 
     def open(self) -> None:
-        self.con = self.duckdb.connect(str(self.path))
+        self.con = duckdb.connect(str(self.path))
 
     def append(self, batch: pl.DataFrame) -> None:
         rows = batch.with_columns(pl.col("time").dt.epoch("ms"))  # noqa: F841 (scanned by name)
@@ -305,8 +303,7 @@ class Bench:
         print(
             f"generated {n:,} trades over {days:g} days in {time.perf_counter() - t:.1f} s "
             f"({n / (self.end - START) * 1000:.1f} trades/s); {runs} runs per figure; "
-            f"{os.cpu_count()} cores; load {load1():.2f}",
-            flush=True,
+            f"{os.cpu_count()} cores; load {load1():.2f}"
         )
         self.tl = Tradelab(root / "tradelab")
         self.duck = DuckDB(root / "trades.duckdb")
@@ -314,6 +311,13 @@ class Bench:
         self.contenders: list[Contender] = [self.tl, self.duck, self.pq]
         self.names = [c.name for c in self.contenders]
         self.opens = {name: Figure() for name in self.names}
+        self.rows: list[tuple[str, Figures]] = []  # the table, in the order measured
+
+    def row(self, label: str, figs: Figures) -> Figures:
+        """Record a row of the table and print it at once (progress)."""
+        self.rows.append((label, figs))
+        print(table_row(label, figs))
+        return figs
 
     def interleaved(
         self,
@@ -342,7 +346,7 @@ class Bench:
         """An equality check: a failure is printed and makes the exit status 1."""
         if not ok:
             self.failed.append(what)
-            print(f"EQUALITY CHECK FAILED: {what}", flush=True)
+            print(f"EQUALITY CHECK FAILED: {what}")
 
     def expected(self, lo: int) -> pl.DataFrame:
         """The trades written with ``time >= lo`` (a zero-copy slice)."""
@@ -359,15 +363,13 @@ class Bench:
 
     def same_frames(self, lo: int, what: str, read: Callable[[Contender], pl.DataFrame]) -> None:
         """Every contender's whole frame equals the trades written (once per window)."""
-        want = self.expected(lo)
-        if what.endswith("columns"):
-            want = want.select(PROFILE_COLUMNS)
+        want = self.expected(lo).select(
+            PROFILE_COLUMNS if "columns" in what else list(TRADE_SCHEMA)
+        )
         for c in self.contenders:
             out = read(c)
-            self.expect(
-                out.schema == want.schema and out.equals(want),
-                f"{what}: {c.name}'s frame differs from the trades written",
-            )
+            same = out.schema == want.schema and out.equals(want)
+            self.expect(same, f"{what}: {c.name}'s frame differs from the trades written")
             out = None
 
     def load(self) -> None:
@@ -412,8 +414,7 @@ class Bench:
         self.per_batch = (len(ms) - start) / self.appends
         print(
             f"live hour: {self.appends:,} 1-second batches of ~{self.per_batch:.1f} trades, "
-            "each appended by every contender in turn",
-            flush=True,
+            "each appended by every contender in turn"
         )
         timed("tradelab compaction", self.tl.store.compact)
         self.sizes = {c.name: c.size() for c in self.contenders}
@@ -426,14 +427,13 @@ class Bench:
             lo = self.end - hours * HOUR
             if before is None:
                 self.same_frames(lo, f"{hours} h window", lambda c, lo=lo: c.window(lo, self.end))
-            out[hours] = self.interleaved(
+            figs = self.interleaved(
                 lambda c, lo=lo: c.window(lo, self.end),
                 self.rows_check(lo, f"{hours} h {label}"),
                 before,
             )
-            line = row_line(f"{hours} h window, {label}", out[hours], self.names)
             blocks = self.tl.store.block_count(SYM, lo, self.end)
-            print(f"{line} [tradelab: {blocks} blocks]", flush=True)
+            out[hours] = self.row(f"{hours} h window → Polars, {label} ({blocks} blocks)", figs)
         return out
 
     def reopen(self, c: Contender, drop: bool = False) -> None:
@@ -471,11 +471,7 @@ class Bench:
                 fresh(self.floors[2])
         src = dst = None
         into = " / ".join(ms_text(f.median) for f in self.floors)
-        print(
-            f"floor: {nbytes / 1e6:,.0f} MB into existing / fresh / fresh-after-a-read memory "
-            f"{into}",
-            flush=True,
-        )
+        print(f"floor: {nbytes / 1e6:,.0f} MB, existing / fresh / fresh-after-a-read: {into}")
 
     def alone(self) -> Figures:
         """The 168 h window, warm, each contender back to back (not interleaved)."""
@@ -491,13 +487,11 @@ class Bench:
                 check(c.name, out)
             out = None
             del f.times[0], f.loads[0]
-        print(row_line("168 h window, each alone", figs, self.names), flush=True)
-        return figs
+        return self.row("168 h window, warm, each contender alone (back to back)", figs)
 
-    def profiles(self) -> dict[int, Figures]:
+    def profiles(self) -> None:
         """3. tradelab's get_volume_profile vs a GROUP BY on its row size, POC and volume
         checked on every run."""
-        prof: dict[int, Figures] = {}
         for hours in PROFILE_WINDOWS:
             lo = self.end - hours * HOUR
             vp = get_volume_profile(SYM, start=lo, end=self.end, store=self.tl.store)
@@ -511,28 +505,24 @@ class Bench:
                 )
 
             read = lambda c, lo=lo, row=row: c.profile(lo, self.end, row)  # noqa: E731
-            prof[hours] = self.interleaved(read, check)
-            label = f"{hours} h volume profile (row {row:g}, POC {poc:g})"
-            print(row_line(label, prof[hours], self.names), flush=True)
-        return prof
+            label = f"{hours} h volume profile, end to end (row {row:g}, POC {poc:g})"
+            self.row(label, self.interleaved(read, check))
 
-    def projection(self) -> dict[int, Figures]:
+    def projection(self) -> None:
         """The profile's 3 columns alone, if ``TradeStore.trades`` takes ``columns=``."""
-        proj: dict[int, Figures] = {}
         if not self.tl.columns:
-            print("projection: TradeStore.trades has no columns= (skipped)", flush=True)
-            return proj
+            print("projection: TradeStore.trades has no columns= (skipped)")
+            return
         for hours in PROFILE_WINDOWS:
             lo = self.end - hours * HOUR
             what = f"{hours} h, 3 columns"
             self.same_frames(lo, what, lambda c, lo=lo: c.projected(lo, self.end))
             read = lambda c, lo=lo: c.projected(lo, self.end)  # noqa: E731
-            proj[hours] = self.interleaved(read, self.rows_check(lo, what))
-            print(row_line(what, proj[hours], self.names), flush=True)
-        return proj
+            self.row(f"{what} (projection)", self.interleaved(read, self.rows_check(lo, what)))
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  (progress)
     days = setting("BENCH_VERSUS_DAYS", "7", float, 0.1, 31, "a number of days")
     runs = setting("BENCH_VERSUS_RUNS", "5", int, 1, 100, "a whole number of runs")
     cmd = f"BENCH_VERSUS_DAYS={days:g} BENCH_VERSUS_RUNS={runs} python -m bench versus"
@@ -545,37 +535,23 @@ def main() -> int:
         b.live_hour()
         warm = b.windows("warm", None)
         b.floor()
-        alone = b.alone()
-        reopened = b.windows("reopened", b.reopen)
-        cold: dict[int, Figures] = {}
-        before_mb = cached_mb()
+        b.alone()
+        b.windows("reopened (page cache warm)", b.reopen)
         if drop_page_cache():
-            print(
-                f"page cache: {before_mb:,.0f} MB before a drop, {cached_mb():,.0f} MB "
-                "after (dropped before every cold run)",
-                flush=True,
-            )
-            cold = b.windows("cold", lambda c: b.reopen(c, drop=True) if b else None)
+            print(f"page cache dropped before every cold run (then {cached_mb():,.0f} MB)")
+            b.windows("cold (page cache dropped)", lambda c: b.reopen(c, drop=True) if b else None)
         else:
-            print("cold: skipped (the page cache cannot be dropped here)", flush=True)
-        prof = b.profiles()
-        proj = b.projection()
+            print("cold: skipped (the page cache cannot be dropped here)")
+        b.row("open after close (store / connection)", b.opens)
+        b.profiles()
+        b.projection()
         print()
         print(
             "| median, same run | tradelab | DuckDB table (`.pl()`) | Parquet/day + "
             "`pl.scan_parquet` | tradelab / DuckDB | tradelab / Parquet | load (1 min) |"
         )
         print("|---|---|---|---|---|---|---|")
-        rows = [
-            *((f"{h} h window → Polars, warm", warm[h]) for h in WINDOWS),
-            ("168 h window, warm, each contender alone (back to back)", alone),
-            *((f"{h} h window, reopened (page cache warm)", reopened[h]) for h in WINDOWS),
-            *((f"{h} h window, cold (page cache dropped)", cold[h]) for h in cold),
-            ("open after close (store / connection)", b.opens),
-            *((f"{h} h volume profile, end to end", prof[h]) for h in PROFILE_WINDOWS),
-            *((f"{h} h, 3 columns (projection)", proj[h]) for h in proj),
-        ]
-        print("\n".join(table_row(label, figs) for label, figs in rows))
+        print("\n".join(table_row(label, figs) for label, figs in b.rows))
         h, sz, app = len(b.ms), b.sizes, b.app
         print(
             f"| bytes per trade on disk | {sz['tradelab'] / h:.2f} | {sz['DuckDB'] / h:.2f} | "
@@ -598,7 +574,7 @@ def main() -> int:
             f"took {time.perf_counter() - t_all:.0f} s"
         )
         if b.failed:
-            print(f"{len(b.failed)} equality check(s) FAILED", flush=True)
+            print(f"{len(b.failed)} equality check(s) FAILED")
             return 1
         print("all equality checks passed")
     finally:
@@ -607,13 +583,6 @@ def main() -> int:
                 c.close()
         shutil.rmtree(root, ignore_errors=True)
     return 0
-
-
-def row_line(label: str, figs: Figures, names: Sequence[str]) -> str:
-    ref = figs["tradelab"].median
-    parts = ", ".join(f"{n} {ms_text(figs[n].median)}" for n in names)
-    ratios = ", ".join(f"{ref / figs[n].median:.2f}× {n}" for n in names if n != "tradelab")
-    return f"{label:<44} {parts}  (ratio {ratios}; load {load_text(list(figs.values()))})"
 
 
 def table_row(label: str, figs: Figures, cell: Callable[[Figure], str] | None = None) -> str:
