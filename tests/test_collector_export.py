@@ -9,11 +9,10 @@ table commits nothing twice. The scheduling rule and the setting's checks are te
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import pytest
-from helpers import Records, fast
+from helpers import fast
 
 from tradelab.collector import Collector
 from tradelab.collector.exporting import EXPORT_GRACE_S, next_export_in
@@ -53,12 +52,10 @@ def test_export_to_is_checked_and_read_from_the_environment(tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_a_collector_exports_its_closed_hours_exactly_once(tmp_path) -> None:
+def test_a_collector_exports_its_closed_hours_exactly_once(tmp_path, logs) -> None:
     table = tmp_path / "table"
-    logs = Records()
-    logging.getLogger("tradelab").addHandler(logs)
 
-    async def collect(store: TradeStore, sim: Simulator, until: float) -> dict:
+    async def collect(store: TradeStore, sim: Simulator, until: float) -> tuple[dict, bool]:
         c = Collector(
             [SYM],
             store=store,
@@ -72,61 +69,55 @@ def test_a_collector_exports_its_closed_hours_exactly_once(tmp_path) -> None:
         )
         await c.start()
         deadline = time.monotonic() + until
-        while time.monotonic() < deadline:  # until the last closed hour is in the table
+        reached = False
+        while not reached and time.monotonic() < deadline:  # the last closed hour in the table
             await asyncio.sleep(0.3)
-            if logs.events("export"):
+            if logs.events("export") and table.exists():
                 last_closed = int(time.time() * 1000) // HOUR_MS * HOUR_MS - HOUR_MS
                 have = table_contents(table)
-                if have.height and have["last_ms"][0] >= last_closed:
-                    break
+                reached = have.height > 0 and have["last_ms"][0] >= last_closed
         await c.stop()
         meta = store.get_meta("collector_status")
         assert meta is not None
-        return meta
+        return meta, reached
 
-    try:
-        with Simulator((SYM,), source="synthetic", speed=1, seed=6, history_hours=1.5) as sim:
-            store = TradeStore(tmp_path / "d")
-            meta = asyncio.run(collect(store, sim, 90))
-            exported = table_contents(table)
-            assert exported["symbol"].to_list() == [SYM], exported
-            first, last = exported.row(0, named=True)["first_ms"], exported["last_ms"][0]
-            hours = range(first // HOUR_MS * HOUR_MS, last, HOUR_MS)
-            last_closed = int(time.time() * 1000) // HOUR_MS * HOUR_MS - HOUR_MS
-            assert len(hours) >= 1 and hours[-1] >= last_closed - HOUR_MS, exported
-            for h in hours:  # every exported hour equals the store's, row for row
-                want = store.trades(SYM, h, h + HOUR_MS)
-                got = scan_trades(table, SYM, h, h + HOUR_MS)
-                assert want.height > 1000 and got.equals(want), h
-            assert exported["trades"][0] == sum(
-                store.trades(SYM, h, h + HOUR_MS).height for h in hours
-            )
-            # the status document tells the operator where the export stands
-            assert meta["export"]["uri"] == str(table) and meta["export"]["exports"] >= 1
-            assert meta["export"]["through"][SYM] is not None
-            assert meta["export"]["last_error"] is None
-            # a second run on the same table (a restart, or another collector) commits nothing
-            # twice: each symbol-hour is one transaction with an application id
-            logs.records.clear()
-            asyncio.run(collect(store, sim, 3))
-            again = table_contents(table)
-            assert again["trades"][0] >= exported["trades"][0]
-            for h in hours:
-                got = scan_trades(table, SYM, h, h + HOUR_MS)
-                assert got["agg_id"].is_unique().all()
-                assert got.equals(store.trades(SYM, h, h + HOUR_MS))
-            store.close()
-    finally:
-        logging.getLogger("tradelab").removeHandler(logs)
+    with Simulator((SYM,), source="synthetic", speed=1, seed=6, history_hours=1.5) as sim:
+        store = TradeStore(tmp_path / "d")
+        meta, reached = asyncio.run(collect(store, sim, 90))
+        assert reached, [r.getMessage() for r in logs.events("export")]
+        exported = table_contents(table)
+        assert exported["symbol"].to_list() == [SYM], exported
+        first, last = exported.row(0, named=True)["first_ms"], exported["last_ms"][0]
+        hours = range(first // HOUR_MS * HOUR_MS, last, HOUR_MS)
+        last_closed = int(time.time() * 1000) // HOUR_MS * HOUR_MS - HOUR_MS
+        assert len(hours) >= 1 and hours[-1] >= last_closed - HOUR_MS, exported
+        for h in hours:  # every exported hour equals the store's, row for row
+            want = store.trades(SYM, h, h + HOUR_MS)
+            got = scan_trades(table, SYM, h, h + HOUR_MS)
+            assert want.height > 1000 and got.equals(want), h
+        assert exported["trades"][0] == sum(store.trades(SYM, h, h + HOUR_MS).height for h in hours)
+        # the status document tells the operator where the export stands
+        assert meta["export"]["uri"] == str(table) and meta["export"]["exports"] >= 1
+        assert meta["export"]["through"][SYM] is not None
+        assert meta["export"]["last_error"] is None
+        # a second run on the same table (a restart, or another collector) commits nothing
+        # twice: each symbol-hour is one transaction with an application id
+        logs.records.clear()
+        asyncio.run(collect(store, sim, 2))
+        again = table_contents(table)
+        assert again["trades"][0] >= exported["trades"][0]
+        for h in hours:
+            got = scan_trades(table, SYM, h, h + HOUR_MS)
+            assert got["agg_id"].is_unique().all()
+            assert got.equals(store.trades(SYM, h, h + HOUR_MS))
+        store.close()
 
 
-def test_a_failing_table_is_logged_and_retried_without_stopping_collection(tmp_path) -> None:
+def test_a_failing_table_is_logged_and_retried_without_stopping_collection(tmp_path, logs) -> None:
     """The table's storage is broken (here: a regular file where the table should be): each
     attempt is a WARNING with the reason, the status says so, collection goes on."""
     blocker = tmp_path / "table"
     blocker.write_text("not a directory")
-    logs = Records()
-    logging.getLogger("tradelab").addHandler(logs)
 
     async def scenario() -> None:
         store = TradeStore(tmp_path / "d")
@@ -152,10 +143,7 @@ def test_a_failing_table_is_logged_and_retried_without_stopping_collection(tmp_p
         assert meta["export"]["last_error"] and meta["export"]["exports"] == 0
         store.close()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        logging.getLogger("tradelab").removeHandler(logs)
+    asyncio.run(scenario())
     failed = logs.events("export_failed")
     assert len(failed) >= 2, [r.getMessage() for r in logs.records][-5:]
     assert failed[0].levelname == "WARNING" and "retried in" in failed[0].getMessage()
