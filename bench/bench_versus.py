@@ -166,7 +166,7 @@ class Tradelab:
     def projected(self, lo: int, hi: int) -> pl.DataFrame:  # only called if it takes columns=
         return self.store.trades(SYM, lo, hi, columns=PROFILE_COLUMNS)  # type: ignore[call-arg]
 
-    def profile(self, lo: int, hi: int, row: float) -> tuple[float, float]:
+    def profile(self, lo: int, hi: int, row: float) -> tuple[float, float]:  # row: its own
         vp = get_volume_profile(SYM, start=lo, end=hi, store=self.store)
         return vp.poc, float(vp.rows["volume"].sum())
 
