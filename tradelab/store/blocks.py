@@ -342,13 +342,13 @@ def _dec_int_into(spec: list[Any], out: np.ndarray) -> None:
 
 
 def _dec_decimal_into(spec: list[Any], out: np.ndarray) -> None:
-    """Decode a price/qty column into float64 ``out``.
+    """Decode a price/qty column into float64 ``out``, with the bits of :func:`_dec_scaled`.
 
-    Computed in float64 throughout, which is exact and gives the same bits as
-    :func:`_dec_scaled`: the encoder only stores counts when ``|count * scale| < 2**53``, so
-    every partial sum of the deltas, the base added to it and the product with ``scale`` are
-    integers float64 holds exactly; the one rounding is the final division by 1e8, the same
-    division of the same value as ``float64(count * scale) / 1e8``.
+    Scaled deltas are summed as int64 in ``out``'s own memory (an integer cumsum is ~4x faster
+    than a float one, and no temporary is allocated), then converted in place. Exact: the
+    encoder stores counts only when ``|count * scale| < 2**53``, so ``float(count) * scale``
+    is the integer ``count * scale`` exactly; the one rounding is the final division by 1e8,
+    the same division of the same value as ``float64(count * scale) / 1e8``.
     """
     kind, code, base, scale, payload = spec
     if kind == "c":
@@ -359,12 +359,9 @@ def _dec_decimal_into(spec: list[Any], out: np.ndarray) -> None:
         return
     raw = np.frombuffer(payload, dtype=code)
     if kind == "s":
-        out[0] = base
-        np.cumsum(raw, dtype=np.float64, out=out[1:])
-        if base:
-            out[1:] += base
-        if scale != 1:
-            out *= scale
+        counts = out.view(np.int64)
+        _dec_int_into(["d", code, base, 1, payload], counts)
+        np.multiply(counts, float(scale), out=out)  # int64 -> float64 in place, elementwise
     else:
         np.multiply(raw, float(scale), out=out)
     out /= _SCALE  # the same arithmetic as _dec_scaled

@@ -24,6 +24,7 @@ import polars as pl
 import rocksdict as rd
 
 from tradelab.schema import TRADE_COLUMNS, empty_trades
+from tradelab.store import buffers
 from tradelab.store.blocks import (
     DTYPES,
     Columns,
@@ -46,6 +47,7 @@ from tradelab.store.keys import (
     symbol_key,
     unrepairable_key,
 )
+from tradelab.store.smallblocks import SMALL_ROWS, decode_small_into
 
 __all__ = [
     "count_blocks",
@@ -105,23 +107,47 @@ _POOL: ThreadPoolExecutor | None = None
 _PARALLEL_ROWS = 400_000  # below this, handing blocks to threads costs more than it saves
 
 
-def _decode_all(work: list[tuple[dict[str, Any], int]], out: Columns, rows: int) -> None:
-    """Decode whole blocks ``(doc, offset)`` into ``out``; on several cores, contiguous runs of
-    blocks of about equal rows go to the decoding threads (numpy releases the GIL on these
-    arrays), each writing its own rows of the same output arrays."""
-    pool = _pool() if rows >= _PARALLEL_ROWS else None
-    if pool is None or len(work) < 2:
-        for doc, off in work:
-            decode_into(doc, out, off)
-        return
-    parts: list[list[tuple[dict[str, Any], int]]] = [[] for _ in range(_WORKERS)]
-    share = rows / _WORKERS
+def _units(work: list[tuple[dict[str, Any], int]]) -> list[tuple[list[dict[str, Any]], int]]:
+    """Whole blocks grouped for decoding: each run of adjacent small blocks (the open hour's
+    minute and 1-second blocks) together, every larger block alone."""
+    units: list[tuple[list[dict[str, Any]], int]] = []
+    run_end = -1  # where the current run of small blocks ends (-1: no run open)
     for doc, off in work:
-        parts[min(int(off / share), _WORKERS - 1)].append((doc, off))
+        n = doc["n"]
+        if n <= SMALL_ROWS and off == run_end:
+            units[-1][0].append(doc)
+        else:
+            units.append(([doc], off))
+        run_end = off + n if n <= SMALL_ROWS else -1
+    return units
 
-    def run(part: list[tuple[dict[str, Any], int]]) -> None:
-        for doc, off in part:
-            decode_into(doc, out, off)
+
+def _decode_unit(docs: list[dict[str, Any]], out: Columns, off: int) -> None:
+    if len(docs) == 1:
+        decode_into(docs[0], out, off)
+    else:
+        decode_small_into(docs, out, off)
+
+
+def _decode_all(work: list[tuple[dict[str, Any], int]], out: Columns, rows: int) -> None:
+    """Decode whole blocks ``(doc, offset)`` into ``out``: runs of small blocks together
+    (:mod:`.smallblocks`), large ones one by one; on several cores, contiguous shares of about
+    equal rows go to the decoding threads (numpy releases the GIL on these arrays), each
+    writing its own rows of the same output arrays."""
+    units = _units(work)
+    pool = _pool() if rows >= _PARALLEL_ROWS else None
+    if pool is None or len(units) < 2:
+        for docs, off in units:
+            _decode_unit(docs, out, off)
+        return
+    parts: list[list[tuple[list[dict[str, Any]], int]]] = [[] for _ in range(_WORKERS)]
+    share = rows / _WORKERS
+    for docs, off in units:
+        parts[min(int(off / share), _WORKERS - 1)].append((docs, off))
+
+    def run(part: list[tuple[list[dict[str, Any]], int]]) -> None:
+        for docs, off in part:
+            _decode_unit(docs, out, off)
 
     futures = [pool.submit(run, part) for part in parts[1:] if part]
     run(parts[0])
@@ -154,7 +180,7 @@ def read_range(
         else:
             parts.append((doc, total))
             total += doc["n"]
-    out: Columns = {c: np.empty(total, dtype=DTYPES[c]) for c in want}
+    out: Columns = {c: buffers.empty(total, DTYPES[c]) for c in want}  # reused when large
     whole: list[tuple[dict[str, Any], int]] = []
     for part, off in parts:
         if "c" in part and "v" in part:
