@@ -52,6 +52,7 @@ __all__ = [
     "empty_columns",
     "encode_block",
     "frame_to_columns",
+    "scaled_to_float",
     "sort_dedupe",
     "take",
 ]
@@ -341,14 +342,29 @@ def _dec_int_into(spec: list[Any], out: np.ndarray) -> None:
         out[:] = raw
 
 
+def scaled_to_float(counts: np.ndarray, scale: int, out: np.ndarray) -> None:
+    """``out[:] = float64(counts * scale) / 1e8`` bit for bit, in one pass when it can.
+
+    The encoder stores counts only when ``|count * scale| < 2**53``, so ``count * scale`` is an
+    integer float64 holds exactly, and the result is that integer over 1e8, correctly rounded.
+    When ``scale`` divides 1e8 (a tick or lot of 10^-k: always on Binance), the same rational
+    is ``count / (1e8 / scale)`` with both terms exact, so one correctly rounded division gives
+    the same double; otherwise the product first (exact), then the division. ``counts`` may be
+    ``out``'s own memory viewed as int64 (elementwise, in place).
+    """
+    if _SCALE % scale == 0:
+        np.divide(counts, float(_SCALE // scale), out=out)
+    else:
+        np.multiply(counts, float(scale), out=out)
+        out /= _SCALE
+
+
 def _dec_decimal_into(spec: list[Any], out: np.ndarray) -> None:
     """Decode a price/qty column into float64 ``out``, with the bits of :func:`_dec_scaled`.
 
     Scaled deltas are summed as int64 in ``out``'s own memory (an integer cumsum is ~4x faster
-    than a float one, and no temporary is allocated), then converted in place. Exact: the
-    encoder stores counts only when ``|count * scale| < 2**53``, so ``float(count) * scale``
-    is the integer ``count * scale`` exactly; the one rounding is the final division by 1e8,
-    the same division of the same value as ``float64(count * scale) / 1e8``.
+    than a float one, and no temporary is allocated), then converted in place
+    (:func:`scaled_to_float`: exact).
     """
     kind, code, base, scale, payload = spec
     if kind == "c":
@@ -357,14 +373,12 @@ def _dec_decimal_into(spec: list[Any], out: np.ndarray) -> None:
     if kind == "f":
         out[:] = np.frombuffer(payload, dtype="<f8")
         return
-    raw = np.frombuffer(payload, dtype=code)
     if kind == "s":
         counts = out.view(np.int64)
         _dec_int_into(["d", code, base, 1, payload], counts)
-        np.multiply(counts, float(scale), out=out)  # int64 -> float64 in place, elementwise
+        scaled_to_float(counts, scale, out)
     else:
-        np.multiply(raw, float(scale), out=out)
-    out /= _SCALE  # the same arithmetic as _dec_scaled
+        scaled_to_float(np.frombuffer(payload, dtype=code), scale, out)
 
 
 def _dec_bool_into(spec: list[Any], out: np.ndarray) -> None:

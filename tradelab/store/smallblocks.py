@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tradelab.exceptions import NotADatabaseError
-from tradelab.store.blocks import Columns
+from tradelab.store.blocks import Columns, scaled_to_float
 
 __all__ = ["SMALL_ROWS", "decode_small_into"]
 
@@ -135,10 +135,10 @@ def _decimals(
     else:
         np.concatenate(parts, out=counts, casting="same_kind")
     if len(set(scales)) == 1:
-        np.multiply(counts, float(scales[0]), out=dest)  # int64 -> float64 in place
+        scaled_to_float(counts, scales[0], dest)  # int64 -> float64 in place
     else:
         np.multiply(counts, np.repeat(np.array(scales, dtype=np.float64), nsa), out=dest)
-    dest /= _SCALE
+        dest /= _SCALE
     for s, n, spec in later:
         if spec[0] == "c":
             dest[s : s + n] = spec[2]
