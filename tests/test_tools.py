@@ -410,3 +410,31 @@ def test_store_or_data_not_both(store, recent_store) -> None:
     with pytest.raises(InvalidParameterError, match="not both"):
         tradelab.get_volume_profile("BTCUSDT", 1, store=store, data=recent_store.data)
     assert open_store(recent_store.data) is open_store(recent_store.path)  # one store per path
+
+
+def test_a_profile_reads_only_the_columns_it_needs(tmp_path) -> None:
+    """get_volume_profile asks the store for price, qty and buyer_is_maker only (the store then
+    decodes no other column), and the answer equals the profile of the full frame."""
+    asked: list[object] = []
+
+    class Spy(TradeStore):
+        def trades(self, symbol, start, end, *, columns=None):  # type: ignore[override]
+            asked.append(columns)
+            return super().trades(symbol, start, end, columns=columns)
+
+    with Spy(tmp_path / "d") as store:
+        frame = add(store, "BTCUSDT", now_ms() - 30 * 60_000, 1500)
+        vp = tradelab.get_volume_profile("BTCUSDT", 1, store=store)
+        assert asked == [tools.PROFILE_COLUMNS]
+        full = volume_profile(frame, tick_size=0.01, start=vp.start, end=vp.end)
+        assert vp.rows.equals(full.rows) and (vp.poc, vp.vah, vp.val) == (
+            full.poc,
+            full.vah,
+            full.val,
+        )
+        # too few trades: the message is built from a small re-read that includes the times
+        add(store, "ETHUSDT", now_ms() - 10 * 60_000, 300, rate_per_s=0.5)
+        asked.clear()
+        with pytest.raises(InsufficientTradesError, match="ETHUSDT: 300 of the 1,000"):
+            tradelab.get_volume_profile("ETHUSDT", 1, store=store)
+        assert asked == [tools.PROFILE_COLUMNS, None]
