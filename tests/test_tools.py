@@ -433,7 +433,7 @@ def test_a_profile_reads_only_the_columns_it_needs(tmp_path) -> None:
             full.val,
         )
         # too few trades: the message is built from a small re-read that includes the times
-        add(store, "ETHUSDT", now_ms() - 10 * 60_000, 300, rate_per_s=0.5)
+        add(store, "ETHUSDT", now_ms() - 30 * 60_000, 300, rate_per_s=0.5)
         asked.clear()
         with pytest.raises(InsufficientTradesError, match="ETHUSDT: 300 of the 1,000"):
             tradelab.get_volume_profile("ETHUSDT", 1, store=store)
