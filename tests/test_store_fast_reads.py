@@ -237,3 +237,31 @@ def test_scaled_to_float_gives_the_bits_of_product_then_division(scale):
     inplace = counts.copy().view(np.float64)
     scaled_to_float(inplace.view(np.int64), scale, inplace)
     assert np.array_equal(inplace.view(np.int64), want.view(np.int64))
+
+
+def test_a_forked_child_decodes_on_threads_of_its_own(tmp_path, monkeypatch):
+    """After a fork the parent's decoding threads do not exist in the child: a pool inherited
+    as it was would take the child's blocks and never run them (the read would hang)."""
+    import multiprocessing
+
+    monkeypatch.setattr(reading, "_PARALLEL_ROWS", 1_000)
+    df = synthetic_trades("BTCUSDT", T0, 30_000, rate_per_s=5.0)  # ~1.7 h: 2 hour blocks
+    with TradeStore(tmp_path / "db") as s:
+        s.append("BTCUSDT", df)
+        assert s.trades("BTCUSDT", 0, FAR).equals(df)  # the parent's pool now runs
+    if reading._pool() is None:
+        pytest.skip("one core: no decoding threads")
+
+    def child(q):
+        with TradeStore(tmp_path / "db", readonly=True) as r:
+            q.put(r.trades("BTCUSDT", 0, FAR).height)
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    p.join(30)
+    if p.is_alive():
+        p.kill()
+        pytest.fail("the forked child's read hung")
+    assert p.exitcode == 0 and q.get(timeout=5) == df.height

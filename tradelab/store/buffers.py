@@ -21,6 +21,7 @@ seven ~0.7 MB columns, and faulting those in fresh cost ~4 of a 1 h read's ~8 ms
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -38,6 +39,18 @@ _lock = threading.Lock()
 _buffers: list[np.ndarray] = []  # uint8 buffers, each one allocation
 _last_use: dict[int, float] = {}  # id(buffer) -> when it was last handed out
 _timer: threading.Timer | None = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no timer thread, and the lock may have been held by a parent thread."""
+    global _lock, _timer
+    _lock = threading.Lock()
+    _timer = None
+    _buffers.clear()
+    _last_use.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _free_list() -> list[np.ndarray]:

@@ -104,6 +104,15 @@ def _pool() -> ThreadPoolExecutor | None:
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
+
+
+def _forget_pool() -> None:
+    """In a forked child the parent's decoding threads do not exist: start a pool afresh."""
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 _PARALLEL_ROWS = 400_000  # below this, handing blocks to threads costs more than it saves
 
 
