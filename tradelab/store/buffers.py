@@ -60,7 +60,8 @@ def _free_list() -> list[np.ndarray]:
 
 _FREE_REFS = 1 << 30
 _buffers.append(np.empty(1, dtype=np.uint8))
-_FREE_REFS = max(sys.getrefcount(b) for b in _buffers)  # what an unreferenced one counts here
+# what an unreferenced buffer counts, measured with the comprehension _free_list uses
+_FREE_REFS = max([sys.getrefcount(b) for b in _buffers])
 _buffers.clear()
 assert len(_free_list()) == 0
 
