@@ -5,14 +5,16 @@ Run: ``.venv/bin/python bench/bench_collector.py [--quick]`` (or ``make bench``)
 The simulator runs in a child process (its own interpreter and core), the collector in this
 one, so the figures are the collector's own. Three parts:
 
-1. **Parsing baseline** — ``json.loads`` alone vs :func:`tradelab.binance.protocol.parse_frame` over
-   the same frames (the floor of any pure-Python parser).
+1. **Parsing baseline** — ``json.loads`` alone vs :func:`tradelab.binance.protocol.parse_frame`
+   and the collector's fast path :func:`~tradelab.binance.protocol.match_trade` over the same
+   frames.
 2. **Sustained ingest** — the simulator at full speed (``speed=0``: as fast as the client reads,
    one symbol, one connection); the collector parses, tracks gaps, batches every second and
-   writes to a real RocksDB store. Reported: trades/s, zero loss (stored ids == published ids
-   over the window, each once), and where the time goes (cProfile of the event-loop thread,
-   plus the wall time of the store writes in the worker thread). Baseline in the same run: a
-   bare ``websockets`` client that only receives frames from the same simulator.
+   writes to a real RocksDB store. ``--runs`` (3) interleaved pairs: a bare ``websockets``
+   client that only receives frames from the same simulator, then the collector; each reports
+   its rate and its CPU per frame, the collector also zero loss (stored ids == published ids
+   from its first to its last, each once); then the medians, and one run under cProfile (where
+   the time goes, plus the wall time of the store writes in the worker thread).
 3. **Realistic load** — 50 trades/s for each of two symbols for ``--seconds`` (default 70):
    CPU of this process over the window (all threads) as % of one core, and resident memory
    added by the collector (RSS after vs. before ``Collector.start``; modules imported before).
@@ -45,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import websockets
 
-from tradelab.binance.protocol import parse_frame
+from tradelab.binance.protocol import match_trade, parse_frame
 from tradelab.collector.collector import Collector
 from tradelab.recordings import shared_data_dir
 from tradelab.store.tradestore import TradeStore
@@ -151,29 +153,38 @@ def bench_parse() -> None:
         for f in frames:
             parse_frame(f)
     t_parse = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for f in frames:
+            match_trade(f)
+    t_fast = time.perf_counter() - t0
     n = reps * len(frames)
     print(
         f"[parse] {n:,} frames: json.loads {n / t_json:,.0f}/s ({1e6 * t_json / n:.2f} µs), "
-        f"parse_frame {n / t_parse:,.0f}/s ({1e6 * t_parse / n:.2f} µs); "
-        f"ratio parse_frame/json.loads = {t_parse / t_json:.2f}x"
+        f"parse_frame {n / t_parse:,.0f}/s ({1e6 * t_parse / n:.2f} µs), match_trade (the "
+        f"collector's fast path: values, no dict) {n / t_fast:,.0f}/s "
+        f"({1e6 * t_fast / n:.2f} µs); match_trade/json.loads = {t_fast / t_json:.2f}x; {load()}"
     )
 
 
 # --- 2. sustained ingest ---------------------------------------------------------------------
 
 
-async def bare_receive(url: str, seconds: float) -> float:
-    """Baseline: frames/s a bare websockets client receives (no parsing, no storage)."""
+async def bare_receive(url: str, seconds: float) -> tuple[float, float]:
+    """Baseline: frames/s a bare websockets client receives (no parsing, no storage), and the
+    CPU it spends per frame (µs, this process)."""
     n = 0
     async with websockets.connect(
         url, compression=None, max_queue=1024, ping_interval=None, max_size=2**20
     ) as ws:
-        t0 = time.perf_counter()
+        await ws.recv()
+        t0, c0 = time.perf_counter(), cpu_s()
         end = t0 + seconds
         while time.perf_counter() < end:
             await ws.recv()
             n += 1
-        return n / (time.perf_counter() - t0)
+        wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+        return n / wall, 1e6 * cpu / max(n, 1)
 
 
 class TimedStore(TradeStore):
@@ -182,22 +193,50 @@ class TimedStore(TradeStore):
     write_s = 0.0
     writes = 0
 
-    def append(self, symbol, trades):  # type: ignore[override]
+    def append(self, symbol, trades, **kw):  # type: ignore[override]
         t0 = time.perf_counter()
         try:
-            return super().append(symbol, trades)
+            return super().append(symbol, trades, **kw)
         finally:
             self.write_s += time.perf_counter() - t0
             self.writes += 1
 
 
-async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -> None:
-    if not profile:
-        base = await bare_receive(sim.ws_url + "/stream?streams=btcusdt@aggTrade", 5.0)
-        print(f"[ingest] baseline: bare websockets client receives {base:,.0f} frames/s")
-    else:
-        base = float("nan")
-    store = TimedStore(tmp / ("ingest-prof" if profile else "ingest"))
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+async def ingest_runs(sim: SimProcess, seconds: float, tmp: Path, runs: int) -> None:
+    """``runs`` interleaved pairs (bare websockets, then the collector) on the same simulator;
+    each figure with the load beside it, then the medians."""
+    url = sim.ws_url + "/stream?streams=btcusdt@aggTrade"
+    rows = []
+    for i in range(runs):
+        base, base_cpu = await bare_receive(url, min(seconds, 5.0))
+        rate, cpu_per, stored_ok = await ingest(sim, seconds, tmp / f"ingest-{i}", profile=False)
+        rows.append((base, rate, rate / base, base_cpu / cpu_per))
+        print(
+            f"[ingest] run {i + 1}/{runs}: bare websockets {base:,.0f} frames/s "
+            f"({base_cpu:.2f} µs CPU/frame); collector {rate:,.0f} trades/s sustained "
+            f"({cpu_per:.2f} µs CPU/trade), {stored_ok}; ratio {rate / base:.2f} (CPU per "
+            f"frame bare/collector {base_cpu / cpu_per:.2f}); {load()}"
+        )
+    print(
+        f"[ingest] medians of {runs}: bare {_median([r[0] for r in rows]):,.0f} frames/s, "
+        f"collector {_median([r[1] for r in rows]):,.0f} trades/s; ratio "
+        f"{_median([r[2] for r in rows]):.2f} (goal >= 0.6); CPU-per-frame ratio "
+        f"{_median([r[3] for r in rows]):.2f}; {load()}"
+    )
+
+
+async def ingest(
+    sim: SimProcess, seconds: float, path: Path, *, profile: bool
+) -> tuple[float, float, str]:
+    """The collector at full speed for ``seconds`` after a 1 s warm-up: trades/s received
+    over the window, CPU µs per trade (this process, all threads: parse, batches, store),
+    and the exactness check of what it stored (every id from its first to its last, once)."""
+    store = TimedStore(path)
     c = Collector(
         ["BTCUSDT"],
         store=store,
@@ -218,52 +257,53 @@ async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -
 
     c.writer.write_batches = timed_write  # type: ignore[method-assign]
     prof = cProfile.Profile()
-    cpu0 = cpu_s()
+    await c.start()
+    await asyncio.sleep(1.0)
+    tracker = c._trackers["BTCUSDT"]
+    high0, t0, cpu0 = tracker.high or 0, time.perf_counter(), cpu_s()
     if profile:
         prof.enable()
-    await c.start()
-    t0 = time.perf_counter()
     await asyncio.sleep(seconds)
-    await c.stop()
     prof.disable()
-    wall = time.perf_counter() - t0
-    cpu = cpu_s() - cpu0
+    received = (tracker.high or 0) - high0
+    wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
+    await c.stop()
     st = c.status()["symbols"]["BTCUSDT"]
-    df = store.trades("BTCUSDT", 0, 2**42)
-    ids = df["agg_id"].to_list()
+    ids = store.trades("BTCUSDT", 0, 2**42)["agg_id"]
     ranges = sim.ranges()["BTCUSDT"]
-    expected = [
-        a
-        for lo, hi in ranges
-        for a in range(max(lo, ids[0]), min(hi, ids[-1]) + 1)
-        if lo <= ids[-1] and hi >= ids[0]
-    ]
-    loss = len(set(expected) - set(ids))
-    dup = len(ids) - len(set(ids))
+    published = {a for lo, hi in ranges for a in range(lo, hi + 1)}
+    first, last = ids[0], ids[-1]
+    expected = {a for a in published if first <= a <= last}
+    loss = len(expected - set(ids.to_list()))
+    dup = len(ids) - ids.n_unique()
+    rate = received / wall
+    verdict = f"{len(ids):,} stored, lost {loss}, duplicates {dup}, gaps {st['gaps_detected']}"
     n = len(ids)
-    label = "collector under cProfile" if profile else "collector"
-    print(
-        f"[ingest] {label}: {n:,} trades in {wall:.1f} s (start to end of stop) = "
-        f"{n / wall:,.0f} trades/s (target >= 50,000); ratio to bare receive "
-        f"{n / wall / base:.2f}; lost {loss}, duplicates {dup}, gaps {st['gaps_detected']}; "
-        f"process CPU {100 * cpu / wall:.0f}% of one core"
-    )
-    print(
-        f"[ingest] worker thread: {store.writes} batches, {write_s[0]:.2f} s in all "
-        f"({1e6 * write_s[0] / max(n, 1):.2f} µs/trade), of which store.append "
-        f"{store.write_s:.2f} s ({1e6 * store.write_s / max(n, 1):.2f} µs/trade) and building "
-        f"the Polars frame {write_s[0] - store.write_s:.2f} s"
-    )
-    if not profile:
-        store.close()
-        return
+    if profile:
+        label = "collector under cProfile"
+        print(
+            f"[ingest] {label}: {rate:,.0f} trades/s; {verdict}; process CPU "
+            f"{100 * cpu / wall:.0f}% of one core"
+        )
+        print(
+            f"[ingest] worker thread: {store.writes} batches, {write_s[0]:.2f} s in all "
+            f"({1e6 * write_s[0] / max(n, 1):.2f} µs/trade), of which store.append "
+            f"{store.write_s:.2f} s ({1e6 * store.write_s / max(n, 1):.2f} µs/trade) and "
+            f"building the frame from the packed columns {write_s[0] - store.write_s:.2f} s"
+        )
+        _print_profile(prof)
+    store.close()
+    return rate, 1e6 * cpu / max(received, 1), verdict
+
+
+def _print_profile(prof: cProfile.Profile) -> None:
     stats = pstats.Stats(prof)
     groups = {
         "websockets (frames, asyncio transport)": 0.0,
-        "parse_frame + json": 0.0,
+        "frame parsing (match_trade / parse_frame)": 0.0,
         "gap tracker": 0.0,
-        "collector hot path (_read, gate.admit)": 0.0,
-        "batch build (trades_to_frame, polars)": 0.0,
+        "collector hot path (read loop, gate)": 0.0,
+        "batch build (packed columns -> frame)": 0.0,
         "asyncio loop + other": 0.0,
     }
     total = 0.0
@@ -275,26 +315,25 @@ async def ingest(sim: SimProcess, seconds: float, tmp: Path, *, profile: bool) -
             ("protocol.py" in file and "tradelab" in file)
             or "json" in file
             or func in ("loads", "<method 'decode' of 'str' objects>")
+            or "re.Pattern" in func
+            or func.startswith("<method 'groups'")
         ):
-            if func == "trades_to_frame":
-                groups["batch build (trades_to_frame, polars)"] += tt
-            else:
-                groups["parse_frame + json"] += tt
+            groups["frame parsing (match_trade / parse_frame)"] += tt
         elif "gaps.py" in file:
             groups["gap tracker"] += tt
-        elif file.endswith(("collector/streams.py", "collector/gate.py")) and func in (
-            "_read",
-            "admit",
+        elif file.endswith(("collector/reader.py", "collector/gate.py")) or (
+            file.endswith("collector/columns.py") and func == "append"
         ):
-            groups["collector hot path (_read, gate.admit)"] += tt
-        elif "polars" in file:
-            groups["batch build (trades_to_frame, polars)"] += tt
+            groups["collector hot path (read loop, gate)"] += tt
+        elif "polars" in file or file.endswith("collector/columns.py"):
+            groups["batch build (packed columns -> frame)"] += tt
         else:
             groups["asyncio loop + other"] += tt
     print("[ingest] event-loop thread time by part (cProfile tottime, profiler overhead included):")
     for k, v in sorted(groups.items(), key=lambda kv: -kv[1]):
-        print(f"           {k:<42} {v:6.2f} s  {100 * v / max(total, 1e-9):5.1f}%")
-    store.close()
+        print(f"           {k:<44} {v:6.2f} s  {100 * v / max(total, 1e-9):5.1f}%")
+    print("[ingest] top functions by own time:")
+    stats.sort_stats("tottime").print_stats(12)
 
 
 # --- 3. realistic load -----------------------------------------------------------------------
@@ -390,12 +429,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     ap.add_argument("--seconds", type=float, default=None, help="realistic-load duration")
     ap.add_argument("--ingest-seconds", type=float, default=None)
+    ap.add_argument("--runs", type=int, default=3, help="ingest: interleaved runs (medians)")
     ap.add_argument("--flood-rate", type=float, default=132_000.0, help="trades/s offered")
     ap.add_argument("--flood-seconds", type=float, default=None)
     ap.add_argument("--only", choices=("realistic", "parse", "ingest", "flood"), default=None)
     args = ap.parse_args()
     flood_s = args.flood_seconds or (5.0 if args.quick else 20.0)
-    ingest_s = args.ingest_seconds or (5.0 if args.quick else 20.0)
+    ingest_s = args.ingest_seconds or (5.0 if args.quick else 10.0)
     real_s = args.seconds or (10.0 if args.quick else 70.0)
     print(f"Note: 2-core machine shared with other engineers; figures are noisy ({load()}).")
     run = lambda part: args.only in (None, part)  # noqa: E731
@@ -436,9 +476,8 @@ def main() -> int:
         if run("ingest"):
             sim = SimProcess(symbols=("BTCUSDT",), source="synthetic", speed=0, seed=1)
             try:
-                asyncio.run(ingest(sim, ingest_s, tmp, profile=False))
-                print(f"[ingest] {load()}")
-                asyncio.run(ingest(sim, min(ingest_s, 8.0), tmp, profile=True))
+                asyncio.run(ingest_runs(sim, ingest_s, tmp, args.runs))
+                asyncio.run(ingest(sim, min(ingest_s, 8.0), tmp / "ingest-prof", profile=True))
             finally:
                 sim.stop()
     return 0

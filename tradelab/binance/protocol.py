@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -50,6 +51,7 @@ __all__ = [
     "agg_trades_query",
     "build_stream_urls",
     "excerpt",
+    "match_trade",
     "parse_frame",
     "parse_rest_items",
     "split_streams",
@@ -161,6 +163,45 @@ def _check_trade(data: dict[str, Any], stream: Any) -> Trade | str:
     return Trade(s, a, price, qty, f, last, t, m)
 
 
+# The canonical combined-stream aggTrade frame, exactly as Binance (and the simulator) write it:
+# compact JSON, fields in Binance's order, ids/times as JSON integers (no leading zeros, so
+# never a form json.loads would refuse), price and quantity as plain decimal strings. Anything
+# else -- whitespace, another order, escapes, exponents, extra fields -- does not match and goes
+# through json.loads and the full checks: the fast path only ever accepts a subset of what the
+# full path accepts, with the same values (tests/test_ingest_fast.py checks both on the same
+# frames, mutated).
+_INT = r"(0|[1-9][0-9]{0,18})"
+_DEC = r"((?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,20})?)"
+_CANONICAL_TRADE = re.compile(
+    r'\{"stream":"([a-z0-9]{1,40})@aggTrade","data":\{"e":"aggTrade","E":[0-9]{1,19},'
+    r'"s":"([A-Z0-9]{1,40})","a":' + _INT + r',"p":"' + _DEC + r'","q":"' + _DEC + r'",'
+    r'"f":' + _INT + r',"l":' + _INT + r',"T":' + _INT + r',"m":(true|false),'
+    r'"M":(?:true|false)\}\}'
+).fullmatch
+
+TradeValues = tuple[str, int, float, float, int, int, int, bool]
+"""One trade as plain values: ``(symbol, agg_id, price, qty, first_id, last_id, time, maker)``."""
+
+
+def match_trade(raw: str) -> TradeValues | None:
+    """The fast path of :func:`parse_frame` for the one frame a collector sees all day: a
+    canonical combined-stream ``aggTrade`` frame (see ``_CANONICAL_TRADE``) that passes every
+    check of the full path. Returns the trade's values without building a dict or a
+    :class:`Trade` (a regular expression and seven conversions, ~2 µs instead of ~5 µs), or
+    None: then :func:`parse_frame` decides (a trade in another layout, a rejection, a control
+    message...). Never raises."""
+    m = _CANONICAL_TRADE(raw) if type(raw) is str else None
+    if m is None:
+        return None
+    stream, s, a, p, q, f, last, t, maker = m.groups()
+    if stream != s.lower():
+        return None
+    agg, first, lst, tm, price = int(a), int(f), int(last), int(t), float(p)
+    if lst < first or lst > _MAX_ID or agg > _MAX_ID or tm <= 0 or tm > _MAX_MS or not price > 0.0:
+        return None  # the full path words the rejection
+    return s, agg, price, float(q), first, lst, tm, maker == "true"
+
+
 def parse_frame(raw: str | bytes) -> Event:
     """Parse one WebSocket text frame (combined or raw stream) into an event.
 
@@ -168,6 +209,9 @@ def parse_frame(raw: str | bytes) -> Event:
     :class:`ControlResponse`, or a :class:`Rejection` naming what is wrong (bad JSON, missing or
     mistyped field, symbol/stream mismatch, unknown event type). Never raises for bad input.
     """
+    fast = match_trade(raw)  # type: ignore[arg-type]
+    if fast is not None:
+        return Trade(*fast)
     try:
         msg = json.loads(raw)
     except (ValueError, TypeError) as exc:

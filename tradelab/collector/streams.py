@@ -6,8 +6,8 @@ supervising task keeps one connection open until stop: it reconnects forever wit
 on ``serverShutdown`` (the new one opens first, the old one closes once the new one delivers),
 and sends keepalive pings only on a silent connection, paced by the connection's token bucket.
 
-The read loop feeds every frame through :func:`~tradelab.binance.parse_frame` and the symbol's
-:class:`~tradelab.binance.GapTracker`; a new trade enters the
+The read loop (:mod:`~tradelab.collector.reader`) feeds every frame through the protocol's
+parser and the symbol's :class:`~tradelab.binance.GapTracker`; a new trade enters the
 :class:`~tradelab.collector.gate.IntakeGate`, a gap goes to ``on_gap`` (the backfiller). When
 the gate pauses intake (buffer full) the supervisor closes its connections and waits for the
 gate to open again; after every (re)connect it calls ``on_connected`` (the backfiller fetches
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -29,17 +28,15 @@ from websockets.exceptions import ConnectionClosed
 from tradelab.binance.backoff import AttemptWindow, ReconnectPolicy, TokenBucket
 from tradelab.binance.gaps import Gap, GapTracker
 from tradelab.binance.protocol import (
-    ControlResponse,
     Plausibility,
     Rejection,
-    ServerShutdown,
     Trade,
     build_stream_urls,
-    parse_frame,
     split_streams,
 )
 from tradelab.collector import reports
 from tradelab.collector.gate import IntakeGate
+from tradelab.collector.reader import read_stream
 from tradelab.collector.runtime import LastErrors, StopSignal, TaskSet
 from tradelab.collector.settings import CollectorSettings
 from tradelab.exceptions import EndpointUnreachableError
@@ -49,7 +46,6 @@ __all__ = ["Connection", "StreamGroup", "StreamSpec", "StreamSupervisor"]
 
 log = get_logger("tradelab.collector")
 
-_COALESCE_BELOW = 200  # frames per coalescing window (800/s at 0.25 s); busier feeds never pause
 # The read side's memory bound: websockets stops reading the socket once _MAX_QUEUE frames wait
 # (so a flood stays in the kernel's buffer and the server's: backpressure is the socket), and
 # refuses a frame over _MAX_FRAME bytes (an aggTrade frame is ~250 bytes; the largest control
@@ -471,92 +467,18 @@ class StreamSupervisor:
                 return
 
     async def _read(self, conn: Connection) -> None:
-        """The hot path: every frame of one connection.
-
-        Read coalescing: at low rates each frame would wake the event loop on its own (most of
-        the CPU a quiet feed costs). So when a window of ``read_coalesce`` seconds brought fewer
-        than ``_COALESCE_BELOW`` frames, reading pauses for one window and the kernel buffers
-        the frames meanwhile; they are then parsed in one go. Busy feeds never pause.
-        """
-        trackers = self._trackers
-        admit = self._gate.admit
-        on_gap = self._on_gap
-        ws = conn.ws
-        pace = self._settings.read_coalesce
-        transport = ws.transport
-        # websockets' queue of received frames (to know whether recv() would wait)
-        queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
-        if queue is None or not hasattr(queue, "__len__"):
-            pace = None
-        clock = asyncio.get_running_loop().time
-        window_end = clock() + (pace or 0.0)
-        in_window = 0
-        plausible = self.plausibility
-        jump = plausible.max_id_jump
-        oldest, newest = plausible.bounds(int(time.time() * 1000))
-        frames = 0
+        """The hot path (:func:`~tradelab.collector.reader.read_stream`) for one connection."""
         try:
-            while True:
-                raw = await ws.recv()
-                frames += 1
-                if not frames & 1023:  # the time bounds move with the clock
-                    oldest, newest = plausible.bounds(int(time.time() * 1000))
-                if pace is not None:
-                    in_window += 1
-                    if not len(queue) and (now := clock()) >= window_end:  # type: ignore[arg-type]
-                        quiet = in_window < _COALESCE_BELOW
-                        in_window = 0
-                        window_end = now + pace
-                        if quiet and transport.is_reading():
-                            transport.pause_reading()
-                            try:
-                                await asyncio.sleep(pace)
-                            finally:
-                                if not transport.is_closing():
-                                    transport.resume_reading()
-                ev = parse_frame(raw)
-                if type(ev) is Trade:
-                    tracker = trackers.get(ev.symbol)
-                    if tracker is None:
-                        self._bad_frame(
-                            Rejection(
-                                f"trade for unsubscribed symbol {ev.symbol!r}", str(raw)[:120]
-                            ),
-                            conn,
-                        )
-                        continue
-                    high = tracker.high
-                    t = ev.time
-                    if (high is not None and ev.agg_id - high > jump) or not (
-                        oldest <= t <= newest
-                    ):
-                        now_ms = int(time.time() * 1000)
-                        oldest, newest = plausible.bounds(now_ms)
-                        why = plausible.check(ev.agg_id, t, high, now_ms)
-                        if why is not None:
-                            self._implausible(ev, why, conn)
-                            continue
-                    verdict = tracker.observe(ev.agg_id, t)
-                    if verdict is False:
-                        continue
-                    if verdict is not True:
-                        on_gap(verdict)
-                    if not conn.delivered:
-                        conn.first_data.set()
-                    conn.delivered += 1
-                    if admit(ev.symbol, ev):  # the buffer is full: intake paused
-                        return
-                elif type(ev) is Rejection:
-                    self._bad_frame(ev, conn)
-                elif type(ev) is ServerShutdown:
-                    log.warning(
-                        "Server announced shutdown on connection #%d: reconnecting now",
-                        conn.number,
-                        extra={"event": "server_shutdown", "connection": conn.number},
-                    )
-                    conn.shutdown.set()
-                elif type(ev) is ControlResponse:
-                    log.debug("Control response %r", ev)
+            await read_stream(
+                conn,
+                trackers=self._trackers,
+                gate=self._gate,
+                plausibility=self.plausibility,
+                pace=self._settings.read_coalesce,
+                on_gap=self._on_gap,
+                on_bad=self._bad_frame,
+                on_implausible=self._implausible,
+            )
         except ConnectionClosed:
             pass
         finally:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from tradelab.binance.backoff import exponential_backoff
-from tradelab.binance.protocol import Trade, trades_to_frame
+from tradelab.collector.columns import TradeColumns
 from tradelab.collector.gate import IntakeGate
 from tradelab.collector.ports import TradeSink
 from tradelab.collector.runtime import LastErrors, StopSignal
@@ -68,8 +68,8 @@ class _Retry:
 
     __slots__ = ("backoff", "failures", "lost", "retry_at", "unwritten")
 
-    def __init__(self) -> None:
-        self.unwritten: list[Trade] = []
+    def __init__(self, symbol: str) -> None:
+        self.unwritten = TradeColumns(symbol)
         self.lost: list[tuple[int, int]] = []
         self.retry_at = 0.0
         self.backoff: Generator[float, None, None] | None = None
@@ -99,8 +99,8 @@ class BatchWriter:
         self._errors = errors
         self._on_round = on_round
         self._sink: TradeSink | None = None
-        self._retry = {s: _Retry() for s in settings.symbols}
-        self._in_flight: dict[str, tuple[list[Trade], list[tuple[int, int]]]] = {}
+        self._retry = {s: _Retry(s) for s in settings.symbols}
+        self._in_flight: dict[str, tuple[TradeColumns, list[tuple[int, int]]]] = {}
         self.counts: dict[str, StoredCounts] = {s: StoredCounts() for s in settings.symbols}
 
     def begin(self, sink: TradeSink) -> None:
@@ -136,8 +136,11 @@ class BatchWriter:
         """Ids and unrepairable ranges of ``symbol`` taken from the gate and not yet stored
         (being written now, or kept for a retry): received, though the store lacks them."""
         r = self._retry[symbol]
-        trades, lost = self._in_flight.get(symbol, ((), ()))
-        return [t.agg_id for t in (*trades, *r.unwritten)], [*lost, *r.lost]
+        flying = self._in_flight.get(symbol)
+        ids = r.unwritten.ids()
+        if flying is None:
+            return ids, list(r.lost)
+        return [*flying[0].ids(), *ids], [*flying[1], *r.lost]
 
     def unwritten(self, symbol: str) -> tuple[list[int], list[tuple[int, int]]]:
         """What of ``symbol`` is received and not stored: the agg ids (kept for a retry, or
@@ -158,7 +161,7 @@ class BatchWriter:
         if self._on_round is not None:
             self._on_round()
         gate = self._gate
-        batches: dict[str, list[Trade]] = {}
+        batches: dict[str, TradeColumns] = {}
         lost: dict[str, list[tuple[int, int]]] = {}
         for name, r in self._retry.items():
             if not (r.unwritten or r.lost or gate.has_pending(name)) or (
@@ -166,9 +169,12 @@ class BatchWriter:
             ):
                 continue
             taken = gate.take(name)
-            batches[name] = r.unwritten + taken if r.unwritten else taken
+            if r.unwritten:  # the retried batch first, then what came since
+                r.unwritten.extend_columns(taken)
+                taken = r.unwritten
+            batches[name] = taken
             lost[name] = r.lost + gate.take_unrepairable(name)
-            r.unwritten, r.lost = [], []
+            r.unwritten, r.lost = TradeColumns(name), []
             self._in_flight[name] = (batches[name], lost[name])
         if not batches:
             return
@@ -191,7 +197,7 @@ class BatchWriter:
 
     def write_batches(
         self,
-        batches: dict[str, list[Trade]],
+        batches: dict[str, TradeColumns],
         lost: dict[str, list[tuple[int, int]]] | None = None,
     ) -> dict[str, Any]:
         """Worker thread: one atomic ``sink.append`` per symbol, with the symbol's unrepairable
@@ -203,7 +209,7 @@ class BatchWriter:
         for name, batch in batches.items():
             ranges = (lost or {}).get(name)
             try:
-                frame = trades_to_frame(batch)
+                frame = batch.to_frame()  # from the packed columns: no pass per trade
                 if ranges:
                     out[name] = sink.append(name, frame, unrepairable=ranges)
                 else:
@@ -212,11 +218,12 @@ class BatchWriter:
                 out[name] = exc
         return out
 
-    def _stored(self, name: str, batch: list[Trade], stored: int, now: float) -> None:
+    def _stored(self, name: str, batch: TradeColumns, stored: int, now: float) -> None:
         counts = self.counts[name]
         counts.record(now, stored)
-        top = max(batch, key=lambda t: t.agg_id)
-        counts.advance(top.agg_id, top.time)
+        top = batch.last()
+        if top is not None:
+            counts.advance(*top)
         r = self._retry[name]
         if r.failures:
             log.warning(
@@ -239,7 +246,7 @@ class BatchWriter:
     def _write_failed(
         self,
         name: str,
-        batch: list[Trade],
+        batch: TradeColumns,
         lost: list[tuple[int, int]],
         exc: BaseException,
         now: float,
@@ -263,7 +270,8 @@ class BatchWriter:
             )
             return True
         r = self._retry[name]
-        r.unwritten = batch + r.unwritten
+        batch.extend_columns(r.unwritten)  # kept in order, ahead of newer trades
+        r.unwritten = batch
         r.lost = lost + r.lost
         r.failures += 1
         if r.backoff is None:
