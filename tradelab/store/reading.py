@@ -30,7 +30,6 @@ from tradelab.store.blocks import (
     Columns,
     columns_to_frame,
     decode_block,
-    decode_columns,
     decode_into,
     sort_dedupe,
     take,
@@ -176,27 +175,27 @@ def read_range(
     # an hour beside live blocks that overlap it): then there is nothing to sort or dedupe
     ordered = all(a["i1"] < b["i0"] for a, b in itertools.pairwise(docs))
     want = names if ordered or "agg_id" in names else [*names, "agg_id"]
-    parts: list[tuple[dict[str, Any] | Columns, int]] = []
+    whole: list[tuple[dict[str, Any], int]] = []
+    edges: list[tuple[Columns, np.ndarray, int]] = []
     total = 0
     for doc in docs:
-        if doc["t0"] < lo or doc["t1"] >= hi:  # an edge block: decode apart and trim
-            edge = decode_columns(doc, want if "time" in want else [*want, "time"])
+        if doc["t0"] < lo or doc["t1"] >= hi:  # an edge block: decode apart, keep the window
+            # into reused buffers (an hour block's columns are ~0.7 MB each: fresh pages cost)
+            edge = {c: buffers.empty(doc["n"], DTYPES[c]) for c in {*want, "time"}}
+            decode_into(doc, edge, 0)
             t = edge["time"]
-            edge = {c: edge[c] for c in want}
-            cols = take(edge, (t >= lo) & (t < hi))
-            parts.append((cols, total))
-            total += len(cols[want[0]])
+            keep = (t >= lo) & (t < hi)
+            edges.append((edge, keep, total))
+            total += int(np.count_nonzero(keep))
         else:
-            parts.append((doc, total))
+            whole.append((doc, total))
             total += doc["n"]
     out: Columns = {c: buffers.empty(total, DTYPES[c]) for c in want}  # reused when large
-    whole: list[tuple[dict[str, Any], int]] = []
-    for part, off in parts:
-        if "c" in part and "v" in part:
-            whole.append((part, off))  # type: ignore[arg-type]
-        else:
-            for c, a in part.items():
-                out[c][off : off + len(a)] = a
+    for edge, keep, off in edges:
+        k = int(np.count_nonzero(keep))
+        for c in want:
+            np.compress(keep, edge[c], out=out[c][off : off + k])
+    del edges
     _decode_all(whole, out, total)
     if not ordered:
         out = sort_dedupe(out)
