@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
+from tradelab.analytics.api_fast import profile_from_store
 from tradelab.analytics.checks import check_profile_args
 from tradelab.analytics.profile import VolumeProfile, liquidity_vacuums, volume_profile
 from tradelab.analytics.vacuums import Vacuum, check_vacuum_args
@@ -362,7 +363,8 @@ def _profile(
     source: object = None,
 ) -> VolumeProfile:
     """Validate everything (symbol, source, window, tick size, profile and vacuum parameters),
-    then open the store (or the table), read the window and compute its profile."""
+    then open the store (or the table), read the window and compute its profile: with a tick
+    size known and a store, from its hour histograms (:mod:`.api_fast`, the same answer)."""
     sym = validate_symbol(symbol)
     table = table_source(source, store=store, data=data)
     window = window_of(store, duration_hours, start, end, table=table)
@@ -373,17 +375,31 @@ def _profile(
     check_profile_args(tick_size=tick, row_size=row_size, value_area=value_area, method=method)
     if vacuum_args is not None:
         check_vacuum_args(*vacuum_args)
-    trades, _ = read_window(sym, window, store, data, table, columns=PROFILE_COLUMNS)
-    vp = volume_profile(
-        trades,
-        tick_size=tick,
-        row_size=row_size,
-        value_area=value_area,
-        method=method,
-        symbol=sym,
-        start=window.start_ms,
-        end=window.end_ms,
-    )
+    vp = None
+    if table is None and tick is not None:  # merge the store's hour histograms (api_fast)
+        vp = profile_from_store(
+            open_source(store, data, None),
+            sym,
+            window.start_ms,
+            window.end_ms,
+            tick_size=tick,
+            row_size=row_size,
+            value_area=value_area,
+            method=method,
+            min_trades=MIN_TRADES,
+        )
+    if vp is None:  # today's path: the trades themselves (and the insufficient-trades message)
+        trades, _ = read_window(sym, window, store, data, table, columns=PROFILE_COLUMNS)
+        vp = volume_profile(
+            trades,
+            tick_size=tick,
+            row_size=row_size,
+            value_area=value_area,
+            method=method,
+            symbol=sym,
+            start=window.start_ms,
+            end=window.end_ms,
+        )
     return replace(vp, window_note=window.note) if window.note else vp
 
 

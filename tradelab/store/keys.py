@@ -9,6 +9,8 @@ docs/storage-layout.md is written down exactly once::
     index:{SYMBOL}:{13-digit ms}    its header (``index_key``)
     symbol:{SYMBOL}                 the symbol's counters (``symbol_key``, ``empty_meta``)
     unrepairable:{SYMBOL}           id ranges the exchange cannot serve (``unrepairable_key``)
+    hist:{SYMBOL}:{13-digit ms}     a closed hour's price histogram (``hist_key``,
+                                    :mod:`tradelab.store.histograms`)
 
 Also here: :class:`StoreStats` (what :meth:`TradeStore.stats` returns), :class:`SymbolState`
 (the writer's in-memory counters and block index of one symbol) and the argument/time helpers
@@ -47,6 +49,8 @@ __all__ = [
     "columns_arg",
     "empty_meta",
     "floor_to",
+    "hist_key",
+    "hist_prefix",
     "index_key",
     "index_prefix",
     "ms_arg",
@@ -87,6 +91,17 @@ def index_key(sym: str, ms: int) -> bytes:
 def index_prefix(sym: str) -> bytes:
     """The prefix of every header key of ``sym`` (what a scan of its index starts from)."""
     return b"index:%s:" % sym.encode()
+
+
+def hist_key(sym: str, hour: int) -> bytes:
+    """The key of the price histogram of ``sym``'s hour starting at ``hour`` (unix ms). The
+    ``hist:`` prefix is new and no other scan (``trades:``, ``index:``, ``symbol:``) meets it."""
+    return b"hist:%s:%013d" % (sym.encode(), hour)
+
+
+def hist_prefix(sym: str) -> bytes:
+    """The prefix of every histogram key of ``sym``."""
+    return b"hist:%s:" % sym.encode()
 
 
 def symbol_key(sym: str) -> bytes:
@@ -153,6 +168,9 @@ class SymbolState:
     trades, as written: the same values, never changed) until a roll-up merges them away, so
     a roll-up merges them without reading and decoding them back (a minute roll-up: ~4.5 ms
     of CPU, the GIL held, otherwise); it changes with ``index``, under the writer's lock.
+    ``hists`` maps an hour to the fingerprint of the block its stored histogram was built from
+    (:mod:`tradelab.store.histograms`), so the roll-up worker knows which closed hours still
+    lack a valid one.
     """
 
     meta: dict[str, Any]
@@ -160,6 +178,7 @@ class SymbolState:
     keys: list[int] = field(default_factory=list)  # sorted block keys
     unrepairable: list[tuple[int, int]] = field(default_factory=list)
     small: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    hists: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def keys_between(self, lo: int, hi: int) -> list[int]:
         """The block keys in ``[lo, hi)``, ascending."""

@@ -31,6 +31,7 @@ from tradelab.store.blocks import (
     take,
 )
 from tradelab.store.coverage import IndexEntry, inner_runs
+from tradelab.store.histograms import Fingerprint, build_histogram, fingerprint_of
 from tradelab.store.keys import (
     HOUR_MS,
     MINUTE_MS,
@@ -38,6 +39,7 @@ from tradelab.store.keys import (
     SymbolState,
     block_key,
     floor_to,
+    hist_key,
     index_key,
     symbol_key,
     unrepairable_key,
@@ -53,6 +55,7 @@ __all__ = [
     "plan_append",
     "plan_retention",
     "plan_to_batch",
+    "prepare_histograms",
     "remember_small",
     "roll_up_ranges",
 ]
@@ -81,6 +84,10 @@ class Plan:
         self.unrepairable: list[tuple[int, int]] | None = None
         """The symbol's new unrepairable id ranges (None: unchanged); :func:`plan_to_batch`
         writes them in the same batch and leaves here the list as written."""
+        self.hists: dict[int, tuple[Fingerprint, bytes | None]] = {}
+        """Hour histograms built ahead (:func:`prepare_histograms`, outside the write lock)."""
+        self.hists_written: dict[int, Fingerprint] = {}
+        self.hists_deleted: set[int] = set()
 
     def cols(self, key: int) -> Columns:
         """The trades of block ``key``, read once (through the plan's reader)."""
@@ -199,6 +206,7 @@ def plan_to_batch(
             meta["bytes"] -= old[5]
         index[key] = new
         meta["bytes"] += len(value)
+    _histograms_to_batch(batch, sym, st, plan, index, meta["last_time"])
     if not index:
         # last_time/last_agg_id stay: they tell the collector where it left off
         meta.update(count=0, first_time=None, first_agg_id=None, bytes=0)
@@ -216,11 +224,73 @@ def plan_to_batch(
     return index
 
 
+def _hour_histogram(
+    plan: Plan, hour: int, key: int, fp: Fingerprint
+) -> tuple[Fingerprint, bytes | None]:
+    prepared = plan.hists.get(hour)
+    if prepared is not None and prepared[0] == fp:
+        return prepared
+    cols = plan.loaded.get(key)
+    return fp, None if cols is None else build_histogram(cols, fp)
+
+
+def prepare_histograms(plan: Plan, last_time: int | None) -> None:
+    """Build ahead the histograms of the closed hours ``plan`` puts as one block (a roll-up
+    merging an hour runs this outside the write lock; :func:`plan_to_batch` uses them when
+    the block is still the one it writes)."""
+    if last_time is None:
+        return
+    open_hour = floor_to(last_time, HOUR_MS)
+    for key, (value, h) in plan.puts.items():
+        hour = floor_to(key, HOUR_MS)
+        if hour < open_hour:
+            entry: IndexEntry = (h.n, h.t_min, h.t_max, h.id_min, h.id_max, len(value), h.inner)
+            plan.hists[hour] = _hour_histogram(plan, hour, key, fingerprint_of(key, entry))
+
+
+def _histograms_to_batch(
+    batch: rd.WriteBatch,
+    sym: str,
+    st: SymbolState,
+    plan: Plan,
+    index: dict[int, IndexEntry],
+    last_time: int | None,
+) -> None:
+    """Put the histogram of every closed hour the plan leaves as exactly one block it writes
+    (in the same batch as the block); delete the histogram of an hour left without blocks."""
+    if last_time is None:
+        return
+    open_hour = floor_to(last_time, HOUR_MS)
+    for hour in sorted({floor_to(k, HOUR_MS) for k in (*plan.puts, *plan.deletes)}):
+        if hour >= open_hour and hour not in st.hists:
+            continue  # the open hour (an append): never a histogram
+        inside = {k for k in st.keys_between(hour, hour + HOUR_MS) if k in index}
+        inside |= {k for k in plan.puts if hour <= k < hour + HOUR_MS}
+        if not inside:
+            if hour in st.hists:
+                batch.delete(hist_key(sym, hour))
+                plan.hists_deleted.add(hour)
+            continue
+        key = min(inside)
+        if hour >= open_hour or len(inside) != 1 or key not in plan.puts:
+            continue  # a stale histogram stays unused: its fingerprint no longer matches
+        fp, value = _hour_histogram(plan, hour, key, fingerprint_of(key, index[key]))
+        if value is not None:
+            batch.put(hist_key(sym, hour), value)
+        plan.hists_written[hour] = fp
+
+
 def remember_small(st: SymbolState, plan: Plan, dropped: Iterable[int] = ()) -> None:
     """After ``plan`` was written: keep the columns of its small new blocks in ``st.small``
-    (own copies: an append's arrays may be the caller's) and forget the blocks that went."""
+    (own copies: an append's arrays may be the caller's) and forget the blocks that went;
+    note the hour histograms written and deleted (``st.hists``)."""
     for key in (*plan.deletes, *dropped):
         st.small.pop(key, None)
+    for key in dropped:
+        st.hists.pop(floor_to(key, HOUR_MS), None)
+    for hour in plan.hists_deleted:
+        st.hists.pop(hour, None)
+    st.hists.update(plan.hists_written)
     for key, (_value, h) in plan.puts.items():
         cols = plan.loaded.get(key)
         if cols is not None and h.n <= SMALL_BLOCK_ROWS:
@@ -321,7 +391,9 @@ def plan_retention(
 
 
 def drop_hours_before(batch: rd.WriteBatch, sym: str, hour: int) -> None:
-    """Add to ``batch`` the deletion of every block of ``sym`` keyed before ``hour`` and of
-    their headers (range tombstones: readers iterating meanwhile keep their snapshot)."""
+    """Add to ``batch`` the deletion of every block of ``sym`` keyed before ``hour``, of their
+    headers and of their hours' histograms (range tombstones: readers iterating meanwhile keep
+    their snapshot)."""
     batch.delete_range(block_key(sym, 0), block_key(sym, hour))
     batch.delete_range(index_key(sym, 0), index_key(sym, hour))
+    batch.delete_range(hist_key(sym, 0), hist_key(sym, hour))

@@ -35,6 +35,7 @@ from tradelab.store.blocks import (
     take,
 )
 from tradelab.store.coverage import IndexEntry, entry_from_stored
+from tradelab.store.histograms import histogram_fingerprint
 from tradelab.store.keys import (
     HOUR_MS,
     SymbolState,
@@ -42,6 +43,7 @@ from tradelab.store.keys import (
     block_key,
     empty_meta,
     floor_to,
+    hist_prefix,
     index_prefix,
     symbol_key,
     unrepairable_key,
@@ -54,6 +56,7 @@ __all__ = [
     "iter_docs",
     "load_state",
     "read_frame",
+    "read_hist_fingerprints",
     "read_ids",
     "read_index",
     "read_meta",
@@ -258,15 +261,30 @@ def read_ids(db: rd.Rdict, sym: str, key: int) -> tuple[np.ndarray, np.ndarray]:
     return cols["agg_id"], cols["time"]
 
 
+def read_hist_fingerprints(db: rd.Rdict, sym: str) -> dict[int, tuple[int, ...]]:
+    """Hour -> the fingerprint of every stored histogram of ``sym`` (one scan of them)."""
+    out: dict[int, tuple[int, ...]] = {}
+    prefix = hist_prefix(sym)
+    ro = rd.ReadOptions()
+    ro.set_iterate_upper_bound(prefix + b"\xff")
+    for k, v in db.items(from_key=prefix, read_opt=ro):
+        fp = histogram_fingerprint(v)
+        if fp is not None:
+            out[int(cast(bytes, k)[len(prefix) :])] = fp
+    del ro
+    return out
+
+
 def load_state(db: rd.Rdict, sym: str) -> SymbolState:
-    """``sym``'s counters, its whole block index and its unrepairable ranges, read once when
-    the writer first needs them."""
+    """``sym``'s counters, its whole block index, its unrepairable ranges and which hour
+    histograms it has, read once when the writer first needs them."""
     index = read_index(db, sym)
     return SymbolState(
         meta=read_meta(db, sym),
         index=index,
         keys=sorted(index),
         unrepairable=read_unrepairable(db, sym),
+        hists=read_hist_fingerprints(db, sym),
     )
 
 

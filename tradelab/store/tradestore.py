@@ -1,25 +1,14 @@
 """TradeStore: Binance aggTrades in an embedded RocksDB, back as Polars frames in milliseconds.
 
-Layout (why: docs/storage-layout.md; codec: :mod:`tradelab.store.blocks`). All keys are bytes::
-
-    tradelab:store                  marker {"format": 1, "created_ms": ...}; absent = not ours
-    trades:{SYMBOL}:{13-digit ms}   one block of trades; the key is the block's first trade time;
-                                    a block never crosses a clock hour
-    index:{SYMBOL}:{13-digit ms}    the block's header [n, t_min, t_max, id_min, id_max, bytes,
-                                    inner missing runs]
-    symbol:{SYMBOL}                 {count, first_time, last_time, first_agg_id, last_agg_id, bytes}
-    unrepairable:{SYMBOL}           [[first, last], ...] ids the exchange cannot serve
-    meta:{name}                     small MessagePack documents (put_meta / get_meta)
-
-Every change — new trades, the unrepairable ranges around them, roll-ups, the counters — goes
-into ONE WriteBatch, so a reader never sees half of it and a failed append leaves the store as
-it was. Coverage (:meth:`TradeStore.holes`) comes from the headers alone
-(:mod:`tradelab.store.coverage`). One writer per path (an owner file names it to a second
-one); readers are RocksDB secondaries that catch up before every query. RocksDB errors become
-one-line errors (:mod:`.errors`, :mod:`.gate`); after a refused write the next write reopens the
-database (:mod:`.recovery`). Parts: :mod:`.keys`, :mod:`.opening`, :mod:`.scratch`, :mod:`.plan`,
-:mod:`.reading`, :mod:`.rollups`, :mod:`.documents`, :mod:`.coverage`; this module is the class
-tying them together: life cycle, locking, when to write, queries.
+Key layout: :mod:`.keys` (why: docs/storage-layout.md); codec: :mod:`.blocks`; closed hours'
+price histograms: :mod:`.histograms`, :mod:`.hourhists`. Every change — new trades, the
+unrepairable ranges around them, roll-ups, histograms, the counters — goes into ONE WriteBatch
+(:mod:`.plan`), so a reader never sees half of it and a failed append leaves the store as it
+was. Coverage (:meth:`TradeStore.holes`) comes from the headers alone (:mod:`.coverage`). One
+writer per path (:mod:`.opening`); readers are RocksDB secondaries that catch up before every
+query. RocksDB errors become one-line errors (:mod:`.errors`, :mod:`.gate`); after a refused
+write the next write reopens the database (:mod:`.recovery`). This module is the class tying
+the parts together: life cycle, locking, when to write, queries.
 """
 
 from __future__ import annotations
@@ -55,6 +44,7 @@ from tradelab.store.coverage import (
 from tradelab.store.documents import document_key, pack_document, unpack_document
 from tradelab.store.errors import write_error
 from tradelab.store.gate import Gate
+from tradelab.store.hourhists import WindowHistograms, add_histograms, window_histograms
 from tradelab.store.intake import Trades, trade_columns
 from tradelab.store.keys import (
     HOUR_MS,
@@ -87,6 +77,7 @@ from tradelab.store.plan import (
     plan_append,
     plan_retention,
     plan_to_batch,
+    prepare_histograms,
     remember_small,
     roll_up_ranges,
 )
@@ -304,7 +295,9 @@ class TradeStore:
         with self._wlock:
             st = self._state(sym)
             todo = roll_up_ranges(st)
-        return sum(self._merge_range(sym, st, lo, hi) for lo, hi in todo)
+        merged = sum(self._merge_range(sym, st, lo, hi) for lo, hi in todo)
+        add_histograms(self._db.get, sym, st, self._wlock, self._write)
+        return merged
 
     def _merge_range(self, sym: str, st: SymbolState, lo: int, hi: int) -> int:
         """Merge the blocks keyed in ``[lo, hi)`` into one. The reading and encoding happen
@@ -320,6 +313,7 @@ class TradeStore:
             plan.merge(keys, None)
         except BlockGone:
             return 0
+        prepare_histograms(plan, st.meta["last_time"])
         with self._wlock:
             if st.keys_between(lo, hi) != keys or [st.index[k] for k in keys] != entries:
                 return 0
@@ -490,9 +484,19 @@ class TradeStore:
         with self._op():
             return read_frame(self._db, sym, lo, hi, names)
 
+    def price_histograms(
+        self, symbol: str, start: dt.datetime | int, end: dt.datetime | int
+    ) -> WindowHistograms:
+        """``[start, end)`` of ``symbol`` for a profile: closed hours' histograms + the rest's
+        price/qty/side (:mod:`.hourhists`)."""
+        sym = validate_symbol(symbol)
+        lo, hi = window_arg(start, end)
+        self._auto_refresh()
+        with self._op():
+            return window_histograms(self._db, sym, lo, hi)
+
     def _iter_blocks(self, sym: str, lo: int, hi: int) -> Iterator[Columns]:
-        """Decoded blocks overlapping ``[lo, hi)``, trimmed to it, from one snapshot."""
-        yield from iter_blocks(self._db, sym, lo, hi)
+        yield from iter_blocks(self._db, sym, lo, hi)  # trimmed decoded blocks (tests)
 
     def symbols(self) -> list[str]:
         """Symbols with trades stored, sorted."""
@@ -570,8 +574,7 @@ class TradeStore:
 
     def block_count(self, symbol: str, start: dt.datetime | int, end: dt.datetime | int) -> int:
         """How many blocks a query of ``[start, end)`` reads (diagnostics, tests, benchmarks)."""
-        sym = validate_symbol(symbol)
-        lo, hi = ms_arg(start, "start"), ms_arg(end, "end")
+        sym, lo, hi = validate_symbol(symbol), ms_arg(start, "start"), ms_arg(end, "end")
         self._auto_refresh()
         with self._op():
             return count_blocks(self._db, sym, lo, hi)

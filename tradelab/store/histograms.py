@@ -1,0 +1,260 @@
+"""Hour histograms: the price histogram of a closed hour's block, as one MessagePack value.
+Pure code, no I/O.
+
+A volume profile needs, per distinct price, the buy and the sell quantity in exact units of
+1e-8 (``rint(qty × 1e8)``, the operation :func:`tradelab.volume_profile` applies to each trade)
+and the trade count. For a closed hour stored as exactly one block the writer stores that
+histogram beside the block (``hist:{SYMBOL}:{hour}``, :func:`tradelab.store.keys.hist_key`), in
+the same write, with the block's **fingerprint** ``(key, n, id_min, id_max, value bytes)``. A
+reader uses it only when the index shows exactly one block in the hour with that very
+fingerprint; otherwise (a backfill added a block, a store written before histograms existed,
+the open hour) it decodes the hour's trades. A stale histogram is therefore never used.
+
+The value::
+
+    {"v": 1, "f": [key, n, id_min, id_max, bytes], "m": distinct prices,
+     "p": price spec, "b": buy spec, "s": sell spec, "c": count spec}
+
+Prices (sorted, distinct) are stored as the block codec stores them: counts of 1e-8 divided by
+their GCD, delta-encoded in the narrowest integer type (``["i", dtype, base, scale, bytes]``)
+when ``count / 1e8`` gives every price back bit for bit, else raw float64 (``["f", bytes]``).
+Buy and sell units are divided by their common GCD (the lot) and narrowed
+(``[dtype, scale, bytes]``), counts narrowed (``[dtype, 1, bytes]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from tradelab.store.blocks import Columns
+from tradelab.store.coverage import IndexEntry
+
+__all__ = [
+    "HIST_COLUMNS",
+    "HIST_VERSION",
+    "Fingerprint",
+    "HourHistogram",
+    "build_histogram",
+    "decode_histogram",
+    "fingerprint_of",
+    "histogram_fingerprint",
+    "merge_window",
+]
+
+HIST_VERSION = 1
+HIST_COLUMNS = ("price", "qty", "buyer_is_maker")
+"""The trade columns a histogram is built from."""
+Fingerprint = tuple[int, int, int, int, int]
+"""``(block key, n, id_min, id_max, value bytes)`` of the block a histogram was built from."""
+
+_SCALE = 100_000_000  # exact units of 1e-8
+_EXACT = 2.0**51  # what tradelab.scale.histogram sums exactly per price
+_MAX_COUNT = 2.0**53
+_KINDS = ((np.int8, "<i1"), (np.int16, "<i2"), (np.int32, "<i4"), (np.int64, "<i8"))
+
+
+@dataclass(frozen=True)
+class HourHistogram:
+    """One hour's histogram: ``prices`` sorted and distinct (float64), ``buy``/``sell`` units
+    of 1e-8 and ``counts`` per price (int64), ``trades`` in all, ``fingerprint`` of its block."""
+
+    prices: np.ndarray
+    buy: np.ndarray
+    sell: np.ndarray
+    counts: np.ndarray
+    trades: int
+    fingerprint: Fingerprint
+    units: np.ndarray | None = None
+    """The prices as exact counts of 1e-8 (None: stored as raw float64)."""
+    step: int = 1
+    """A common divisor of the differences between ``units`` (their GCD as stored)."""
+
+
+def fingerprint_of(key: int, entry: IndexEntry) -> Fingerprint:
+    """The fingerprint of block ``key`` from its index header."""
+    return (int(key), int(entry[0]), int(entry[3]), int(entry[4]), int(entry[5]))
+
+
+def _narrow(values: np.ndarray) -> tuple[str, bytes]:
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    for t, code in _KINDS:
+        info = np.iinfo(t)
+        if info.min <= lo and hi <= info.max:
+            return code, values.astype(code).tobytes()
+    raise AssertionError("int64 values always fit int64")  # pragma: no cover
+
+
+def _gcd(values: np.ndarray) -> int:
+    return int(np.gcd.reduce(values)) if values.size else 1
+
+
+def _enc_prices(prices: np.ndarray) -> list[Any]:
+    scaled = prices * _SCALE
+    if float(scaled[-1]) < _MAX_COUNT:
+        counts = np.rint(scaled).astype(np.int64)
+        if np.array_equal((counts / _SCALE).view(np.int64), prices.view(np.int64)):
+            base = int(counts[0])
+            deltas = np.diff(counts)
+            scale = _gcd(deltas) or 1
+            code, payload = _narrow(deltas // scale)
+            return ["i", code, base, scale, payload]
+    return ["f", prices.astype("<f8").tobytes()]
+
+
+def _dec_prices(spec: list[Any], m: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    if spec[0] == "f":
+        return np.frombuffer(spec[1], dtype="<f8").astype(np.float64), None, 1
+    _, code, base, scale, payload = spec
+    counts = np.empty(m, dtype=np.int64)
+    counts[0] = base
+    np.cumsum(np.frombuffer(payload, dtype=code).astype(np.int64) * scale, out=counts[1:])
+    counts[1:] += base
+    return counts / _SCALE, counts, int(scale)
+
+
+def build_histogram(cols: Columns, fp: Fingerprint) -> bytes | None:
+    """The histogram value of a block's trades ``cols`` (``price``, ``qty``,
+    ``buyer_is_maker``), or None when it cannot be exact (a price not finite or <= 0, a
+    quantity that is not a finite number >= 0, a price's sum of units reaching 2^51): the
+    reader then decodes the trades, and the profile says what is wrong with them."""
+    price, qty = cols["price"], cols["qty"]
+    n = int(price.size)
+    if n == 0 or n != fp[1]:
+        return None
+    if not (np.isfinite(price).all() and float(price.min()) > 0):
+        return None
+    units = np.rint(qty * float(_SCALE))
+    if not (np.isfinite(units).all() and float(units.min()) >= 0):
+        return None
+    prices, inverse = np.unique(price, return_inverse=True)
+    m = int(prices.size)
+    sell_w = np.where(cols["buyer_is_maker"], units, 0.0)
+    sell = np.bincount(inverse, weights=sell_w, minlength=m)
+    buy = np.bincount(inverse, weights=units - sell_w, minlength=m)
+    if max(float(buy.max()), float(sell.max())) >= _EXACT:
+        return None
+    buy_i, sell_i = buy.astype(np.int64), sell.astype(np.int64)
+    counts = np.bincount(inverse, minlength=m).astype(np.int64)
+    lot = _gcd(np.concatenate([buy_i, sell_i])) or 1
+    b_code, b_payload = _narrow(buy_i // lot)
+    s_code, s_payload = _narrow(sell_i // lot)
+    c_code, c_payload = _narrow(counts)
+    doc = {
+        "v": HIST_VERSION,
+        "f": list(fp),
+        "m": m,
+        "p": _enc_prices(prices),
+        "b": [b_code, lot, b_payload],
+        "s": [s_code, lot, s_payload],
+        "c": [c_code, 1, c_payload],
+    }
+    return bytes(msgpack.packb(doc, use_bin_type=True))
+
+
+def _doc(raw: bytes) -> dict[str, Any] | None:
+    try:
+        doc = msgpack.unpackb(raw, raw=False)
+    except Exception:
+        return None
+    return doc if isinstance(doc, dict) and doc.get("v") == HIST_VERSION else None
+
+
+def histogram_fingerprint(raw: bytes) -> Fingerprint | None:
+    """The fingerprint a stored histogram carries (None: unreadable or another version)."""
+    doc = _doc(raw)
+    return None if doc is None else tuple(doc["f"])  # type: ignore[return-value]
+
+
+def _dec_units(spec: list[Any]) -> np.ndarray:
+    code, scale, payload = spec
+    return np.frombuffer(payload, dtype=code).astype(np.int64) * int(scale)
+
+
+def decode_histogram(raw: bytes) -> HourHistogram | None:
+    """A stored histogram (None: unreadable or another version — the reader then decodes the
+    hour's trades instead)."""
+    doc = _doc(raw)
+    if doc is None:
+        return None
+    m = int(doc["m"])
+    counts = _dec_units(doc["c"])
+    prices, units, step = _dec_prices(doc["p"], m)
+    return HourHistogram(
+        prices=prices,
+        buy=_dec_units(doc["b"]),
+        sell=_dec_units(doc["s"]),
+        counts=counts,
+        trades=int(counts.sum()),
+        fingerprint=tuple(doc["f"]),  # type: ignore[arg-type]
+        units=units,
+        step=step,
+    )
+
+
+_DENSE = 1 << 24  # at most this many price slots in a merge (128 MiB of float64 per column)
+
+
+def merge_window(hours: list[HourHistogram], rest: list[Columns]) -> HourHistogram | None:
+    """One histogram of ``hours`` and of the trades ``rest`` (``price``, ``qty``,
+    ``buyer_is_maker``), added per price in exact integers — or None when this fast merge
+    cannot be exact (a price not an exact count of 1e-8, a quantity not a finite number >= 0,
+    units summing to 2^53 or more, a price range too wide for one dense array): the caller then
+    merges partials the general way.
+
+    Every price is an integer count of 1e-8, so the histograms merge on a dense grid of their
+    common step (``np.bincount``): no sort and no hash of millions of entries.
+    """
+    keys: list[np.ndarray] = []
+    buys: list[np.ndarray] = []
+    sells: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    steps: list[int] = []
+    for h in hours:
+        if h.units is None:
+            return None
+        keys.append(h.units)
+        buys.append(h.buy)
+        sells.append(h.sell)
+        counts.append(h.counts)
+        steps.append(h.step)
+    for c in rest:
+        price, qty, maker = c["price"], c["qty"], c["buyer_is_maker"]
+        if not price.size:
+            continue
+        scaled = price * _SCALE
+        if not (np.isfinite(scaled).all() and float(np.abs(scaled).max()) < _MAX_COUNT):
+            return None
+        k = np.rint(scaled).astype(np.int64)
+        if not np.array_equal((k / _SCALE).view(np.int64), price.view(np.int64)):
+            return None
+        units = np.rint(qty * float(_SCALE))
+        if not (np.isfinite(units).all() and float(units.min()) >= 0):
+            return None
+        sell = np.where(maker, units, 0.0)
+        keys.append(k)
+        buys.append(units - sell)
+        sells.append(sell)
+        counts.append(np.ones(k.size))
+        steps.append(_gcd(k - k[0]))
+    if not keys:
+        return None
+    key = np.concatenate(keys)
+    lo, hi = int(key.min()), int(key.max())
+    step = _gcd(np.array(steps + [int(k[0]) - lo for k in keys], dtype=np.int64)) or 1
+    size = (hi - lo) // step + 1
+    buy = np.concatenate(buys).astype(np.float64, copy=False)
+    sell = np.concatenate(sells).astype(np.float64, copy=False)
+    if size > _DENSE or float(buy.sum()) + float(sell.sum()) >= _MAX_COUNT:
+        return None
+    slot = (key - lo) // step
+    n = np.bincount(slot, weights=np.concatenate(counts).astype(np.float64), minlength=size)
+    at = np.flatnonzero(n)
+    b = np.bincount(slot, weights=buy, minlength=size)[at].astype(np.int64)
+    s = np.bincount(slot, weights=sell, minlength=size)[at].astype(np.int64)
+    grid = lo + at.astype(np.int64) * step
+    cnt = n[at].astype(np.int64)
+    return HourHistogram(grid / _SCALE, b, s, cnt, int(cnt.sum()), (0, 0, 0, 0, 0), grid)
