@@ -379,6 +379,7 @@ async def flood(sim: SimProcess, trades: int, seconds: float, tmp: Path) -> None
     await c.start()
     t0 = time.perf_counter()
     peak, late_at_end, caught_up, flood_end = rss0, None, None, None
+    last_published = None
     stored_at_end = peak_buffered = 0
     while time.perf_counter() - t0 < seconds + 120:
         await asyncio.sleep(0.1)
@@ -390,7 +391,10 @@ async def flood(sim: SimProcess, trades: int, seconds: float, tmp: Path) -> None
             flood_end = time.perf_counter()
             stored_at_end = st["trades_stored"]
             late_at_end = published - st["trades_stored"]
-        if flood_end is not None and st["trades_stored"] >= published and not st["buffered"]:
+            last_published = sim.ranges()["BTCUSDT"][-1][1]  # the flood is over: final
+        # caught up: the last published id is stored and nothing waits (not "stored >=
+        # published": what was published before the collector's first trade is not its own)
+        if flood_end is not None and st["last_agg_id"] == last_published and not st["buffered"]:
             caught_up = time.perf_counter()
             break
     await c.stop()

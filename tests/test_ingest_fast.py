@@ -82,7 +82,7 @@ def _mutations(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 3))):
         i = draw(st.integers(0, len(text) - 1))
         what = draw(st.sampled_from(["replace", "insert", "delete"]))
-        ch = draw(st.sampled_from([*'0123456789.-+eE "truefalsnTM:,{}\\', "١", "\x00"]))
+        ch = draw(st.sampled_from(_ALPHABET))
         if what == "replace":
             text = text[:i] + ch + text[i + 1 :]
         elif what == "insert":
@@ -90,6 +90,27 @@ def _mutations(draw: st.DrawFn) -> str:
         else:
             text = text[:i] + text[i + 1 :]
     return text
+
+
+_ALPHABET = [*'0123456789.-+eE "truefalsnTM:,{}\\', "١", "\x00"]
+
+
+def test_every_single_edit_of_the_frame_is_fast_only_where_the_full_path_agrees() -> None:
+    """Exhaustive: each character replaced by, or preceded by, each of ``_ALPHABET``, or
+    deleted (leading zeros, exponents, signs, a Unicode digit, broken keys, ...)."""
+    edits = [FRAME[:i] + FRAME[i + 1 :] for i in range(len(FRAME))]
+    for i in range(len(FRAME) + 1):
+        for ch in _ALPHABET:
+            edits.append(FRAME[:i] + ch + FRAME[i:])
+            edits.append(FRAME[:i] + ch + FRAME[i + 1 :])
+    fast_ones = 0
+    for raw in edits:
+        fast = match_trade(raw)
+        if fast is not None:
+            fast_ones += 1
+            full = _full_path(raw)
+            assert type(full) is Trade and Trade(*fast) == full, raw
+    assert 0 < fast_ones < len(edits)  # digits changed in place stay canonical, the rest not
 
 
 @settings(max_examples=600, deadline=None)

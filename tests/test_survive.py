@@ -306,7 +306,10 @@ more than ``max_buffered`` (200,000) trades at ~350 bytes each = 70 MB (the REST
 only fetches while it is below half); one write's frame and batch add ~100 bytes a trade
 (20 MB); websockets reads at most 512 frames ahead; RocksDB's write buffer tens of MB. The
 code before the fix (``max_buffered`` 500,000, the catch-up filling the whole buffer) was
-measured at +117 MB for a 10 s flood and grows with the flood's length."""
+measured at +117 MB for a 10 s flood and grows with the flood's length. This bound covers the
+store's memory too (memtables, its cache of the open hour's small blocks) and the pytest
+process around it; the collector's own memory at its bound is pinned much tighter, in a child
+process of its own, by tests/test_flood_memory.py."""
 
 
 class SlowStore(TradeStore):

@@ -171,9 +171,10 @@ def _check_trade(data: dict[str, Any], stream: Any) -> Trade | str:
 # full path accepts, with the same values (tests/test_ingest_fast.py checks both on the same
 # frames, mutated).
 _INT = r"(0|[1-9][0-9]{0,18})"
+_INT_ANY = r"(?:0|[1-9][0-9]{0,18})"  # the same, not captured (E, which no check reads)
 _DEC = r"((?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,20})?)"
 _CANONICAL_TRADE = re.compile(
-    r'\{"stream":"([a-z0-9]{1,40})@aggTrade","data":\{"e":"aggTrade","E":[0-9]{1,19},'
+    r'\{"stream":"([a-z0-9]{1,40})@aggTrade","data":\{"e":"aggTrade","E":' + _INT_ANY + r","
     r'"s":"([A-Z0-9]{1,40})","a":' + _INT + r',"p":"' + _DEC + r'","q":"' + _DEC + r'",'
     r'"f":' + _INT + r',"l":' + _INT + r',"T":' + _INT + r',"m":(true|false),'
     r'"M":(?:true|false)\}\}'

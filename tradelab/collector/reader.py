@@ -83,6 +83,7 @@ async def read_stream(
     transport = ws.transport
     # websockets' queue of received frames (to know whether recv() would wait)
     queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
+    queue = getattr(queue, "queue", queue)  # its deque, if it has one: len() without a call
     if queue is None or not hasattr(queue, "__len__"):
         pace = None
     clock = asyncio.get_running_loop().time
