@@ -21,6 +21,7 @@ from typing import Any
 from tradelab.binance.backoff import exponential_backoff
 from tradelab.collector.columns import TradeColumns
 from tradelab.collector.gate import IntakeGate
+from tradelab.collector.memory import TRIM_AFTER_TRADES, release_free_memory
 from tradelab.collector.ports import TradeSink
 from tradelab.collector.runtime import LastErrors, StopSignal
 from tradelab.collector.settings import CollectorSettings
@@ -101,6 +102,7 @@ class BatchWriter:
         self._sink: TradeSink | None = None
         self._retry = {s: _Retry(s) for s in settings.symbols}
         self._in_flight: dict[str, tuple[TradeColumns, list[tuple[int, int]]]] = {}
+        self._since_trim = 0  # trades written since the allocator last gave memory back
         self.counts: dict[str, StoredCounts] = {s: StoredCounts() for s in settings.symbols}
 
     def begin(self, sink: TradeSink) -> None:
@@ -216,6 +218,10 @@ class BatchWriter:
                     out[name] = sink.append(name, frame)
             except Exception as exc:  # a failed write keeps the batch; see _write_failed
                 out[name] = exc
+            self._since_trim += len(batch)
+        if self._since_trim >= TRIM_AFTER_TRADES:  # large writes: give back what malloc keeps
+            self._since_trim = 0
+            release_free_memory()
         return out
 
     def _stored(self, name: str, batch: TradeColumns, stored: int, now: float) -> None:
