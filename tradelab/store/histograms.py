@@ -26,7 +26,7 @@ byte-shuffled (every value's lowest byte first, then the next bytes: zstd finds 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import numpy as np
@@ -221,6 +221,23 @@ def decode_histogram(raw: bytes) -> HourHistogram | None:
 _DENSE = 1 << 24  # at most this many price slots in a merge (128 MiB of float64 per column)
 
 
+def _trade_entries(c: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Decoded trades as ``(price counts of 1e-8, buy units, sell units)`` (float units, exact
+    integers), or None if a price or a quantity does not allow an exact dense merge."""
+    price, qty, maker = c["price"], c["qty"], c["buyer_is_maker"]
+    scaled = price * _SCALE
+    if not (np.isfinite(scaled).all() and float(np.abs(scaled).max()) < _MAX_COUNT):
+        return None
+    k = np.rint(scaled).astype(np.int64)
+    if not np.array_equal((k / _SCALE).view(np.int64), price.view(np.int64)):
+        return None
+    units = np.rint(qty * float(_SCALE))
+    if not (np.isfinite(units).all() and float(units.min()) >= 0):
+        return None
+    sell = np.where(maker, units, 0.0)
+    return k, units - sell, sell
+
+
 def merge_window(hours: list[HourHistogram], rest: list[Columns]) -> HourHistogram | None:
     """One histogram of ``hours`` and of the trades ``rest`` (``price``, ``qty``,
     ``buyer_is_maker``), added per price in exact integers — or None when this fast merge
@@ -228,56 +245,50 @@ def merge_window(hours: list[HourHistogram], rest: list[Columns]) -> HourHistogr
     units summing to 2^53 or more, a price range too wide for one dense array): the caller then
     merges partials the general way.
 
-    Every price is an integer count of 1e-8, so the histograms merge on a dense grid of their
-    common step (``np.bincount``): no sort and no hash of millions of entries.
+    Every price is an integer count of 1e-8, so everything adds up on one dense int64 grid of
+    the prices' common step: an hour's distinct prices are distinct slots, added in place
+    (``grid[slots] += units``), the decoded trades are binned (``np.bincount``). No sort, no
+    hash, and no temporary the size of the whole window.
     """
-    keys: list[np.ndarray] = []
-    buys: list[np.ndarray] = []
-    sells: list[np.ndarray] = []
-    counts: list[np.ndarray] = []
-    steps: list[int] = []
-    for h in hours:
-        if h.units is None:
-            return None
-        keys.append(h.units)
-        buys.append(h.buy)
-        sells.append(h.sell)
-        counts.append(h.counts)
-        steps.append(h.step)
+    if any(h.units is None for h in hours):
+        return None
+    trades = []
     for c in rest:
-        price, qty, maker = c["price"], c["qty"], c["buyer_is_maker"]
-        if not price.size:
-            continue
-        scaled = price * _SCALE
-        if not (np.isfinite(scaled).all() and float(np.abs(scaled).max()) < _MAX_COUNT):
-            return None
-        k = np.rint(scaled).astype(np.int64)
-        if not np.array_equal((k / _SCALE).view(np.int64), price.view(np.int64)):
-            return None
-        units = np.rint(qty * float(_SCALE))
-        if not (np.isfinite(units).all() and float(units.min()) >= 0):
-            return None
-        sell = np.where(maker, units, 0.0)
-        keys.append(k)
-        buys.append(units - sell)
-        sells.append(sell)
-        counts.append(np.ones(k.size))
-        steps.append(_gcd(k - k[0]))
-    if not keys:
+        if c["price"].size:
+            entries = _trade_entries(c)
+            if entries is None:
+                return None
+            trades.append(entries)
+    firsts = [int(h.units[0]) for h in hours if h.units is not None] + [
+        int(t[0].min()) for t in trades
+    ]
+    if not firsts:
         return None
-    key = np.concatenate(keys)
-    lo, hi = int(key.min()), int(key.max())
-    step = _gcd(np.array(steps + [int(k[0]) - lo for k in keys], dtype=np.int64)) or 1
+    lo = min(firsts)
+    hi = max(
+        [int(h.units[-1]) for h in hours if h.units is not None] + [int(t[0].max()) for t in trades]
+    )
+    steps = [h.step for h in hours] + [_gcd(t[0] - t[0][0]) for t in trades]
+    step = _gcd(np.array(steps + [f - lo for f in firsts], dtype=np.int64)) or 1
     size = (hi - lo) // step + 1
-    buy = np.concatenate(buys).astype(np.float64, copy=False)
-    sell = np.concatenate(sells).astype(np.float64, copy=False)
-    if size > _DENSE or float(buy.sum()) + float(sell.sum()) >= _MAX_COUNT:
+    units = sum(int(h.buy.sum()) + int(h.sell.sum()) for h in hours)
+    units += sum(int(t[1].sum()) + int(t[2].sum()) for t in trades)
+    if size > _DENSE or units >= _MAX_COUNT:
         return None
-    slot = (key - lo) // step
-    n = np.bincount(slot, weights=np.concatenate(counts).astype(np.float64), minlength=size)
+    buy = np.zeros(size, np.int64)
+    sell = np.zeros(size, np.int64)
+    n = np.zeros(size, np.int64)
+    for h in hours:
+        slot = (cast(np.ndarray, h.units) - lo) // step  # distinct: in-place adds are exact
+        buy[slot] += h.buy
+        sell[slot] += h.sell
+        n[slot] += h.counts
+    for k, b_units, s_units in trades:
+        slot = (k - lo) // step
+        n += np.bincount(slot, minlength=size)
+        buy += np.bincount(slot, weights=b_units, minlength=size).astype(np.int64)
+        sell += np.bincount(slot, weights=s_units, minlength=size).astype(np.int64)
     at = np.flatnonzero(n)
-    b = np.bincount(slot, weights=buy, minlength=size)[at].astype(np.int64)
-    s = np.bincount(slot, weights=sell, minlength=size)[at].astype(np.int64)
     grid = lo + at.astype(np.int64) * step
-    cnt = n[at].astype(np.int64)
-    return HourHistogram(grid / _SCALE, b, s, cnt, int(cnt.sum()), (0, 0, 0, 0, 0), grid)
+    cnt = n[at]
+    return HourHistogram(grid / _SCALE, buy[at], sell[at], cnt, int(cnt.sum()), (0,) * 5, grid)
