@@ -63,7 +63,7 @@ class HourHistogram:
     """One hour's histogram: ``prices`` sorted and distinct (float64), ``buy``/``sell`` units
     of 1e-8 and ``counts`` per price (int64), ``trades`` in all, ``fingerprint`` of its block."""
 
-    prices: np.ndarray
+    raw_prices: np.ndarray | None
     buy: np.ndarray
     sell: np.ndarray
     counts: np.ndarray
@@ -73,6 +73,13 @@ class HourHistogram:
     """The prices as exact counts of 1e-8 (None: stored as raw float64)."""
     step: int = 1
     """A common divisor of the differences between ``units`` (their GCD as stored)."""
+
+    @property
+    def prices(self) -> np.ndarray:
+        """The distinct prices, sorted (float64; from ``units`` unless stored raw)."""
+        if self.raw_prices is not None:
+            return self.raw_prices
+        return cast(np.ndarray, self.units) / _SCALE
 
 
 def fingerprint_of(key: int, entry: IndexEntry) -> Fingerprint:
@@ -99,15 +106,18 @@ def _shuffled(values: np.ndarray) -> tuple[str, bytes]:
     return code, np.frombuffer(payload, np.uint8).reshape(-1, size).T.tobytes()
 
 
-def _unshuffled(code: str, payload: bytes) -> np.ndarray:
+def _unshuffled(code: str, payload: bytes, scale: int = 1) -> np.ndarray:
+    """The int64 values (times ``scale``) of a shuffled payload: one int64 array allocated."""
     size = np.dtype(code).itemsize
     planes = np.frombuffer(payload, np.uint8).reshape(size, -1)
     if size == 1:
-        return planes[0].view(code).astype(np.int64)
-    out = np.empty((planes.shape[1], size), np.uint8)
-    for i in range(size):  # one plane at a time: ~4x faster than a transposed copy
-        out[:, i] = planes[i]
-    return out.view(code).reshape(-1).astype(np.int64)
+        narrow = planes[0].view(code)
+    else:
+        grouped = np.empty((planes.shape[1], size), np.uint8)
+        for i in range(size):  # one plane at a time: ~4x faster than a transposed copy
+            grouped[:, i] = planes[i]
+        narrow = grouped.view(code).reshape(-1)
+    return np.multiply(narrow, scale, dtype=np.int64)
 
 
 def _gcd(values: np.ndarray) -> int:
@@ -127,7 +137,8 @@ def _enc_prices(prices: np.ndarray) -> list[Any]:
     return ["f", prices.astype("<f8").tobytes()]
 
 
-def _dec_prices(spec: list[Any], m: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _dec_prices(spec: list[Any], m: int) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """``(raw prices, price counts of 1e-8, their step)``: one of the first two is None."""
     if spec[0] == "f":
         return np.frombuffer(spec[1], dtype="<f8").astype(np.float64), None, 1
     _, code, base, scale, payload = spec
@@ -135,7 +146,7 @@ def _dec_prices(spec: list[Any], m: int) -> tuple[np.ndarray, np.ndarray | None,
     counts[0] = base
     np.cumsum(np.frombuffer(payload, dtype=code).astype(np.int64) * scale, out=counts[1:])
     counts[1:] += base
-    return counts / _SCALE, counts, int(scale)
+    return None, counts, int(scale)
 
 
 def build_histogram(cols: Columns, fp: Fingerprint) -> bytes | None:
@@ -193,8 +204,7 @@ def histogram_fingerprint(raw: bytes) -> Fingerprint | None:
 
 def _dec_units(spec: list[Any]) -> np.ndarray:
     code, scale, payload = spec
-    values = _unshuffled(code, payload)
-    return values * int(scale) if scale != 1 else values
+    return _unshuffled(code, payload, int(scale))
 
 
 def decode_histogram(raw: bytes) -> HourHistogram | None:
@@ -207,7 +217,7 @@ def decode_histogram(raw: bytes) -> HourHistogram | None:
     counts = _dec_units(doc["c"])
     prices, units, step = _dec_prices(doc["p"], m)
     return HourHistogram(
-        prices=prices,
+        raw_prices=prices,
         buy=_dec_units(doc["b"]),
         sell=_dec_units(doc["s"]),
         counts=counts,
@@ -291,4 +301,4 @@ def merge_window(hours: list[HourHistogram], rest: list[Columns]) -> HourHistogr
     at = np.flatnonzero(n)
     grid = lo + at.astype(np.int64) * step
     cnt = n[at]
-    return HourHistogram(grid / _SCALE, buy[at], sell[at], cnt, int(cnt.sum()), (0,) * 5, grid)
+    return HourHistogram(None, buy[at], sell[at], cnt, int(cnt.sum()), (0,) * 5, grid)
