@@ -413,8 +413,10 @@ def test_store_or_data_not_both(store, recent_store) -> None:
 
 
 def test_a_profile_reads_only_the_columns_it_needs(tmp_path) -> None:
-    """get_volume_profile asks the store for price, qty and buyer_is_maker only (the store then
-    decodes no other column), and the answer equals the profile of the full frame."""
+    """get_volume_profile asks the store for its hour histograms (which decode price, qty and
+    buyer_is_maker only where no histogram serves), and the answer equals the profile of the full
+    frame; a window too thin for a profile goes the plain way: three columns, then a small
+    re-read with the times for the message."""
     asked: list[object] = []
 
     class Spy(TradeStore):
@@ -422,10 +424,14 @@ def test_a_profile_reads_only_the_columns_it_needs(tmp_path) -> None:
             asked.append(columns)
             return super().trades(symbol, start, end, columns=columns)
 
+        def price_histograms(self, symbol, start, end):  # type: ignore[override]
+            asked.append("histograms")
+            return super().price_histograms(symbol, start, end)
+
     with Spy(tmp_path / "d") as store:
         frame = add(store, "BTCUSDT", now_ms() - 30 * 60_000, 1500)
         vp = tradelab.get_volume_profile("BTCUSDT", 1, store=store)
-        assert asked == [tools.PROFILE_COLUMNS]
+        assert asked == ["histograms"]
         full = volume_profile(frame, tick_size=0.01, start=vp.start, end=vp.end)
         assert vp.rows.equals(full.rows) and (vp.poc, vp.vah, vp.val) == (
             full.poc,
@@ -437,4 +443,4 @@ def test_a_profile_reads_only_the_columns_it_needs(tmp_path) -> None:
         asked.clear()
         with pytest.raises(InsufficientTradesError, match="ETHUSDT: 300 of the 1,000"):
             tradelab.get_volume_profile("ETHUSDT", 1, store=store)
-        assert asked == [tools.PROFILE_COLUMNS, None]
+        assert asked == ["histograms", tools.PROFILE_COLUMNS, None]
