@@ -271,3 +271,24 @@ def test_kept_small_blocks_follow_retention_and_a_reopen(tmp_path):
             *kept["agg_id"].to_list(),
             *range(1_201, 1_501),
         ]
+
+
+def test_the_kept_small_blocks_are_bounded_whatever_the_append_rate(store, monkeypatch):
+    """Appends far faster than one batch a second (a bulk load in small batches, a flood) keep at
+    most SMALL_CACHE_ROWS rows decoded; the blocks beyond are read back at roll-up, exactly."""
+    from tradelab.store import plan
+
+    monkeypatch.setattr(plan, "SMALL_CACHE_ROWS", 3_000)
+    df = synthetic_trades("BTCUSDT", T0, 13_500, rate_per_s=150.0)  # 90 s: a closed minute
+    store._rollups.schedule = lambda sym: None
+    for i in range(0, df.height, 1_000):
+        store.append("BTCUSDT", df.slice(i, 1_000))
+    st = store._states["BTCUSDT"]
+    assert len(st.keys) >= 14  # 1,000-trade blocks, split at the minute
+    assert sum(len(c["agg_id"]) for c in st.small.values()) <= 3_000
+    assert 0 < len(st.small) < len(st.keys)
+    counting = _CountingDb(store._db)
+    store._db = counting
+    assert store.roll_up("BTCUSDT") > 0
+    assert counting.block_gets > 0  # the blocks not kept are read back
+    assert store.trades("BTCUSDT", 0, FAR).equals(df)

@@ -41,6 +41,7 @@ __all__ = [
     "MINUTE_MS",
     "OWNER_FILE",
     "SMALL_BLOCK_ROWS",
+    "SMALL_CACHE_ROWS",
     "STORE_FORMAT",
     "StoreStats",
     "SymbolState",
@@ -68,6 +69,10 @@ HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 MAX_MS = 10**13 - 1  # 13 digits: until the year 2286
 SMALL_BLOCK_ROWS = 5_000
+SMALL_CACHE_ROWS = 200_000
+"""At most this many rows of small blocks kept decoded per symbol (~11 MB): appends faster than
+the collector's one batch a second (a bulk load in small batches, a flood) must not grow the
+writer's memory; blocks beyond it are read back at roll-up like any other."""
 """Blocks up to this many trades stay decoded in the writer's memory until rolled up."""
 MARKER = b"tradelab:store"
 """The key whose value ({"format", "created_ms"}) says a RocksDB directory is a tradelab store."""

@@ -36,6 +36,7 @@ from tradelab.store.keys import (
     HOUR_MS,
     MINUTE_MS,
     SMALL_BLOCK_ROWS,
+    SMALL_CACHE_ROWS,
     SymbolState,
     block_key,
     floor_to,
@@ -291,13 +292,14 @@ def remember_small(st: SymbolState, plan: Plan, dropped: Iterable[int] = ()) -> 
     for hour in plan.hists_deleted:
         st.hists.pop(hour, None)
     st.hists.update(plan.hists_written)
+    before = {key: st.small.pop(key) for key in plan.puts if key in st.small}
+    cached = sum(len(c["agg_id"]) for c in st.small.values())  # bounded: SMALL_CACHE_ROWS
     for key, (_value, h) in plan.puts.items():
         cols = plan.loaded.get(key)
-        if cols is not None and h.n <= SMALL_BLOCK_ROWS:
-            kept = st.small.get(key)
+        if cols is not None and h.n <= SMALL_BLOCK_ROWS and cached + h.n <= SMALL_CACHE_ROWS:
+            cached += h.n
+            kept = before.get(key)
             st.small[key] = cols if cols is kept else {c: a.copy() for c, a in cols.items()}
-        else:
-            st.small.pop(key, None)
 
 
 def drop_stored(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> Columns:
