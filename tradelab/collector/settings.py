@@ -63,11 +63,12 @@ class CollectorSettings:
     batch_interval: float = 1.0
     """One atomic ``store.append`` per symbol this often (the batch writer's cadence)."""
     max_buffered: int = 200_000
-    """Bound of the in-memory buffer, in trades (received, not yet stored; ~350 bytes each, so
-    about 70 MB at the bound). At the bound the intake gate pauses intake: the streams close
-    until the store has taken half of it back. The REST backfill fetches only while the buffer
-    is below half of it. 200,000 is more than the collector receives between two writes at its
-    top rate (40–70 k trades/s on one busy core, a write each second), so a flood alone does
+    """Bound of the in-memory buffer, in trades (received, not yet stored; 49 bytes each, packed
+    by :mod:`tradelab.collector.columns`, so about 10 MB at the bound). At the bound the intake
+    gate pauses intake: the streams close until the store has taken half of it back. The REST
+    backfill fetches only while the buffer is below half of it. 200,000 is more than the
+    collector receives between two writes at its top rate (~100–125 k trades/s on one core, a
+    write each second), so a flood alone does
     not pause intake, and memory stays bounded whatever the input rate: what the collector
     cannot read stays in the socket (the server drops a client that lags too far, and that gap
     is repaired through REST)."""
