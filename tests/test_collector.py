@@ -107,6 +107,18 @@ def test_start_with_check_raises_clearly_for_an_unreachable_stream(tmp_path) -> 
     asyncio.run(scenario())
 
 
+def test_start_check_must_be_a_boolean(tmp_path) -> None:
+    """``check="no"`` is truthy: refused in one line instead of running the checks."""
+
+    async def scenario() -> None:
+        c = Collector(["BTCUSDT"], ws_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9")
+        with pytest.raises(InvalidParameterError, match=r"^check must be True or False, got str"):
+            await c.start(check="no")  # type: ignore[arg-type]
+        assert not c.running and c.store is None
+
+    asyncio.run(scenario())
+
+
 def test_readonly_store_is_refused(tmp_path) -> None:
     TradeStore(tmp_path / "db").close()
 

@@ -76,7 +76,7 @@ from tradelab.collector.settings import CollectorSettings
 from tradelab.collector.status_doc import STATUS_META
 from tradelab.collector.streams import StreamSpec, StreamSupervisor
 from tradelab.collector.writer import BatchWriter
-from tradelab.config import retention_days_from_env
+from tradelab.config import retention_days_from_env, validate_bool
 from tradelab.exceptions import (
     CollectorStateError,
     ConfigurationError,
@@ -236,6 +236,7 @@ class Collector:
         :class:`EndpointUnreachableError` — a clear message at start instead of retrying forever.
         Without it the collector retries forever, logging each failure.
         """
+        check = validate_bool(check, "check")
         if self._running:
             raise CollectorStateError("the collector is already running; call stop() first")
         self._loop = loop = asyncio.get_running_loop()
