@@ -292,3 +292,23 @@ def test_the_kept_small_blocks_are_bounded_whatever_the_append_rate(store, monke
     assert store.roll_up("BTCUSDT") > 0
     assert counting.block_gets > 0  # the blocks not kept are read back
     assert store.trades("BTCUSDT", 0, FAR).equals(df)
+
+
+def test_a_roll_up_never_merges_more_than_max_merge_rows(store, monkeypatch):
+    """Under a flood one minute holds millions of trades; merging them into one block held them
+    decoded several times over (+500 MB). Merges stop at MAX_MERGE_ROWS: the minute keeps a few
+    blocks, the trades are exact, and rolling up again changes nothing."""
+    from tradelab.store import plan
+
+    monkeypatch.setattr(plan, "MAX_MERGE_ROWS", 2_500)
+    df = synthetic_trades("BTCUSDT", T0, 13_500, rate_per_s=150.0)  # 90 s: a closed minute
+    store._rollups.schedule = lambda sym: None
+    for i in range(0, df.height, 1_000):
+        store.append("BTCUSDT", df.slice(i, 1_000))
+    assert store.roll_up("BTCUSDT") > 0
+    st = store._states["BTCUSDT"]
+    first_minute = st.keys_between(T0, T0 + 60_000)
+    sizes = [st.index[k][0] for k in first_minute]
+    assert len(sizes) > 1 and max(sizes) <= 2_500 and sum(sizes) > 8_000, sizes
+    assert store.roll_up("BTCUSDT") == 0
+    assert store.trades("BTCUSDT", 0, FAR).equals(df)

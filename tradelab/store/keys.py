@@ -37,6 +37,7 @@ from tradelab.store.coverage import IndexEntry
 __all__ = [
     "HOUR_MS",
     "MARKER",
+    "MAX_MERGE_ROWS",
     "MAX_MS",
     "MINUTE_MS",
     "OWNER_FILE",
@@ -69,6 +70,11 @@ HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 MAX_MS = 10**13 - 1  # 13 digits: until the year 2286
 SMALL_BLOCK_ROWS = 5_000
+MAX_MERGE_ROWS = 250_000
+"""A roll-up merges blocks into one only up to this many trades (~3 BTCUSDT hours at its usual
+rate): merging holds the rows decoded several times over, so under a flood (130 k trades/s puts
+millions in one minute) an unbounded merge took +500 MB. Hours busier than this keep a few
+blocks; readers do not care, profiles decode such hours instead of using a histogram."""
 SMALL_CACHE_ROWS = 200_000
 """At most this many rows of small blocks kept decoded per symbol (~11 MB): appends faster than
 the collector's one batch a second (a bulk load in small batches, a flood) must not grow the

@@ -34,6 +34,7 @@ from tradelab.store.coverage import IndexEntry, inner_runs
 from tradelab.store.histograms import Fingerprint, build_histogram, fingerprint_of
 from tradelab.store.keys import (
     HOUR_MS,
+    MAX_MERGE_ROWS,
     MINUTE_MS,
     SMALL_BLOCK_ROWS,
     SMALL_CACHE_ROWS,
@@ -347,22 +348,42 @@ def appended_meta(meta: dict[str, Any], cols: Columns) -> dict[str, Any]:
 
 def roll_up_ranges(st: SymbolState) -> list[tuple[int, int]]:
     """The key ranges a roll-up merges, each into one block: every closed hour of more than one
-    block, then every closed minute of the open hour of more than one block."""
+    block, then every closed minute of the open hour of more than one block — split so that no
+    merged block exceeds :data:`MAX_MERGE_ROWS` trades (a merge holds its rows decoded, several
+    times over: under a flood one minute can hold millions of trades)."""
     last = st.meta["last_time"]
     if last is None:
         return []
-    hours: dict[int, int] = {}
-    for k in st.keys:
-        h = floor_to(k, HOUR_MS)
-        hours[h] = hours.get(h, 0) + 1
     open_hour, open_minute = floor_to(last, HOUR_MS), floor_to(last, MINUTE_MS)
-    todo = [(h, h + HOUR_MS) for h, c in sorted(hours.items()) if c > 1 and h < open_hour]
-    minutes: dict[int, int] = {}
-    for k in st.keys_between(open_hour, open_minute):
-        m = floor_to(k, MINUTE_MS)
-        minutes[m] = minutes.get(m, 0) + 1
-    todo += [(m, m + MINUTE_MS) for m, c in sorted(minutes.items()) if c > 1]
+    todo: list[tuple[int, int]] = []
+    for span, keys in (
+        (HOUR_MS, st.keys_between(st.keys[0] if st.keys else 0, open_hour)),
+        (MINUTE_MS, st.keys_between(open_hour, open_minute)),
+    ):
+        groups: dict[int, list[int]] = {}
+        for k in keys:
+            groups.setdefault(floor_to(k, span), []).append(k)
+        for start, members in sorted(groups.items()):
+            if len(members) > 1:
+                todo += _capped(members, [st.index[k][0] for k in members], start + span)
     return todo
+
+
+def _capped(keys: list[int], rows: list[int], end: int) -> list[tuple[int, int]]:
+    """``keys`` (ascending, ``rows`` trades each) cut greedily into runs of at most
+    :data:`MAX_MERGE_ROWS` trades; the key ranges of the runs of more than one block."""
+    out: list[tuple[int, int]] = []
+    first, total, count = keys[0], 0, 0
+    for k, n in zip(keys, rows, strict=True):
+        if count and total + n > MAX_MERGE_ROWS:
+            if count > 1:
+                out.append((first, k))
+            first, total, count = k, 0, 0
+        total += n
+        count += 1
+    if count > 1:
+        out.append((first, end))
+    return out
 
 
 def plan_retention(
