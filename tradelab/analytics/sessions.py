@@ -47,7 +47,9 @@ __all__ = [
     "migration",
     "parse_session",
     "session_profiles_from_trades",
+    "session_record",
     "session_windows",
+    "sessions_result",
     "time_sorted",
 ]
 
@@ -424,31 +426,56 @@ def session_profiles_from_trades(
             prev = profiles[-1]
             move = migration(prev.val, prev.vah, vp.val, vp.vah)
         seg = price[a:b]
-        records.append(
-            {
-                "session": day,
-                "start": s,
-                "end": e,
-                "trades": vp.trade_count,
-                "open": float(seg[0]),
-                "high": float(seg.max()),
-                "low": float(seg.min()),
-                "close": float(seg[-1]),
-                "poc": vp.poc,
-                "vah": vp.vah,
-                "val": vp.val,
-                "volume": vp.total_volume,
-                "buy_volume": vp.buy_volume,
-                "sell_volume": vp.sell_volume,
-                "delta": vp.delta,
-                "va_migration": move,
-            }
-        )
+        records.append(session_record(day, s, e, vp, float(seg[0]), float(seg[-1]), move))
         profiles.append(vp)
+    return sessions_result(symbol, spec, lo, hi, profiles, records, window_note=window_note)
+
+
+def session_record(
+    day: dt.date,
+    start_ms: int,
+    end_ms: int,
+    vp: VolumeProfile,
+    open_price: float,
+    close_price: float,
+    move: str | None,
+) -> dict[str, Any]:
+    """One row of :attr:`SessionProfiles.summary`: the session's profile with its open and close
+    (first and last trade price) and how its value area moved (:func:`migration`)."""
+    return {
+        "session": day,
+        "start": start_ms,
+        "end": end_ms,
+        "trades": vp.trade_count,
+        "open": open_price,
+        "high": vp.price_max,
+        "low": vp.price_min,
+        "close": close_price,
+        "poc": vp.poc,
+        "vah": vp.vah,
+        "val": vp.val,
+        "volume": vp.total_volume,
+        "buy_volume": vp.buy_volume,
+        "sell_volume": vp.sell_volume,
+        "delta": vp.delta,
+        "va_migration": move,
+    }
+
+
+def sessions_result(
+    symbol: str | None,
+    spec: SessionSpec,
+    lo: int,
+    hi: int,
+    profiles: list[VolumeProfile],
+    records: list[dict[str, Any]],
+    *,
+    window_note: str | None = None,
+) -> SessionProfiles:
+    """The :class:`SessionProfiles` of window ``[lo, hi)`` (unix ms) from its profiles and their
+    :func:`session_record` rows — what the one-process and the cluster paths both return."""
     summary = pl.DataFrame(
-        [{**r, "start": r["start"], "end": r["end"]} for r in records],
-        schema={**_SUMMARY_SCHEMA, "start": pl.Int64, "end": pl.Int64},
-        orient="row",
+        records, schema={**_SUMMARY_SCHEMA, "start": pl.Int64, "end": pl.Int64}, orient="row"
     ).with_columns(
         pl.col("start").cast(pl.Datetime("ms", "UTC")), pl.col("end").cast(pl.Datetime("ms", "UTC"))
     )

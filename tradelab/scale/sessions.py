@@ -29,12 +29,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from tradelab.analytics.checks import check_price_steps, check_profile_args
 from tradelab.analytics.profile import VolumeProfile
 from tradelab.analytics.rows import auto_row_size, infer_tick_size, tick_from_sample
-from tradelab.analytics.sessions import SessionProfiles, SessionSpec, migration, parse_session
+from tradelab.analytics.sessions import (
+    SessionProfiles,
+    SessionSpec,
+    migration,
+    parse_session,
+    session_record,
+    sessions_result,
+)
 from tradelab.exceptions import InvalidTradesError
 from tradelab.scale.histogram import (
     Partial,
@@ -45,7 +51,6 @@ from tradelab.scale.histogram import (
 )
 
 __all__ = [
-    "SUMMARY_SCHEMA",
     "SessionPart",
     "SessionPartials",
     "empty_session_partials",
@@ -54,26 +59,6 @@ __all__ = [
     "session_profiles_from_partials",
 ]
 
-SUMMARY_SCHEMA: dict[str, Any] = {
-    "session": pl.Date,
-    "start": pl.Datetime("ms", "UTC"),
-    "end": pl.Datetime("ms", "UTC"),
-    "trades": pl.Int64,
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "poc": pl.Float64,
-    "vah": pl.Float64,
-    "val": pl.Float64,
-    "volume": pl.Float64,
-    "buy_volume": pl.Float64,
-    "sell_volume": pl.Float64,
-    "delta": pl.Float64,
-    "va_migration": pl.Utf8,
-}
-"""The columns of :attr:`tradelab.analytics.SessionProfiles.summary` (the tests compare the
-distributed summary with the local one, so a change there shows here)."""
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -237,40 +222,10 @@ def session_profiles_from_partials(
             end=e,
         )
         prev = profiles[-1] if profiles else None
-        records.append(
-            {
-                "session": day,
-                "start": s,
-                "end": e,
-                "trades": vp.trade_count,
-                "open": part.first[1],
-                "high": vp.price_max,
-                "low": vp.price_min,
-                "close": part.last[1],
-                "poc": vp.poc,
-                "vah": vp.vah,
-                "val": vp.val,
-                "volume": vp.total_volume,
-                "buy_volume": vp.buy_volume,
-                "sell_volume": vp.sell_volume,
-                "delta": vp.delta,
-                "va_migration": migration(prev.val, prev.vah, vp.val, vp.vah) if prev else None,
-            }
-        )
+        move = migration(prev.val, prev.vah, vp.val, vp.vah) if prev else None
+        records.append(session_record(day, s, e, vp, part.first[1], part.last[1], move))
         profiles.append(vp)
-    summary = pl.DataFrame(
-        records, schema={**SUMMARY_SCHEMA, "start": pl.Int64, "end": pl.Int64}, orient="row"
-    ).with_columns(
-        pl.col("start").cast(pl.Datetime("ms", "UTC")), pl.col("end").cast(pl.Datetime("ms", "UTC"))
-    )
-    return SessionProfiles(
-        symbol=symbol,
-        session=spec,
-        start=_utc(start_ms),
-        end=_utc(end_ms),
-        profiles=tuple(profiles),
-        summary=summary,
-    )
+    return sessions_result(symbol, spec, start_ms, end_ms, profiles, records)
 
 
 def _utc(ms: int) -> dt.datetime:
