@@ -77,7 +77,7 @@ def remove_orphans(tmp: str | None = None) -> int:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
     if removed:
-        log.info("Removed %d scratch directories of readers that were killed", removed)
+        log.debug("Removed %d scratch directories of readers that were killed", removed)
     return removed
 
 
