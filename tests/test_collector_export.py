@@ -14,7 +14,7 @@ import time
 import pytest
 from helpers import fast
 
-from tradelab.collector import Collector
+from tradelab.collector import Collector, format_status
 from tradelab.collector.exporting import EXPORT_GRACE_S, next_export_in
 from tradelab.collector.settings import CollectorSettings
 from tradelab.exceptions import InvalidParameterError
@@ -100,6 +100,8 @@ def test_a_collector_exports_its_closed_hours_exactly_once(tmp_path, logs) -> No
         assert meta["export"]["uri"] == str(table) and meta["export"]["exports"] >= 1
         assert meta["export"]["through"][SYM] is not None
         assert meta["export"]["last_error"] is None
+        text = format_status(meta)  # what `tradelab status` prints
+        assert f"export to {table}: {SYM} through {meta['export']['through'][SYM]}" in text
         # a second run on the same table (a restart, or another collector) commits nothing
         # twice: each symbol-hour is one transaction with an application id
         logs.records.clear()
@@ -141,6 +143,7 @@ def test_a_failing_table_is_logged_and_retried_without_stopping_collection(tmp_p
         meta = store.get_meta("collector_status")
         assert meta is not None and str(blocker) in meta["export"]["uri"]
         assert meta["export"]["last_error"] and meta["export"]["exports"] == 0
+        assert "; last attempt failed: cannot open the Delta table" in format_status(meta)
         store.close()
 
     asyncio.run(scenario())

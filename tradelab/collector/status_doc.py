@@ -150,4 +150,15 @@ def format_status(doc: dict[str, Any] | None) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    export = doc.get("export")
+    if isinstance(export, dict):
+        through = ", ".join(
+            f"{sym} through {hour or 'nothing yet'}"
+            for sym, hour in sorted((export.get("through") or {}).items())
+        )
+        error = export.get("last_error")
+        lines.append(
+            f"  export to {export.get('uri')}: {through or 'not run yet'}"
+            + (f"; last attempt failed: {str(error)[:120]}" if error else "")
+        )
     return "\n".join(lines)
