@@ -18,10 +18,7 @@ marked.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 from tradelab.analytics import (
@@ -33,8 +30,8 @@ from tradelab.analytics import (
     vacuum_report,
 )
 from tradelab.cli.args import add_data_dir
+from tradelab.cli.output import emit
 from tradelab.config import DEFAULT_WINDOW_HOURS
-from tradelab.exceptions import InvalidParameterError
 from tradelab.formatting import fixed_price, hours_text, price_text, split_symbol, window_text
 from tradelab.store import open_store
 from tradelab.store import trades as read_trades
@@ -257,14 +254,11 @@ def format_vacuums(profile: VolumeProfile, vacuums: list[Vacuum], hours: float |
     return "\n".join(lines)
 
 
-def _save_png(
-    profile: VolumeProfile, args: argparse.Namespace, path: str, vacuums: Any = None
-) -> Path:
-    from tradelab.plotting import figure_png, plot_profile  # matplotlib only for --png
+def _chart(profile: VolumeProfile, args: argparse.Namespace, vacuums: Any = None) -> Any:
+    """The chart of ``profile``: price over time (the window's trades, read again from where
+    the profile was read) beside the profile, with ``vacuums`` marked."""
+    from tradelab.plotting import plot_profile  # matplotlib only for --png
 
-    out = Path(path).expanduser()
-    if out.parent and not out.parent.exists():
-        raise InvalidParameterError(f"cannot save {out}: the folder {out.parent} does not exist")
     # Where the profile was read from (open_store keeps one store per path and process).
     trades = None
     if profile.start is not None and profile.end is not None:  # the API always sets both
@@ -273,14 +267,9 @@ def _save_png(
             trades = read_trades(sym, start=profile.start, end=profile.end, source=args.source)
         else:
             trades = open_store(args.data).trades(sym, profile.start, profile.end)
-    fig = plot_profile(
+    return plot_profile(
         profile, trades=trades if trades is not None and trades.height else None, vacuums=vacuums
     )
-    try:
-        out.write_bytes(figure_png(fig, dpi=120))
-    except OSError as exc:
-        raise InvalidParameterError(f"cannot save {out}: {exc.strerror or exc}") from None
-    return out
 
 
 # --- handlers ----------------------------------------------------------------------------------
@@ -305,15 +294,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         value_area=args.value_area,
         method=args.method,
     )
-    if args.json:
-        json.dump(profile.to_dict(), sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(format_profile(profile, _shown_hours(args)))
-    if args.png:
-        out = _save_png(profile, args, args.png)
-        print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return emit(
+        args,
+        profile.to_dict,
+        lambda: format_profile(profile, _shown_hours(args)),
+        lambda: _chart(profile, args),
+    )
 
 
 def cmd_vacuums(args: argparse.Namespace) -> int:
@@ -328,12 +314,9 @@ def cmd_vacuums(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         min_rows=args.min_rows,
     )
-    if args.json:
-        json.dump(report.to_dict(), sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(format_vacuums(report.profile, report.vacuums, _shown_hours(args)))
-    if args.png:
-        out = _save_png(report.profile, args, args.png, vacuums=report.vacuums)
-        print(f"Saved the chart to {out}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return emit(
+        args,
+        report.to_dict,
+        lambda: format_vacuums(report.profile, report.vacuums, _shown_hours(args)),
+        lambda: _chart(report.profile, args, vacuums=report.vacuums),
+    )

@@ -15,14 +15,11 @@ sessions drawn side by side on one price axis.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import tradelab
 from tradelab.cli.analyze import add_range, add_source
 from tradelab.cli.args import add_data_dir
-from tradelab.exceptions import InvalidParameterError
+from tradelab.cli.output import emit
 
 __all__ = ["cmd_sessions", "register"]
 
@@ -93,22 +90,4 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         data=args.data,
         source=args.source,
     )
-    if args.json:
-        json.dump(sp.to_dict(), sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(sp.to_text())
-    if args.png:
-        from tradelab.plotting import figure_png  # matplotlib only for --png
-
-        out_path = Path(args.png).expanduser()
-        if not out_path.parent.exists():
-            raise InvalidParameterError(
-                f"cannot save {out_path}: the folder {out_path.parent} does not exist"
-            )
-        try:
-            out_path.write_bytes(figure_png(sp.plot(), dpi=120))
-        except OSError as exc:
-            raise InvalidParameterError(f"cannot save {out_path}: {exc.strerror or exc}") from None
-        print(f"Saved the chart to {out_path}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return emit(args, sp.to_dict, sp.to_text, sp.plot)
