@@ -77,8 +77,8 @@ class Window(BaseModel):
     hours: float = Field(description="length of the window in hours")
 
 
-class VolumeProfileResult(BaseModel):
-    """A volume profile of one symbol over the last ``duration_hours`` or a range."""
+class _Levels(BaseModel):
+    """What every window answer starts with: the symbol, the window and the profile's levels."""
 
     symbol: str
     window: Window
@@ -87,6 +87,11 @@ class VolumeProfileResult(BaseModel):
     poc: float = Field(description="point of control: middle price of the highest-volume row")
     vah: float = Field(description="value area high: top edge of the value area")
     val: float = Field(description="value area low: bottom edge of the value area")
+
+
+class VolumeProfileResult(_Levels):
+    """A volume profile of one symbol over the last ``duration_hours`` or a range."""
+
     value_area_pct: float = Field(
         description="percentage of total volume actually inside [val, vah] (target 70%)"
     )
@@ -113,16 +118,9 @@ class VacuumZone(BaseModel):
     reading: str = Field(description="one line for the reader")
 
 
-class LiquidityVacuums(BaseModel):
+class LiquidityVacuums(_Levels):
     """The liquidity vacuums (low-volume zones) of one symbol's profile."""
 
-    symbol: str
-    window: Window
-    trade_count: int
-    row_size: float
-    poc: float
-    vah: float
-    val: float
     vacuums: list[VacuumZone]
     rule: str = Field(description="how a vacuum is defined")
     summary: str
@@ -260,6 +258,19 @@ def _window(vp: Any, hours: float | None) -> Window:
     )
 
 
+def _levels(vp: Any, symbol: str, hours: float | None) -> dict[str, Any]:
+    """The :class:`_Levels` fields of ``vp``'s answer (``hours`` None for a range)."""
+    return {
+        "symbol": symbol,
+        "window": _window(vp, hours),
+        "trade_count": int(vp.trade_count),
+        "row_size": float(vp.row_size),
+        "poc": float(vp.poc),
+        "vah": float(vp.vah),
+        "val": float(vp.val),
+    }
+
+
 def window_phrase(vp: Any, hours: float | None) -> str:
     """``"over the last 1 h"``, or for a range ``"from 2024-08-08 23:54 to 2024-08-09 00:06
     UTC"`` (with the window's note, such as "read as UTC", in brackets)."""
@@ -298,13 +309,7 @@ def volume_profile_result(
         f"{format_price(vp.vah, step)} holds {pct:.1f}% of the volume."
     )
     return VolumeProfileResult(
-        symbol=symbol,
-        window=_window(vp, hours),
-        trade_count=int(vp.trade_count),
-        row_size=row_size,
-        poc=float(vp.poc),
-        vah=float(vp.vah),
-        val=float(vp.val),
+        **_levels(vp, symbol, hours),
         value_area_pct=pct,
         total_volume=total,
         buy_volume=buy,
@@ -378,13 +383,7 @@ def liquidity_vacuums_result(
             "least 20% of the median row volume."
         )
     return LiquidityVacuums(
-        symbol=symbol,
-        window=_window(vp, hours),
-        trade_count=int(vp.trade_count),
-        row_size=step,
-        poc=float(vp.poc),
-        vah=float(vp.vah),
-        val=float(vp.val),
+        **_levels(vp, symbol, hours),
         vacuums=zones,
         rule=(
             "A vacuum is a run of consecutive profile rows each traded below 20% of the median "

@@ -44,6 +44,7 @@ a store, and ``get_collection_status`` says the source is a table and what it ho
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -212,19 +213,24 @@ def _result(model: BaseModel, text: str) -> CallToolResult:
     )
 
 
-def _tool_error(exc: TradelabError) -> ToolError:
-    return ToolError(str(exc))
-
-
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False)
 
 
 def _tool(server: MCPServer, *, title: str, structured_output: bool | None = None) -> Any:
-    """Register a read-only tool whose description is its docstring, dedented."""
+    """Register a read-only tool whose description is its docstring, dedented, and whose
+    :class:`~tradelab.exceptions.TradelabError` becomes a tool error carrying the Python API's
+    message unchanged (anything else stays a crash the SDK reports without its text)."""
 
     def decorator(fn: Any) -> Any:
+        @functools.wraps(fn)  # the SDK reads the signature and annotations through __wrapped__
+        def tool(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except TradelabError as exc:
+                raise ToolError(str(exc)) from exc
+
         server.add_tool(
-            fn,
+            tool,
             title=title,
             description=inspect.cleandoc(fn.__doc__ or ""),
             annotations=_READ_ONLY,
@@ -240,6 +246,16 @@ def _hours(duration_hours: Any, start: Any) -> float | None:
     if start is not None:
         return None
     return float(duration_hours) if duration_hours is not None else float(DEFAULT_WINDOW_HOURS)
+
+
+def _profile(
+    ctx: Context, symbol: str, duration_hours: Any, tick_size: Any, start: Any, end: Any
+) -> tuple[Any, VolumeProfileResult]:
+    """The window's profile from the Python API, and its presentation (the profile tools)."""
+    vp = profile_api(
+        symbol, duration_hours, tick_size, start=start, end=end, **_state(ctx).source()
+    )
+    return vp, volume_profile_result(vp, str(vp.symbol), _hours(duration_hours, start))
 
 
 def _register_tools(server: MCPServer) -> None:
@@ -262,14 +278,7 @@ def _register_tools(server: MCPServer) -> None:
         where did most volume trade". Needs at least 1,000 trades in the window; otherwise the
         error says how many there are and about how long to wait.
         """
-        state = _state(ctx)
-        try:
-            vp = profile_api(
-                symbol, duration_hours, tick_size, start=start, end=end, **state.source()
-            )
-            result = volume_profile_result(vp, str(vp.symbol), _hours(duration_hours, start))
-        except TradelabError as exc:
-            raise _tool_error(exc) from exc
+        _, result = _profile(ctx, symbol, duration_hours, tick_size, start, end)
         return _result(result, result.summary + "\n" + result.note)
 
     @_tool(server, title="Liquidity vacuums (thin zones)")
@@ -289,15 +298,11 @@ def _register_tools(server: MCPServer) -> None:
         impact level (fast / moderate / negligible) and a one-line `reading`. Needs at least
         1,000 trades in the window.
         """
-        state = _state(ctx)
-        try:
-            report = vacuum_report(symbol, duration_hours, start=start, end=end, **state.source())
-            vp = report.profile
-            result = liquidity_vacuums_result(
-                report.vacuums, vp, str(vp.symbol), _hours(duration_hours, start)
-            )
-        except TradelabError as exc:
-            raise _tool_error(exc) from exc
+        report = vacuum_report(symbol, duration_hours, start=start, end=end, **_state(ctx).source())
+        vp = report.profile
+        result = liquidity_vacuums_result(
+            report.vacuums, vp, str(vp.symbol), _hours(duration_hours, start)
+        )
         return _result(result, result.summary)
 
     @_tool(server, title="Session volume profiles and naked POCs")
@@ -316,14 +321,10 @@ def _register_tools(server: MCPServer) -> None:
         POCs — earlier sessions' POCs no later trade has revisited, with their age and distance
         from the last price, levels traders watch. Needs at least 1,000 trades in the range.
         """
-        state = _state(ctx)
-        try:
-            sp = session_profiles_api(
-                symbol, days=days, start=start, end=end, session=session, **state.source()
-            )
-            result = session_profiles_result(sp)
-        except TradelabError as exc:
-            raise _tool_error(exc) from exc
+        sp = session_profiles_api(
+            symbol, days=days, start=start, end=end, session=session, **_state(ctx).source()
+        )
+        result = session_profiles_result(sp)
         return _result(result, result.summary)
 
     @_tool(server, title="Collection status")
@@ -336,22 +337,16 @@ def _register_tools(server: MCPServer) -> None:
         """
         state = _state(ctx)
         if state.table is not None:
-            try:
-                table = table_status(state.table)
-            except TradelabError as exc:
-                raise _tool_error(exc) from exc
+            table = table_status(state.table)
             return _result(table, table.summary)
-        try:
-            store = state.get_store(required=False)
-            where = where_collection_runs(state.data_dir, store=store, collector=state.collector)
-            result = collection_status(
-                store,
-                where.document,
-                store_path=getattr(store, "path", None) or state.data_dir,
-                in_this_server=state.collector is not None,
-            )
-        except TradelabError as exc:
-            raise _tool_error(exc) from exc
+        store = state.get_store(required=False)
+        where = where_collection_runs(state.data_dir, store=store, collector=state.collector)
+        result = collection_status(
+            store,
+            where.document,
+            store_path=getattr(store, "path", None) or state.data_dir,
+            in_this_server=state.collector is not None,
+        )
         return _result(result, result.summary)
 
     @_tool(server, title="Volume profile chart (PNG)", structured_output=False)
@@ -368,18 +363,9 @@ def _register_tools(server: MCPServer) -> None:
         (buy/sell bars by price, POC line, value area shaded, vacuums hatched), with a one-line
         caption. For clients that display images; use get_volume_profile for the numbers.
         """
-        state = _state(ctx)
-        try:
-            vp = profile_api(
-                symbol, duration_hours, tick_size, start=start, end=end, **state.source()
-            )
-            caption = volume_profile_result(
-                vp, str(vp.symbol), _hours(duration_hours, start)
-            ).summary
-            png = profile_chart_png(vp)
-        except TradelabError as exc:
-            raise _tool_error(exc) from exc
-        return [Image(data=png, format="png"), TextContent(type="text", text=caption)]
+        vp, result = _profile(ctx, symbol, duration_hours, tick_size, start, end)
+        png = profile_chart_png(vp)
+        return [Image(data=png, format="png"), TextContent(type="text", text=result.summary)]
 
 
 def create_server(
