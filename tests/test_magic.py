@@ -15,6 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import tradelab
+from tradelab.collector import format_status
 from tradelab.jupyter import session
 from tradelab.jupyter.magic import KeyFigures, build_parser
 from tradelab.jupyter.notebook import agg_id_gaps
@@ -413,4 +414,41 @@ def test_start_with_an_impossible_history_is_one_line(ip, sim):
     assert "\n" not in str(exc.value)
     with pytest.raises(UsageError, match="--history"):
         magic(ip, "start BTCUSDT --history soon")
+    assert session.current() is None
+
+
+@pytest.mark.slow
+def test_start_with_export_to_hands_the_table_to_the_collector(ip, sim, tmp_path, capsys):
+    path, table = tmp_path / "exporting", tmp_path / "team-table"
+    magic(
+        ip,
+        f"start BTCUSDT --data {path} --ws-url {sim.ws_url} --rest-url {sim.rest_url} "
+        f"--export-to {table}",
+    )
+    assert f"Collecting BTCUSDT from {sim.ws_url} into {path}" in capsys.readouterr().out
+
+    def published() -> dict:  # the status document the collector writes into its store
+        return open_store(path).get_meta("collector_status") or {}
+
+    _wait(lambda: "export" in published() and published()["symbols"]["BTCUSDT"]["trades_stored"])
+    export = published()["export"]
+    assert export["uri"] == str(table) and export["last_error"] is None
+    # what `tradelab status` prints for this store names the table
+    assert f"  export to {table}: BTCUSDT through " in format_status(published())
+    magic(ip, "stop")
+    assert session.current() is None
+    _assert_nothing_lost(path, sim, "BTCUSDT")
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("ftp://host/table", r"^export_to: uri 'ftp://host/table' has the scheme 'ftp'; allowed: "),
+        ("s3://", r"^export_to: uri 's3://' names no bucket or container$"),
+    ],
+)
+def test_start_with_a_bad_export_uri_is_one_line(ip, tmp_path, uri, message):
+    with pytest.raises(UsageError, match=message) as exc:
+        magic(ip, f"start BTCUSDT --data {tmp_path / 'd'} --export-to {uri}")
+    assert "\n" not in str(exc.value)
     assert session.current() is None

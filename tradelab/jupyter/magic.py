@@ -4,7 +4,7 @@
 
     %load_ext tradelab
     %tradelab start BTCUSDT ETHUSDT [--data DIR] [--ws-url URL] [--rest-url URL] [--background]
-                                    [--history H] [--archive-url URL]
+                                    [--history H] [--archive-url URL] [--export-to URI]
     %tradelab status [--data DIR]
     %tradelab profile BTCUSDT [--hours H | --start T [--end T]] [--data DIR]   # default 24 h
     %tradelab vacuums BTCUSDT [--hours H | --start T [--end T]] [--data DIR]   # default 24 h
@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also fill the last H hours (1 to the retention) from the archives and REST",
     )
     p.add_argument("--archive-url", metavar="URL", help="daily archives base URL (default Binance)")
+    p.add_argument(
+        "--export-to",
+        metavar="URI",
+        help="export each closed hour to this Delta table (a directory or s3://, gs://, az:// "
+        "URL) as it closes (default $TRADELAB_EXPORT_TO; none); needs tradelab[scale]",
+    )
 
     sub.add_parser("stop", help="flush every received trade and stop")
 
@@ -194,7 +200,8 @@ class TradelabMagics(Magics):
         """Collect Binance trades and look at volume profiles; ``%tradelab --help`` for usage.
 
         ``%tradelab start [SYMBOL ...] [--data DIR] [--ws-url URL] [--rest-url URL]
-        [--background]``, ``%tradelab stop``, ``%tradelab status [--data DIR]``,
+        [--background] [--history H] [--archive-url URL] [--export-to URI]``,
+        ``%tradelab stop``, ``%tradelab status [--data DIR]``,
         ``%tradelab profile SYMBOL [--hours H | --start T --end T] [--data DIR | --source
         URI]``, ``%tradelab vacuums SYMBOL [...]``, ``%tradelab sessions SYMBOL [--days N |
         --start T --end T] [--session S]``, ``%tradelab watch SYMBOL [--hours H] [--every S]``,
@@ -235,6 +242,7 @@ class TradelabMagics(Magics):
             background=args.background,
             history=args.history,
             archive_url=args.archive_url,
+            export_to=args.export_to,
         )
         print(repr(info))
 

@@ -149,6 +149,7 @@ def start(
     background: bool = False,
     history: float | None = None,
     archive_url: str | None = None,
+    export_to: str | os.PathLike[str] | None = None,
     **collector_kwargs: Any,
 ) -> SessionInfo:
     """Start collecting ``symbols`` into the store at ``data``; returns at once.
@@ -159,6 +160,9 @@ def start(
     retention) from Binance's daily archives (``archive_url``, default
     ``$TRADELAB_ARCHIVE_URL`` or data.binance.vision) and REST while collection goes live, so a
     24-hour profile works within minutes; ``status()`` shows its progress.
+    ``export_to`` (a directory or an ``s3://``, ``gs://``, ``az://`` URL; default
+    ``$TRADELAB_EXPORT_TO``, else none) exports each closed hour into that Delta table as it
+    closes, as ``tradelab collect --export-to`` does (needs the ``scale`` extra).
     ``collector_kwargs`` go to :class:`tradelab.Collector`.
     An explicit ``data`` becomes this process's default store (``TRADELAB_DATA``), so
     ``tradelab.trades()`` and ``tradelab.get_volume_profile()`` read what is being collected.
@@ -187,6 +191,8 @@ def start(
             collector_kwargs["history_hours"] = history
         if archive_url is not None:
             collector_kwargs["archive_url"] = archive_url
+        if export_to is not None:
+            collector_kwargs["export_to"] = export_to
         try:
             collector = Collector(
                 settings.symbols,
