@@ -49,6 +49,7 @@ __all__ = [
     "decode_block",
     "decode_columns",
     "decode_into",
+    "decode_rows_into",
     "empty_columns",
     "encode_block",
     "frame_to_columns",
@@ -415,6 +416,90 @@ def decode_into(doc: dict[str, Any], out: Columns, offset: int) -> int:
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise NotADatabaseError(f"a stored trade block is damaged: {exc!r}") from None
     return n
+
+
+def _wrap64(v: int) -> int:
+    """``v`` modulo 2**64 as a signed int64 value (what numpy's int64 sums give)."""
+    return (v + 2**63) % 2**64 - 2**63
+
+
+def _int_rows(spec: list[Any], out: np.ndarray, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of an integer column into ``out`` (kinds "c", "d", "r").
+
+    A delta column's value at ``start`` is its base plus the sum of the deltas before it (one
+    reduction, no running sum over the rows skipped); the rows after it are a running sum of
+    their own deltas. int64 arithmetic wraps as the encoder's did, so every value is exact.
+    """
+    kind, code, base, _scale, payload = spec
+    if kind == "c":
+        out.fill(base)
+        return
+    raw = np.frombuffer(payload, dtype=code)
+    if kind == "d":
+        first = base if start == 0 else _wrap64(base + int(raw[:start].sum(dtype=np.int64)))
+        out[0] = first
+        np.cumsum(raw[start : stop - 1], dtype=np.int64, out=out[1:])
+        if first:
+            out[1:] += first
+    else:
+        out[:] = raw[start:stop]
+
+
+def _decimal_rows(spec: list[Any], out: np.ndarray, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of a price/qty column, with the bits of :func:`_dec_decimal_into`."""
+    kind, code, base, scale, payload = spec
+    if kind == "c":
+        out.fill(base)
+    elif kind == "f":
+        out[:] = np.frombuffer(payload, dtype="<f8")[start:stop]
+    elif kind == "s":
+        counts = out.view(np.int64)
+        _int_rows(["d", code, base, 1, payload], counts, start, stop)
+        scaled_to_float(counts, scale, out)
+    else:
+        scaled_to_float(np.frombuffer(payload, dtype=code)[start:stop], scale, out)
+
+
+def _bool_rows(spec: list[Any], out: np.ndarray, start: int) -> None:
+    if spec[0] == "c":
+        out.fill(bool(spec[2]))
+        return
+    skip = start % 8  # unpack only the bytes that hold rows start:stop
+    packed = np.frombuffer(spec[4], dtype=np.uint8)[start // 8 :]
+    out[:] = np.unpackbits(packed, count=skip + len(out))[skip:].view(bool)
+
+
+def decode_rows_into(doc: dict[str, Any], out: Columns, offset: int, start: int, stop: int) -> int:
+    """Decode only rows ``start:stop`` of an unpacked block into rows ``offset:`` of ``out``
+    (the columns it holds), bit for bit what :func:`decode_into` gives for those rows.
+
+    Why: a window that begins or ends inside an hour block needs a few minutes of its ~86 k
+    rows; decoding them all, then cutting, was most of a 1 h read. Here the rows before
+    ``start`` cost one sum per delta column and the rows after ``stop`` nothing. Returns the
+    number of rows (``stop - start``).
+    """
+    n = doc["n"]
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"rows {start}:{stop} are not inside a block of {n} rows")
+    c = doc["c"]
+    sl = slice(offset, offset + stop - start)
+    try:
+        for name, arr in out.items():
+            dest = arr[sl]
+            if name in ("price", "qty"):
+                _decimal_rows(c[name], dest, start, stop)
+            elif name == "buyer_is_maker":
+                _bool_rows(c[name], dest, start)
+            elif name == "last_id":
+                _int_rows(c["last_id"], dest, start, stop)  # stored as last_id - first_id
+                first = out["first_id"][sl] if "first_id" in out else np.empty_like(dest)
+                _int_rows(c["first_id"], first, start, stop)
+                dest += first
+            elif name != "first_id" or "last_id" not in out:
+                _int_rows(c[name], dest, start, stop)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise NotADatabaseError(f"a stored trade block is damaged: {exc!r}") from None
+    return stop - start
 
 
 def decode_columns(doc: dict[str, Any], names: Sequence[str]) -> Columns:

@@ -31,6 +31,7 @@ from tradelab.store.blocks import (
     columns_to_frame,
     decode_block,
     decode_into,
+    decode_rows_into,
     sort_dedupe,
     take,
 )
@@ -166,6 +167,39 @@ def _decode_all(work: list[tuple[dict[str, Any], int]], out: Columns, rows: int)
         f.result()
 
 
+def _edge_rows(doc: dict[str, Any], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """An edge block's ``time`` column and the rows of it inside ``[lo, hi)``."""
+    t = buffers.empty(doc["n"], DTYPES["time"])  # an hour block's is ~0.7 MB: reused
+    decode_into(doc, {"time": t}, 0)
+    return t, np.flatnonzero((t >= lo) & (t < hi))
+
+
+def _decode_edge(
+    doc: dict[str, Any], t: np.ndarray, rows: np.ndarray, out: Columns, off: int
+) -> None:
+    """Rows ``rows`` (ascending) of an edge block into ``out`` from row ``off``.
+
+    A window cuts an hour block at a time, and times rise with ids, so its rows are one run:
+    only that run is decoded (:func:`decode_rows_into`), straight into ``out``, and ``time``
+    is copied from the column already decoded. Otherwise (times out of id order) the span
+    from the first to the last row is decoded apart and the rows picked from it.
+    """
+    a, b, k = int(rows[0]), int(rows[-1]) + 1, len(rows)
+    rest = {c: arr for c, arr in out.items() if c != "time"}
+    if b - a == k:
+        if "time" in out:
+            out["time"][off : off + k] = t[a:b]
+        if rest:
+            decode_rows_into(doc, rest, off, a, b)
+        return
+    span = {c: buffers.empty(b - a, arr.dtype) for c, arr in rest.items()}
+    decode_rows_into(doc, span, 0, a, b)
+    span["time"] = t[a:b]
+    pick = rows - a
+    for c, arr in out.items():
+        np.take(span[c], pick, out=arr[off : off + k])
+
+
 def read_range(
     db: rd.Rdict, sym: str, lo: int, hi: int, columns: Sequence[str] = TRADE_COLUMNS
 ) -> Columns:
@@ -179,25 +213,20 @@ def read_range(
     ordered = all(a["i1"] < b["i0"] for a, b in itertools.pairwise(docs))
     want = names if ordered or "agg_id" in names else [*names, "agg_id"]
     whole: list[tuple[dict[str, Any], int]] = []
-    edges: list[tuple[Columns, np.ndarray, int]] = []
+    edges: list[tuple[dict[str, Any], np.ndarray, np.ndarray, int]] = []
     total = 0
     for doc in docs:
-        if doc["t0"] < lo or doc["t1"] >= hi:  # an edge block: decode apart, keep the window
-            # into reused buffers (an hour block's columns are ~0.7 MB each: fresh pages cost)
-            edge = {c: buffers.empty(doc["n"], DTYPES[c]) for c in {*want, "time"}}
-            decode_into(doc, edge, 0)
-            t = edge["time"]
-            keep = (t >= lo) & (t < hi)
-            edges.append((edge, keep, total))
-            total += int(np.count_nonzero(keep))
+        if doc["t0"] < lo or doc["t1"] >= hi:  # an edge block: only its rows in the window
+            t, rows = _edge_rows(doc, lo, hi)
+            if len(rows):
+                edges.append((doc, t, rows, total))
+                total += len(rows)
         else:
             whole.append((doc, total))
             total += doc["n"]
     out: Columns = {c: buffers.empty(total, DTYPES[c]) for c in want}  # reused when large
-    for edge, keep, off in edges:
-        k = int(np.count_nonzero(keep))
-        for c in want:
-            np.compress(keep, edge[c], out=out[c][off : off + k])
+    for doc, t, rows, off in edges:
+        _decode_edge(doc, t, rows, out, off)
     del edges
     _decode_all(whole, out, total)
     if not ordered:
