@@ -430,9 +430,11 @@ def test_start_with_export_to_hands_the_table_to_the_collector(ip, sim, tmp_path
     def published() -> dict:  # the status document the collector writes into its store
         return open_store(path).get_meta("collector_status") or {}
 
-    _wait(lambda: "export" in published() and published()["symbols"]["BTCUSDT"]["trades_stored"])
+    # the collector exports to the table at start, then publishes how it went (every 5 s)
+    _wait(lambda: published().get("export", {}).get("exports", 0) >= 1, timeout=30)
     export = published()["export"]
     assert export["uri"] == str(table) and export["last_error"] is None
+    assert set(export["through"]) == {"BTCUSDT"}  # it exported (or checked) the collected symbol
     # what `tradelab status` prints for this store names the table
     assert f"  export to {table}: BTCUSDT through " in format_status(published())
     magic(ip, "stop")
