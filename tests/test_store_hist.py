@@ -1,4 +1,5 @@
-"""Hour histograms (issue 14): a closed hour stored as one block carries its price histogram, and
+"""Hour and day histograms (issue 14): a closed hour stored as one block carries its price
+histogram, a closed day older than a 24-hour window one histogram instead of its hours', and
 get_volume_profile merges histograms instead of binning trades — with the very same answer.
 
 Every profile here is compared, field by field and rows frame by ``.equals``, with
@@ -20,7 +21,9 @@ from tradelab.analytics.api import PROFILE_COLUMNS, read_window, window_of
 from tradelab.exceptions import InsufficientTradesError
 from tradelab.recordings import load_file, synthetic_trades
 from tradelab.store import TradeStore
+from tradelab.store.dayhists import hday_key
 from tradelab.store.histograms import build_histogram, decode_histogram, merge_window
+from tradelab.store.hourhists import add_histograms
 from tradelab.store.keys import hist_key
 
 H = 3_600_000
@@ -56,6 +59,17 @@ def hours_used(store: TradeStore, lo: int, hi: int) -> set[int]:
     return {h.fingerprint[0] // H * H for h in store.price_histograms("BTCUSDT", lo, hi).hours}
 
 
+def days_used(store: TradeStore, lo: int, hi: int) -> set[int]:
+    return {d.blocks[0][0] // DAY * DAY for d in store.price_histograms("BTCUSDT", lo, hi).days}
+
+
+def stored_hours(store: TradeStore, lo: int, hi: int) -> set[int]:
+    return {h for h in range(lo, hi, H) if store._db.get(hist_key("BTCUSDT", h)) is not None}
+
+
+DAY = 24 * H
+
+
 DAYS = 2
 RATE = 2.5
 
@@ -63,7 +77,9 @@ RATE = 2.5
 @pytest.fixture
 def multi_day(tmp_path: Path) -> tuple[TradeStore, pl.DataFrame, int]:
     """Two days of synthetic BTCUSDT appended an hour at a time, then the last hour as
-    1-second batches; hour 5 is left with a hole (its trades come later as a backfill)."""
+    1-second batches; hour 5 is left with a hole (its trades come later as a backfill). The
+    first day is closed and older than a 24-hour window ending at the open hour (47): it gets
+    a day histogram, and its hours but the last (23) lose theirs."""
     n = int(RATE * 86_400 * DAYS)
     df = synthetic_trades("BTCUSDT", START, n, rate_per_s=RATE, seed=5)
     t = df["time"].dt.epoch("ms")
@@ -86,18 +102,29 @@ def test_closed_hours_get_histograms_and_profiles_are_equal(multi_day) -> None: 
     store, _hole, last_hour = multi_day
     try:
         end = START + DAYS * 24 * H
-        # every closed hour has a valid histogram; the open (last) hour has none
-        assert hours_used(store, START, end) == set(range(START, last_hour, H))
+        # day 0 has its day histogram and keeps only the hour a 24 h window still needs; every
+        # closed hour of day 1 has a valid histogram; the open (last) hour has none
+        assert store._db.get(hday_key("BTCUSDT", START)) is not None
+        assert stored_hours(store, START, last_hour) == set(range(START + 23 * H, last_hour, H))
+        assert days_used(store, START, end) == {START}
+        assert hours_used(store, START, end) == set(range(START + DAY, last_hour, H))
         windows = [
             (START, end),  # everything, the open hour decoded
-            (START + 1234, end - 987_654),  # partial edge hours on both sides
-            (START + 3 * H + 17, START + 9 * H - 3),  # the hour with a hole, edges
+            (START + 1234, end - 987_654),  # partial edge hours: day 0 less its first 1.2 s
+            (START + 3 * H + 17, START + 9 * H - 3),  # the hour with a hole, edges: decoded
             (START + 30 * H, START + 31 * H),  # exactly one hour: its histogram alone
+            (START + 20 * H + 5, START + 40 * H),  # across midnight: day 0's tail decoded
+            (START + 2 * H - 1, START + 30 * H),  # day 0 less its first 2 hours
+            (START + 777, START + DAY - 5),  # day 0 less both of its edges
         ]
         for lo, hi in windows:
             check(store, lo, hi)
         lo, hi = windows[1]
-        assert START + H in hours_used(store, lo, hi) and START not in hours_used(store, lo, hi)
+        got = store.price_histograms("BTCUSDT", lo, hi)
+        assert days_used(store, lo, hi) == {START} and len(got.minus) == 1
+        assert got.trades == store.trades("BTCUSDT", lo, hi).height
+        assert days_used(store, *windows[2]) == set() == days_used(store, *windows[4])
+        assert days_used(store, *windows[5]) == {START} == days_used(store, *windows[6])
         for kw in (
             {"row_size": 5.0},
             {"row_size": 0.01},
@@ -117,13 +144,26 @@ def test_a_backfilled_hour_is_decoded_until_rolled_up_again(multi_day) -> None: 
     try:
         lo, hi = START + 2 * H + 5, START + 12 * H - 5
         hour = START + 5 * H
-        assert hour in hours_used(store, lo, hi)
         store._rollups.stop()  # keep the hour as two blocks for a moment
         assert store.append("BTCUSDT", hole) == hole.height
-        assert hour not in hours_used(store, lo, hi)  # stale: two blocks, fingerprint changed
+        assert days_used(store, START, hi) == set()  # stale: two blocks, fingerprints changed
+        assert hour not in hours_used(store, lo, hi)
         check(store, lo, hi)
-        store._roll_up("BTCUSDT")
-        assert hour in hours_used(store, lo, hi)  # merged: a new histogram, same batch
+        check(store, START + 2 * H + 5, START + 30 * H)
+        # the day pass alone: a day histogram of 25 blocks, the backfilled hour's two included
+        st = store._states["BTCUSDT"]
+        assert len(st.keys_between(hour, hour + H)) == 2
+        add_histograms(store._db.get, "BTCUSDT", st, store._wlock, store._write)
+        assert days_used(store, START, START + DAY) == {START}
+        assert len(store.price_histograms("BTCUSDT", START, START + DAY).days[0].blocks) == 25
+        check(store, START + 2 * H + 5, START + 30 * H)
+        check(store, START, START + DAY)
+        store._roll_up("BTCUSDT")  # merged: the hour's new histogram, then the day's again
+        assert len(st.keys_between(hour, hour + H)) == 1
+        assert days_used(store, START, START + DAY) == {START}
+        assert hour not in stored_hours(store, START, START + DAY)  # aged: deleted again
+        assert days_used(store, START + 2 * H + 5, START + 30 * H) == {START}
+        check(store, START + 2 * H + 5, START + 30 * H)
         check(store, lo, hi)
     finally:
         store.close()
@@ -132,17 +172,25 @@ def test_a_backfilled_hour_is_decoded_until_rolled_up_again(multi_day) -> None: 
 def test_a_stale_or_foreign_histogram_is_never_used(multi_day) -> None:  # type: ignore[no-untyped-def]
     store, _hole, _last = multi_day
     try:
-        lo, hi = START + 2 * H, START + 8 * H
+        lo, hi = START + 26 * H, START + 32 * H
         db = store._db
-        db.put(hist_key("BTCUSDT", START + 3 * H), db.get(hist_key("BTCUSDT", START + 4 * H)))
-        db.put(hist_key("BTCUSDT", START + 6 * H), b"not a histogram")
+        db.put(hist_key("BTCUSDT", START + 27 * H), db.get(hist_key("BTCUSDT", START + 28 * H)))
+        db.put(hist_key("BTCUSDT", START + 30 * H), b"not a histogram")
         assert hours_used(store, lo, hi) == {
-            START + 2 * H,
-            START + 4 * H,
-            START + 5 * H,
-            START + 7 * H,
+            START + 26 * H,
+            START + 28 * H,
+            START + 29 * H,
+            START + 31 * H,
         }
         check(store, lo, hi)
+        # a day histogram under another day's key, then an unreadable one: never used
+        db.put(hday_key("BTCUSDT", START + DAY), db.get(hday_key("BTCUSDT", START)))
+        assert days_used(store, START, START + 2 * DAY) == {START}
+        check(store, START, START + 2 * DAY)
+        db.put(hday_key("BTCUSDT", START), b"\x81\xa1v\x01")
+        assert days_used(store, START, START + 2 * DAY) == set()
+        check(store, START, START + 2 * DAY)
+        check(store, START + 5, START + 30 * H)
     finally:
         store.close()
 
@@ -155,8 +203,19 @@ def test_retention_deletes_histograms_with_their_hours(multi_day) -> None:  # ty
         db = store._db
         assert all(db.get(hist_key("BTCUSDT", START + i * H)) is None for i in range(10))
         assert START + 10 * H in hours_used(store, START, START + 20 * H)  # rewritten, rebuilt
+        assert days_used(store, START, START + 30 * H) == set()  # day 0 lost blocks: stale
         check(store, START, START + 20 * H)
         check(store, cut, START + 20 * H)
+        check(store, START, START + 30 * H)
+        store.roll_up()  # the day's histogram again, of what is left of it
+        assert days_used(store, START, START + 30 * H) == {START}
+        assert stored_hours(store, START, START + DAY) == {START + 23 * H}
+        check(store, START, START + 30 * H)
+        check(store, cut + 5, START + 20 * H)
+        store.delete_before(START + DAY + 5)  # day 0 gone: its histogram goes too
+        store.roll_up()
+        assert db.get(hday_key("BTCUSDT", START)) is None
+        check(store, START, START + 30 * H)
     finally:
         store.close()
 
@@ -188,7 +247,7 @@ def test_too_few_trades_say_so_as_before(tmp_path: Path) -> None:
         s.append("BTCUSDT", synthetic_trades("BTCUSDT", START + 30 * H, 5, first_agg_id=10**6))
         s.roll_up()
         lo, hi = START, START + 20 * H
-        assert hours_used(s, lo, hi)  # histograms are there, and count the trades
+        assert days_used(s, lo, hi) == {START}  # a histogram is there, and counts the trades
         window = window_of(s, None, lo, hi)
         with pytest.raises(InsufficientTradesError) as want:
             read_window("BTCUSDT", window, s, None, columns=PROFILE_COLUMNS)
@@ -232,6 +291,7 @@ def test_real_recordings(shared_data: Path, tmp_path: Path) -> None:
         hi = int(last.timestamp() * 1000) + 1
         day0 = hi // (24 * H) * 24 * H
         assert hours_used(store, day0 - H, hi) == {day0 - H}  # the closed 23:00 hour
-        for lo in (day0 - H, day0 - 270_000):
+        assert days_used(store, day0 - 24 * H, hi) == {day0 - 24 * H}  # its closed day
+        for lo in (day0 - 24 * H, day0 - H, day0 - 270_000):
             for kw in ({}, {"row_size": 0.5}, {"method": "single", "value_area": 0.8}):
                 check(store, lo, hi, **kw)

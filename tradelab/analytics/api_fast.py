@@ -1,17 +1,19 @@
 """A window's volume profile from the store's hour histograms: merge histograms, not trades.
 
 For a closed hour stored as one block the store keeps the hour's price histogram (buy and sell
-units of 1e-8 and the trade count per distinct price; :mod:`tradelab.store.histograms`).
+units of 1e-8 and the trade count per distinct price; :mod:`tradelab.store.histograms`), and
+for a closed day older than a 24-hour window the day's (:mod:`tradelab.store.dayhists`).
 :func:`profile_from_store` asks the store for the window as those histograms plus the
 ``price``/``qty``/``buyer_is_maker`` of everything else (the partial edge hours, the open
-hour, hours without a valid histogram: :meth:`tradelab.TradeStore.price_histograms`), turns the
-trades into partials, merges all of them and computes the profile of the merged histogram —
+hour, hours without a valid histogram) and of a day's trades outside the window when it takes
+that day's histogram less them (:meth:`tradelab.TradeStore.price_histograms`), merges all of
+them in exact integer units and computes the profile of the merged histogram —
 with :mod:`tradelab.scale.histogram`'s :func:`~tradelab.scale.histogram.partial_histogram`,
 :func:`~tradelab.scale.histogram.merge_partials` and
 :func:`~tradelab.scale.histogram.profile_from_histogram`, which hand it to
 :func:`tradelab.volume_profile` itself, so the answer equals the profile of the trades (every
-field, the rows frame included). A 168-hour window merges ~170 histograms instead of binning
-~15 M trades.
+field, the rows frame included). A 168-hour window merges ~6 day and ~24 hour histograms
+instead of binning ~15 M trades.
 
 It needs the tick size (given or the exchange's): with a tick inferred from the prices the
 profile samples every n-th trade's price, which histograms do not keep. When it cannot answer
@@ -47,15 +49,19 @@ def _partial(h: HourHistogram) -> Partial:
     return Partial(pl.DataFrame(hist, schema=HIST_SCHEMA), h.trades)
 
 
-def merged_partial(got: WindowHistograms) -> Partial:
+def merged_partial(got: WindowHistograms) -> Partial | None:
     """The window's histogram as one :class:`~tradelab.scale.histogram.Partial`: merged on the
     dense price grid of the store (:func:`tradelab.store.histograms.merge_window`) when it
-    can be, else by :func:`~tradelab.scale.histogram.merge_partials` of the hours' partials
-    and those of the decoded trades (each exact; the first is ~10× faster on a week)."""
-    merged = merge_window(got.hours, got.rest)
+    can be, else by :func:`~tradelab.scale.histogram.merge_partials` of the histograms'
+    partials and those of the decoded trades (each exact; the first is ~10× faster on a
+    week). None when the window takes trades away from a day histogram (``got.minus``) and
+    the dense merge cannot: the caller then reads the trades."""
+    merged = merge_window([*got.hours, *got.days], got.rest, got.minus)
     if merged is not None:
         return _partial(merged)
-    parts = [_partial(h) for h in got.hours]
+    if got.minus:
+        return None
+    parts = [_partial(h) for h in [*got.hours, *got.days]]
     parts += [
         partial_histogram(c["price"], c["qty"], c["buyer_is_maker"], step=0) for c in got.rest
     ]
@@ -88,7 +94,7 @@ def profile_from_store(
         merged = merged_partial(got)
     except TradelabError:
         return None  # e.g. quantities the profile refuses: its own message says which
-    if merged.trades < min_trades:
+    if merged is None or merged.trades < min_trades:
         return None
     hist = merged.hist
     buy, sell = hist["buy_units"].to_numpy(), hist["sell_units"].to_numpy()

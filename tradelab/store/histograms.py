@@ -25,6 +25,7 @@ byte-shuffled (every value's lowest byte first, then the next bytes: zstd finds 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,7 +40,9 @@ __all__ = [
     "HIST_VERSION",
     "Fingerprint",
     "HourHistogram",
+    "build_day_histogram",
     "build_histogram",
+    "day_fingerprint",
     "decode_histogram",
     "fingerprint_of",
     "histogram_fingerprint",
@@ -73,6 +76,9 @@ class HourHistogram:
     """The prices as exact counts of 1e-8 (None: stored as raw float64)."""
     step: int = 1
     """A common divisor of the differences between ``units`` (their GCD as stored)."""
+    blocks: tuple[Fingerprint, ...] = ()
+    """A day histogram's fingerprint: those of every block of its day, in key order (an hour
+    histogram: empty; its ``fingerprint`` names its one block)."""
 
     @property
     def prices(self) -> np.ndarray:
@@ -124,16 +130,21 @@ def _gcd(values: np.ndarray) -> int:
     return int(np.gcd.reduce(values)) if values.size else 1
 
 
+def _enc_units(counts: np.ndarray) -> list[Any]:
+    """Sorted distinct prices given as exact counts of 1e-8: delta-encoded over their GCD."""
+    base = int(counts[0])
+    deltas = np.diff(counts)
+    scale = _gcd(deltas) or 1
+    code, payload = _narrow(deltas // scale)
+    return ["i", code, base, scale, payload]
+
+
 def _enc_prices(prices: np.ndarray) -> list[Any]:
     scaled = prices * _SCALE
     if float(scaled[-1]) < _MAX_COUNT:
         counts = np.rint(scaled).astype(np.int64)
         if np.array_equal((counts / _SCALE).view(np.int64), prices.view(np.int64)):
-            base = int(counts[0])
-            deltas = np.diff(counts)
-            scale = _gcd(deltas) or 1
-            code, payload = _narrow(deltas // scale)
-            return ["i", code, base, scale, payload]
+            return _enc_units(counts)
     return ["f", prices.astype("<f8").tobytes()]
 
 
@@ -172,20 +183,46 @@ def build_histogram(cols: Columns, fp: Fingerprint) -> bytes | None:
         return None
     buy_i, sell_i = buy.astype(np.int64), sell.astype(np.int64)
     counts = np.bincount(inverse, minlength=m).astype(np.int64)
-    lot = _gcd(np.concatenate([buy_i, sell_i])) or 1
-    b_code, b_payload = _shuffled(buy_i // lot)
-    s_code, s_payload = _shuffled(sell_i // lot)
+    return _encode(_enc_prices(prices), buy_i, sell_i, counts, {"f": list(fp)})
+
+
+def _encode(
+    price_spec: list[Any],
+    buy: np.ndarray,
+    sell: np.ndarray,
+    counts: np.ndarray,
+    extra: dict[str, Any],
+) -> bytes:
+    lot = _gcd(np.concatenate([buy, sell])) or 1
+    b_code, b_payload = _shuffled(buy // lot)
+    s_code, s_payload = _shuffled(sell // lot)
     c_code, c_payload = _shuffled(counts)
     doc = {
         "v": HIST_VERSION,
-        "f": list(fp),
-        "m": m,
-        "p": _enc_prices(prices),
+        **extra,
+        "m": int(counts.size),
+        "p": price_spec,
         "b": [b_code, lot, b_payload],
         "s": [s_code, lot, s_payload],
         "c": [c_code, 1, c_payload],
     }
     return bytes(msgpack.packb(doc, use_bin_type=True))
+
+
+def build_day_histogram(merged: HourHistogram, blocks: tuple[Fingerprint, ...]) -> bytes | None:
+    """The value of a day histogram: ``merged`` (the day's hours added up by
+    :func:`merge_window`) with the fingerprints of every block of the day, or None when it
+    could not be used exactly (prices not exact counts of 1e-8 or not > 0, a price's units
+    reaching 2^51, a trade count other than the blocks')."""
+    units = merged.units
+    if units is None or not units.size or int(units[0]) <= 0:
+        return None
+    if max(int(merged.buy.max()), int(merged.sell.max())) >= _EXACT:
+        return None
+    if merged.trades != sum(fp[1] for fp in blocks):
+        return None
+    extra = {"f": [0, 0, 0, 0, 0], "d": [list(fp) for fp in blocks]}
+    return _encode(_enc_units(units), merged.buy, merged.sell, merged.counts, extra)
 
 
 def _doc(raw: bytes) -> dict[str, Any] | None:
@@ -202,6 +239,15 @@ def histogram_fingerprint(raw: bytes) -> Fingerprint | None:
     return None if doc is None else tuple(doc["f"])  # type: ignore[return-value]
 
 
+def day_fingerprint(raw: bytes) -> tuple[Fingerprint, ...] | None:
+    """The block fingerprints a stored day histogram carries (None: unreadable, another
+    version, or not a day histogram)."""
+    doc = _doc(raw)
+    if doc is None or not isinstance(doc.get("d"), list):
+        return None
+    return tuple(tuple(fp) for fp in doc["d"])  # type: ignore[misc]
+
+
 def _dec_units(spec: list[Any]) -> np.ndarray:
     code, scale, payload = spec
     return _unshuffled(code, payload, int(scale))
@@ -213,9 +259,18 @@ def decode_histogram(raw: bytes) -> HourHistogram | None:
     doc = _doc(raw)
     if doc is None:
         return None
+    try:
+        return _decoded(doc)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None  # damaged: the trades are decoded instead
+
+
+def _decoded(doc: dict[str, Any]) -> HourHistogram:
     m = int(doc["m"])
     counts = _dec_units(doc["c"])
     prices, units, step = _dec_prices(doc["p"], m)
+    if counts.size != m or (units is not None and units.size != m):
+        raise ValueError("damaged histogram")
     return HourHistogram(
         raw_prices=prices,
         buy=_dec_units(doc["b"]),
@@ -225,6 +280,7 @@ def decode_histogram(raw: bytes) -> HourHistogram | None:
         fingerprint=tuple(doc["f"]),  # type: ignore[arg-type]
         units=units,
         step=step,
+        blocks=tuple(tuple(fp) for fp in doc.get("d", ())),  # type: ignore[misc]
     )
 
 
@@ -248,12 +304,16 @@ def _trade_entries(c: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
     return k, units - sell, sell
 
 
-def merge_window(hours: list[HourHistogram], rest: list[Columns]) -> HourHistogram | None:
+def merge_window(
+    hours: list[HourHistogram], rest: list[Columns], minus: Sequence[Columns] = ()
+) -> HourHistogram | None:
     """One histogram of ``hours`` and of the trades ``rest`` (``price``, ``qty``,
-    ``buyer_is_maker``), added per price in exact integers — or None when this fast merge
-    cannot be exact (a price not an exact count of 1e-8, a quantity not a finite number >= 0,
-    units summing to 2^53 or more, a price range too wide for one dense array): the caller then
-    merges partials the general way.
+    ``buyer_is_maker``), less the trades ``minus`` (trades some of ``hours`` hold — a day
+    histogram less the part of its day outside a window), added per price in exact integers;
+    or None when this fast merge cannot be exact (a price not an exact count of 1e-8, a
+    quantity not a finite number >= 0, units summing to 2^53 or more, a price range too wide
+    for one dense array, or a subtraction leaving a negative sum): the caller then merges
+    partials the general way, or reads the trades.
 
     Every price is an integer count of 1e-8, so everything adds up on one dense int64 grid of
     the prices' common step: an hour's distinct prices are distinct slots, added in place
@@ -262,23 +322,26 @@ def merge_window(hours: list[HourHistogram], rest: list[Columns]) -> HourHistogr
     """
     if any(h.units is None for h in hours):
         return None
-    trades = []
-    for c in rest:
-        if c["price"].size:
-            entries = _trade_entries(c)
-            if entries is None:
-                return None
-            trades.append(entries)
-    firsts = [int(h.units[0]) for h in hours if h.units is not None] + [
-        int(t[0].min()) for t in trades
-    ]
+    Entries = tuple[np.ndarray, np.ndarray, np.ndarray]
+    trades: list[Entries] = []
+    taken: list[Entries] = []
+    for group, out in ((rest, trades), (minus, taken)):
+        for c in group:
+            if c["price"].size:
+                entries = _trade_entries(c)
+                if entries is None:
+                    return None
+                out.append(entries)
+    both = trades + taken
+    firsts = [int(h.units[0]) for h in hours if h.units is not None]
+    firsts += [int(t[0].min()) for t in both]
     if not firsts:
         return None
     lo = min(firsts)
     hi = max(
-        [int(h.units[-1]) for h in hours if h.units is not None] + [int(t[0].max()) for t in trades]
+        [int(h.units[-1]) for h in hours if h.units is not None] + [int(t[0].max()) for t in both]
     )
-    steps = [h.step for h in hours] + [_gcd(t[0] - t[0][0]) for t in trades]
+    steps = [h.step for h in hours] + [_gcd(t[0] - t[0][0]) for t in both]
     step = _gcd(np.array(steps + [f - lo for f in firsts], dtype=np.int64)) or 1
     size = (hi - lo) // step + 1
     units = sum(int(h.buy.sum()) + int(h.sell.sum()) for h in hours)
@@ -293,12 +356,17 @@ def merge_window(hours: list[HourHistogram], rest: list[Columns]) -> HourHistogr
         buy[slot] += h.buy
         sell[slot] += h.sell
         n[slot] += h.counts
-    for k, b_units, s_units in trades:
-        slot = (k - lo) // step
-        n += np.bincount(slot, minlength=size)
-        buy += np.bincount(slot, weights=b_units, minlength=size).astype(np.int64)
-        sell += np.bincount(slot, weights=s_units, minlength=size).astype(np.int64)
+    for sign, binned in ((1, trades), (-1, taken)):
+        for k, b_units, s_units in binned:
+            slot = (k - lo) // step
+            n += sign * np.bincount(slot, minlength=size)
+            buy += sign * np.bincount(slot, weights=b_units, minlength=size).astype(np.int64)
+            sell += sign * np.bincount(slot, weights=s_units, minlength=size).astype(np.int64)
+    if taken and min(int(n.min()), int(buy.min()), int(sell.min())) < 0:
+        return None  # took away trades the histograms do not hold: not the window's
+    if taken and bool((np.where(n == 0, buy | sell, 0) != 0).any()):
+        return None  # units left at a price without trades: the same
     at = np.flatnonzero(n)
     grid = lo + at.astype(np.int64) * step
     cnt = n[at]
-    return HourHistogram(None, buy[at], sell[at], cnt, int(cnt.sum()), (0,) * 5, grid)
+    return HourHistogram(None, buy[at], sell[at], cnt, int(cnt.sum()), (0,) * 5, grid, step)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -29,6 +29,7 @@ import rocksdict as rd
 
 from tradelab.store.blocks import Columns, decode_block
 from tradelab.store.coverage import IndexEntry, entry_from_stored
+from tradelab.store.dayhists import DAY_MS, add_day_histograms, covered_hours, valid_days
 from tradelab.store.histograms import (
     HIST_COLUMNS,
     Fingerprint,
@@ -58,9 +59,12 @@ __all__ = [
 ]
 
 
-def missing_histograms(st: SymbolState) -> list[tuple[int, int, Fingerprint]]:
+def missing_histograms(
+    st: SymbolState, skip: Collection[int] = ()
+) -> list[tuple[int, int, Fingerprint]]:
     """``(hour, block key, fingerprint)`` of every closed hour stored as exactly one block
-    without a histogram of that block (call under the writer's lock)."""
+    without a histogram of that block, but the hours ``skip`` (those a day histogram stands
+    for: :func:`tradelab.store.dayhists.covered_hours`); call under the writer's lock."""
     last = st.meta["last_time"]
     if last is None:
         return []
@@ -70,7 +74,7 @@ def missing_histograms(st: SymbolState) -> list[tuple[int, int, Fingerprint]]:
         per_hour.setdefault(floor_to(k, HOUR_MS), []).append(k)
     todo = []
     for hour, keys in per_hour.items():
-        if len(keys) == 1:
+        if len(keys) == 1 and hour not in skip:
             fp = fingerprint_of(keys[0], st.index[keys[0]])
             if st.hists.get(hour) != fp:
                 todo.append((hour, keys[0], fp))
@@ -110,11 +114,14 @@ def add_histograms(
     lock: threading.RLock,
     write: Callable[[rd.WriteBatch, str], None],
 ) -> int:
-    """The roll-up worker's second job: the histogram of every closed hour of ``sym`` stored
-    as one block without one, each read and built outside the writer's ``lock`` and written
-    (``write``, one small batch) only if the hour is still that block. Returns how many."""
+    """The roll-up worker's second job: first the day histograms
+    (:func:`tradelab.store.dayhists.add_day_histograms`), then the histogram of every closed
+    hour of ``sym`` stored as one block without one that no day histogram stands for, each
+    read and built outside the writer's ``lock`` and written (``write``, one small batch) only
+    if the hour is still that block. Returns how many hour histograms were written."""
+    add_day_histograms(read, sym, st, lock, write)
     with lock:
-        todo = missing_histograms(st)
+        todo = missing_histograms(st, covered_hours(st))
     done = 0
     for hour, key, fp in todo:
         value = histogram_of_block(read, sym, key, fp)
@@ -129,13 +136,17 @@ def add_histograms(
 
 @dataclass
 class WindowHistograms:
-    """A window's trades as hour histograms plus decoded trades: ``hours`` (the histograms
-    used), ``rest`` (``price``/``qty``/``buyer_is_maker`` columns of everything else, one set
-    per contiguous span) and ``trades`` (how many in all)."""
+    """A window's trades as histograms plus decoded trades: ``hours`` (the hour histograms
+    used), ``days`` (the day histograms used), ``rest`` (``price``/``qty``/``buyer_is_maker``
+    columns of everything else, one set per contiguous span), ``minus`` (the same columns of
+    the trades of ``days`` outside the window, to take away) and ``trades`` (how many in the
+    window, all told)."""
 
     hours: list[HourHistogram] = field(default_factory=list)
     rest: list[Columns] = field(default_factory=list)
     trades: int = 0
+    days: list[HourHistogram] = field(default_factory=list)
+    minus: list[Columns] = field(default_factory=list)
 
 
 def _index_between(db: rd.Rdict, sym: str, lo: int, hi: int) -> dict[int, IndexEntry]:
@@ -151,42 +162,93 @@ def _index_between(db: rd.Rdict, sym: str, lo: int, hi: int) -> dict[int, IndexE
     return out
 
 
+def _trades_in(
+    per_hour: dict[int, list[int]],
+    index: dict[int, IndexEntry],
+    a: int,
+    b: int,
+    but: Collection[int] = (),
+) -> int:
+    """The trades of the blocks of the hours meeting ``[a, b)`` but the hours ``but`` (what
+    decoding that span costs)."""
+    return sum(
+        int(index[k][0])
+        for h, keys in per_hour.items()
+        if h < b and h + HOUR_MS > a and h not in but
+        for k in keys
+    )
+
+
+def _minus(spans: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` less the ``spans`` (disjoint), as sorted spans."""
+    out, cursor = [], lo
+    for a, b in sorted(spans):
+        if a > cursor:
+            out.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < hi:
+        out.append((cursor, hi))
+    return out
+
+
 def window_histograms(db: rd.Rdict, sym: str, lo: int, hi: int) -> WindowHistograms:
-    """``sym``'s trades of ``[lo, hi)`` as :class:`WindowHistograms` (see the module doc)."""
-    first = floor_to(lo, HOUR_MS)
-    index = _index_between(db, sym, first, hi)
+    """``sym``'s trades of ``[lo, hi)`` as :class:`WindowHistograms` (see the module doc).
+
+    A day wholly inside the window is taken from its day histogram; a day partly inside from
+    its day histogram less its decoded trades outside the window, when those are fewer than
+    the trades its part inside would decode (an hour with a valid histogram costs none);
+    every other whole hour from its hour histogram; the rest is decoded."""
+    d_lo, d_hi = floor_to(lo, DAY_MS), floor_to(hi - 1, DAY_MS) + DAY_MS
+    index = _index_between(db, sym, d_lo, d_hi)
     per_hour: dict[int, list[int]] = {}
     for k in sorted(index):
         per_hour.setdefault(floor_to(k, HOUR_MS), []).append(k)
+    stored = valid_days(db, sym, index, lo, hi)
+    days: dict[int, HourHistogram] = {}
+    for day, raw in stored.items():  # the days wholly inside: always taken
+        if lo <= day and day + DAY_MS <= hi:
+            hist = decode_histogram(raw)
+            if hist is not None:
+                days[day] = hist
     candidates = [
-        h for h, keys in per_hour.items() if len(keys) == 1 and h >= lo and h + HOUR_MS <= hi
+        h
+        for h, keys in per_hour.items()
+        if len(keys) == 1 and h >= lo and h + HOUR_MS <= hi and floor_to(h, DAY_MS) not in days
     ]
-    out = WindowHistograms()
-    used: set[int] = set()
+    hours: dict[int, HourHistogram] = {}
     if candidates:
         values = cast(list[bytes | None], db.get([hist_key(sym, h) for h in candidates]))
-        for hour, raw in zip(candidates, values, strict=True):
+        for hour, value in zip(candidates, values, strict=True):
             key = per_hour[hour][0]
-            hist = None if raw is None else decode_histogram(raw)
+            hist = None if value is None else decode_histogram(value)
             if hist is not None and hist.fingerprint == fingerprint_of(key, index[key]):
-                out.hours.append(hist)
-                out.trades += hist.trades
-                used.add(hour)
-    # everything else, in contiguous spans between the hours taken from histograms
-    spans: list[tuple[int, int]] = []
-    cursor = lo
-    for hour in sorted(used):
-        if hour > cursor:
-            spans.append((cursor, hour))
-        cursor = hour + HOUR_MS
-    if cursor < hi:
-        spans.append((cursor, hi))
-    for a, b in spans:
-        if not any(a - HOUR_MS < k < b for k in per_hour):  # nothing stored there
-            continue
-        cols = read_range(db, sym, a, b, HIST_COLUMNS)
-        n = len(cols["price"])
-        if n:
-            out.rest.append(cols)
-            out.trades += n
+                hours[hour] = hist
+    taken: list[tuple[int, int]] = []  # spans decoded to be taken away
+    for day in sorted(set(stored) - set(days)):  # the days partly inside
+        a, b = max(lo, day), min(hi, day + DAY_MS)
+        if a == day and b == day + DAY_MS:
+            continue  # wholly inside, but unreadable
+        inside = _trades_in(per_hour, index, a, b, hours)
+        outside = _trades_in(per_hour, index, day, a) + _trades_in(per_hour, index, b, day + DAY_MS)
+        hist = decode_histogram(stored[day]) if outside < inside else None
+        if hist is not None:
+            days[day] = hist
+            taken += [(x, y) for x, y in ((day, a), (b, day + DAY_MS)) if x < y]
+            for h in [h for h in hours if day <= h < day + DAY_MS]:
+                del hours[h]
+    used = sorted(days)
+    out = WindowHistograms(hours=[hours[h] for h in sorted(hours)])
+    out.days = [days[d] for d in used]
+    out.trades = sum(h.trades for h in out.hours) + sum(d.trades for d in out.days)
+    covered = [(h, h + HOUR_MS) for h in hours]
+    covered += [(max(lo, d), min(hi, d + DAY_MS)) for d in used]
+    for spans, sink, sign in ((_minus(covered, lo, hi), out.rest, 1), (taken, out.minus, -1)):
+        for a, b in spans:
+            if not any(h < b and h + HOUR_MS > a for h in per_hour):  # nothing stored there
+                continue
+            cols = read_range(db, sym, a, b, HIST_COLUMNS)
+            n = len(cols["price"])
+            if n:
+                sink.append(cols)
+                out.trades += sign * n
     return out
