@@ -160,3 +160,14 @@ def test_a_day_histogram_needs_every_block_of_its_day(tmp_path: Path) -> None:
         check(reader, START, START + 2 * DAY)
     finally:
         reader.close()
+
+
+def test_a_window_ending_in_2286_reads_every_block(tmp_path: Path) -> None:
+    """The last window ``price_histograms`` accepts ends at 10^13 ms, whose index key would
+    have 14 digits (profiles are at most 168 h long; the store's method is not)."""
+    path = tmp_path / "far"
+    df = _fill(path, 2, seed=16)
+    with TradeStore(path) as s:
+        got = s.price_histograms("BTCUSDT", START, 10**13)
+        assert got.trades == df.height and days_used(s, START, 10**13) == {START}
+        assert len(got.hours) == 23 and len(got.rest) == 1

@@ -40,11 +40,13 @@ from tradelab.store.histograms import (
 )
 from tradelab.store.keys import (
     HOUR_MS,
+    MAX_MS,
     SymbolState,
     block_key,
     floor_to,
     hist_key,
     index_key,
+    index_prefix,
 )
 from tradelab.store.plan import BlockReader
 from tradelab.store.reading import read_range
@@ -150,9 +152,10 @@ class WindowHistograms:
 
 
 def _index_between(db: rd.Rdict, sym: str, lo: int, hi: int) -> dict[int, IndexEntry]:
-    """Headers of the blocks keyed in ``[lo, hi)``."""
+    """Headers of the blocks keyed in ``[lo, hi)`` (``hi`` beyond the 13-digit keys: all)."""
     out: dict[int, IndexEntry] = {}
-    start, end = index_key(sym, lo), index_key(sym, hi)
+    start = index_key(sym, lo)
+    end = index_key(sym, hi) if hi <= MAX_MS else index_prefix(sym)[:-1] + b";"
     ro = rd.ReadOptions()  # must outlive the iterator
     ro.set_iterate_upper_bound(end)
     prefix = len(start) - 13
