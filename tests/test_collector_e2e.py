@@ -13,10 +13,9 @@ import logging
 
 import polars as pl
 import pytest
-from helpers import fast
+from helpers import FailingStore, fast
 
 from tradelab.collector.collector import Collector
-from tradelab.exceptions import StorageWriteError
 from tradelab.recordings import shared_data_dir
 from tradelab.simulator import Faults, Simulator
 from tradelab.store.tradestore import TradeStore
@@ -145,19 +144,6 @@ async def _test_every_fault_on_store_holds_exactly_what_was_published(tmp_path, 
     store.close()
 
 
-class FlakyStore(TradeStore):
-    """A real store whose writes fail while ``failing`` is set (injected at the boundary)."""
-
-    failing = False
-    failures = 0
-
-    def append(self, symbol, trades):  # type: ignore[override]
-        if self.failing:
-            self.failures += 1
-            raise StorageWriteError("injected: the disk is not answering")
-        return super().append(symbol, trades)
-
-
 @pytest.mark.parametrize("max_buffered", [500_000, 150])
 def test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buffered) -> None:
     asyncio.run(_test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buffered))
@@ -165,7 +151,7 @@ def test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buffered) -
 
 async def _test_store_failing_for_a_while_loses_nothing(tmp_path, logs, max_buffered) -> None:
     async with Simulator(SYMS, source="synthetic", speed=15, max_trades=1200, seed=3) as sim:
-        store = FlakyStore(tmp_path / "db")
+        store = FailingStore(tmp_path / "db")
         c = Collector(
             SYMS,
             store=store,

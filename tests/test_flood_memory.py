@@ -25,15 +25,12 @@ import multiprocessing as mp
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FailingStore, FloodExchange, rss_mb
 
 from tradelab.collector import Collector
-from tradelab.exceptions import StorageWriteError
-from tradelab.simulator import Simulator
-from tradelab.store import TradeStore
 
 FLOOD_TRADES = 400_000
 MAX_BUFFERED = 150_000  # reached within the flood even on a loaded machine (default 200,000)
@@ -44,44 +41,13 @@ the interpreter's working set. Measured: +23 MB; the code before the fix (Trade 
 buffer) +90 MB in the same test."""
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _sim_child(conn: Any, kwargs: dict[str, Any]) -> None:  # the flooding exchange
-    sim = Simulator(**kwargs).run_in_thread()
-    conn.send((sim.ws_url, sim.rest_url))
-    while (msg := conn.recv()) != "stop":
-        if msg == "stats":
-            ranges = sim.published_ranges("BTCUSDT").ranges
-            published = sim.stats().get("published", {}).get("BTCUSDT", 0)
-            conn.send((published, ranges[-1][1] if ranges else None))
-        elif msg == "ranges":
-            conn.send(sim.published_ranges("BTCUSDT").ranges)
-    sim.stop_thread()
-    conn.send("stopped")
-
-
-class _DeafStore(TradeStore):
-    """A real store whose writes fail while ``failing`` is set (a disk that does not answer)."""
-
-    failing = True
-
-    def append(self, symbol, trades, **kw):  # type: ignore[override]
-        if self.failing:
-            raise StorageWriteError("injected: the disk is not answering")
-        return super().append(symbol, trades, **kw)
-
-
 def _collector_child(conn: Any, ws_url: str, rest_url: str, path: str) -> None:
     conn.send(asyncio.run(_collect(conn, ws_url, rest_url, path)))
 
 
 async def _collect(conn: Any, ws_url: str, rest_url: str, path: str) -> dict[str, Any]:
-    store = _DeafStore(path)
+    store = FailingStore(path)  # a disk that does not answer while the flood lasts
+    store.failing = True
     c = Collector(
         ["BTCUSDT"],
         store=store,
@@ -93,7 +59,7 @@ async def _collect(conn: Any, ws_url: str, rest_url: str, path: str) -> dict[str
         status_interval=60.0,
         retention_interval=None,
     )
-    rss0 = peak = _rss_mb()
+    rss0 = peak = rss_mb()
     flood_peak = None
     most = 0
     paused = False
@@ -104,7 +70,7 @@ async def _collect(conn: Any, ws_url: str, rest_url: str, path: str) -> dict[str
     deadline = time.monotonic() + 60.0  # bounded: the whole run
     while time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-        peak = max(peak, _rss_mb())
+        peak = max(peak, rss_mb())
         st = c.status()["symbols"]["BTCUSDT"]
         most = max(most, st["buffered"])
         paused = paused or c._gate.paused
@@ -131,47 +97,29 @@ async def _collect(conn: Any, ws_url: str, rest_url: str, path: str) -> dict[str
 
 def test_a_flood_into_a_deaf_store_keeps_memory_at_the_bound_and_loses_nothing(tmp_path) -> None:
     ctx = mp.get_context("spawn")
-    sim_conn, sim_end = ctx.Pipe()
-    kwargs = dict(
-        symbols=("BTCUSDT",),
-        source="synthetic",
-        speed=132_000 / 50,
-        rate_per_s=50.0,
-        max_trades=FLOOD_TRADES,
-        history_limit=FLOOD_TRADES + 1000,
-        seed=11,
-    )
-    sim = ctx.Process(target=_sim_child, args=(sim_end, kwargs), daemon=True)
-    sim.start()
-    col = None
-    try:
-        ws_url, rest_url = sim_conn.recv()
+    with FloodExchange(FLOOD_TRADES, seed=11) as exchange:
         col_conn, col_end = ctx.Pipe()
         col = ctx.Process(
-            target=_collector_child, args=(col_end, ws_url, rest_url, str(tmp_path / "db"))
+            target=_collector_child,
+            args=(col_end, exchange.ws_url, exchange.rest_url, str(tmp_path / "db")),
         )
         col.start()
-        assert col_conn.poll(30) and col_conn.recv() == "started"
-        for _ in range(600):  # bounded: 30 s for the flood to end
-            sim_conn.send("stats")
-            published, last_id = sim_conn.recv()
-            if published >= FLOOD_TRADES:
-                break
-            time.sleep(0.05)
-        col_conn.send(last_id)
-        assert col_conn.poll(90), "the collector child did not report"
-        out = col_conn.recv()
-        sim_conn.send("ranges")
-        ranges = sim_conn.recv()
-    finally:
-        sim_conn.send("stop")
-        sim_conn.recv()
-        sim.join(10)
-        if col is not None:
+        try:
+            assert col_conn.poll(30) and col_conn.recv() == "started"
+            for _ in range(600):  # bounded: 30 s for the flood to end
+                stats = exchange.stats()
+                last_id = stats["last_id"]
+                if stats.get("published", {}).get("BTCUSDT", 0) >= FLOOD_TRADES:
+                    break
+                time.sleep(0.05)
+            col_conn.send(last_id)
+            assert col_conn.poll(90), "the collector child did not report"
+            out = col_conn.recv()
+            published_ids = exchange.published_ids()
+        finally:
             col.join(10)
             if col.is_alive():
                 col.kill()
-    published_ids = [a for lo, hi in ranges for a in range(lo, hi + 1)]
     ids = out["ids"]
     print(
         f"flood into a deaf store: at most {out['most']:,} trades buffered, RSS "

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing as mp
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import fast
+from helpers import FailingStore, FloodExchange, fast, rss_mb
 
 from tradelab.collector.collector import Collector
-from tradelab.exceptions import StorageWriteError
 from tradelab.simulator import Faults, Simulator
 from tradelab.store.tradestore import TradeStore
 
@@ -204,20 +201,6 @@ async def _drops(tmp_path, logs) -> None:
 # --- item 1, the collector's side: a store that refuses writes until stop --------------------
 
 
-class FullDiskStore(TradeStore):
-    """A real store whose writes fail while ``failing`` is set, as on a full disk (injected
-    at the TradeSink boundary: the store's own recovery is the store's tests' business)."""
-
-    failing = False
-    failures = 0
-
-    def append(self, symbol, trades, **kw):  # type: ignore[override]
-        if self.failing:
-            self.failures += 1
-            raise StorageWriteError("injected: No space left on device")
-        return super().append(symbol, trades, **kw)
-
-
 def test_stop_with_an_unwritable_store_names_what_was_not_written_and_restart_repairs_it(
     tmp_path, logs
 ) -> None:
@@ -229,7 +212,7 @@ def test_stop_with_an_unwritable_store_names_what_was_not_written_and_restart_re
 
 async def _full_disk(tmp_path, logs) -> None:
     async with Simulator(SYMS, source="synthetic", speed=15, max_trades=900, seed=31) as sim:
-        store = FullDiskStore(tmp_path / "db")
+        store = FailingStore(tmp_path / "db")  # a full disk while `failing` is set
         c = Collector(
             SYMS,
             store=store,
@@ -278,28 +261,6 @@ async def _full_disk(tmp_path, logs) -> None:
 # --- item 5: a flood ---------------------------------------------------------------------------
 
 
-def _sim_child(conn, kwargs) -> None:  # the flooding simulator, in its own process
-    sim = Simulator(**kwargs).run_in_thread()
-    conn.send((sim.ws_url, sim.rest_url))
-    while (msg := conn.recv()) != "stop":
-        if msg == "ranges":
-            conn.send(sim.published_ranges("BTCUSDT").ranges)
-        elif msg == "stats":
-            stats = sim.stats()
-            ranges = sim.published_ranges("BTCUSDT").ranges
-            stats["last_id"] = ranges[-1][1] if ranges else None
-            conn.send(stats)
-    sim.stop_thread()
-    conn.send("stopped")
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 FLOOD_RSS_BOUND_MB = 150
 """Peak RSS growth allowed while a flood is collected and caught up. The buffer never holds
 more than ``max_buffered`` (200,000) trades at ~350 bytes each = 70 MB (the REST catch-up
@@ -335,53 +296,32 @@ def test_a_flood_keeps_memory_bounded_and_loses_nothing(tmp_path, logs) -> None:
 
 async def _flood(tmp_path, logs) -> None:
     trades = 400_000
-    ctx = mp.get_context("spawn")
-    conn, child = ctx.Pipe()
-    kwargs = dict(
-        symbols=("BTCUSDT",),
-        source="synthetic",
-        speed=132_000 / 50,
-        rate_per_s=50.0,
-        max_trades=trades,
-        history_limit=trades + 1000,
-        seed=6,
-    )
-    proc = ctx.Process(target=_sim_child, args=(child, kwargs), daemon=True)
-    proc.start()
-    try:
-        ws_url, rest_url = conn.recv()
+    with FloodExchange(trades, seed=6) as exchange:
         store = SlowStore(tmp_path / "db")
-        c = Collector(["BTCUSDT"], store=store, ws_url=ws_url, rest_url=rest_url)
-        rss0 = peak = _rss_mb()
+        c = Collector(["BTCUSDT"], store=store, ws_url=exchange.ws_url, rest_url=exchange.rest_url)
+        rss0 = peak = rss_mb()
         most = 0
         await c.start()
         settled = False
         for _ in range(1200):  # bounded: 60 s
             await asyncio.sleep(0.05)
-            peak = max(peak, _rss_mb())
+            peak = max(peak, rss_mb())
             st = c.status()["symbols"]["BTCUSDT"]
             most = max(most, st["buffered"])
-            conn.send("stats")
             # Done when production ended and the collector holds the last published id with
             # nothing buffered. (Not "trades_stored >= trades": the flood starts before the
             # collector connects, and what was published before it started is not its to
             # collect — under load that was thousands of trades, which read as a loss.)
-            stats = conn.recv()
+            stats = exchange.stats()
             if stats.get("published", {}).get("BTCUSDT", 0) >= trades and (
                 st["last_agg_id"] == stats["last_id"] and not st["buffered"]
             ):
                 settled = True
                 break
         await c.stop()
-        conn.send("ranges")
-        ranges = conn.recv()
+        published = exchange.published_ids()
         ids = stored_ids(store, "BTCUSDT")
         store.close()
-    finally:
-        conn.send("stop")
-        conn.recv()
-        proc.join(10)
-    published = [a for lo, hi in ranges for a in range(lo, hi + 1)]
     assert settled, "the collector did not catch up within 60 s"
     print(f"flood: at most {most:,} trades buffered, RSS +{peak - rss0:.0f} MB")
     assert ids and ids[0] in published
