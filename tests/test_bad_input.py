@@ -150,7 +150,7 @@ def test_plausible_steps_still_work_and_the_bounds_are_inclusive() -> None:
 def test_session_and_developing_profiles_refuse_the_same(recent_store: Any) -> None:
     data = recent_store.data
     expected = "tick_size=1e+300 is not plausible for BTCUSDT traded at "
-    msg = api_message(tradelab.session_profiles, "BTCUSDT", days=1, tick_size=1e300, data=data)
+    msg = api_message(tradelab.session_profiles, "BTCUSDT", days=2, tick_size=1e300, data=data)
     assert msg.startswith(expected)
     frame = recent_store.frames["BTCUSDT"]
     msg = api_message(tradelab.developing_profile, frame, every="5m", row_size=1e300)
@@ -227,7 +227,7 @@ def test_flags_must_be_booleans(recent_store: Any) -> None:
     from tradelab.plotting_sessions import plot_sessions
 
     vp = tradelab.volume_profile(recent_store.frames["BTCUSDT"], tick_size=0.01)
-    sp = tradelab.session_profiles("BTCUSDT", days=1, data=recent_store.data)
+    sp = tradelab.session_profiles("BTCUSDT", days=2, data=recent_store.data)
     cases = [
         (lambda: vp.to_dict(rows="no"), "rows must be True or False, got str 'no'"),
         (lambda: sp.to_dict(naked=0), "naked must be True or False, got int 0"),
