@@ -41,6 +41,7 @@ __all__ = [
     "MAX_MS",
     "MINUTE_MS",
     "OWNER_FILE",
+    "RAW_BLOCK_ROWS",
     "SMALL_BLOCK_ROWS",
     "SMALL_CACHE_ROWS",
     "STORE_FORMAT",
@@ -75,6 +76,11 @@ MAX_MERGE_ROWS = 250_000
 rate): merging holds the rows decoded several times over, so under a flood (130 k trades/s puts
 millions in one minute) an unbounded merge took +500 MB. Hours busier than this keep a few
 blocks; readers do not care, profiles decode such hours instead of using a histogram."""
+RAW_BLOCK_ROWS = 1_000
+"""An append's new block of at most this many trades is stored unnarrowed
+(:func:`tradelab.store.blocks.encode_raw_block`: ~10 µs instead of ~75 for a 1-second batch);
+the roll-up of its minute or hour stores the merge narrowed. Larger ones (a bulk load, a
+flood's batches) are narrowed at once: unnarrowed they would take ~5 times the space."""
 SMALL_CACHE_ROWS = 200_000
 """At most this many rows of small blocks kept decoded per symbol (~11 MB): appends faster than
 the collector's one batch a second (a bulk load in small batches, a flood) must not grow the
@@ -190,6 +196,11 @@ class SymbolState:
     unrepairable: list[tuple[int, int]] = field(default_factory=list)
     small: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     hists: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    small_rows: int = 0
+    """The rows ``small`` holds (kept up to date with it: an append needs it, not a sum)."""
+    raw: set[int] = field(default_factory=set)
+    """Keys of the blocks this writer stored unnarrowed (:data:`RAW_BLOCK_ROWS`): a closed
+    hour left with one of them alone is re-encoded by the roll-up."""
 
     def keys_between(self, lo: int, hi: int) -> list[int]:
         """The block keys in ``[lo, hi)``, ascending."""

@@ -27,6 +27,7 @@ from tradelab.store.blocks import (
     concat_columns,
     decode_block,
     encode_block,
+    encode_raw_block,
     sort_dedupe,
     take,
 )
@@ -36,6 +37,7 @@ from tradelab.store.keys import (
     HOUR_MS,
     MAX_MERGE_ROWS,
     MINUTE_MS,
+    RAW_BLOCK_ROWS,
     SMALL_BLOCK_ROWS,
     SMALL_CACHE_ROWS,
     SymbolState,
@@ -90,6 +92,8 @@ class Plan:
         """Hour histograms built ahead (:func:`prepare_histograms`, outside the write lock)."""
         self.hists_written: dict[int, Fingerprint] = {}
         self.hists_deleted: set[int] = set()
+        self.raw: set[int] = set()
+        """Keys of the blocks it puts unnarrowed (:func:`plan_append`)."""
 
     def cols(self, key: int) -> Columns:
         """The trades of block ``key``, read once (through the plan's reader)."""
@@ -137,10 +141,11 @@ class Plan:
 
 
 def plan_append(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> Plan:
-    """One new block per clock hour the trades touch (merged into a block of the same key).
+    """One new block per clock hour the trades touch (merged into a block of the same key);
+    a new block of at most :data:`RAW_BLOCK_ROWS` trades is stored unnarrowed.
 
     Roll-ups (closed minutes -> minute blocks, closed hours -> one block) are left to the
-    background worker (:meth:`TradeStore.roll_up`) so an append stays ~1 ms whatever the time.
+    background worker (:meth:`TradeStore.roll_up`) so an append stays well under 1 ms.
     """
     plan = Plan(read, sym, st)
     t = cols["time"]
@@ -156,10 +161,13 @@ def plan_append(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> 
         if key in st.index or key in plan.puts:
             plan.merge([key], part)
             continue
+        n = len(part["agg_id"])
+        if n <= RAW_BLOCK_ROWS:
+            plan.raw.add(key)
         plan.puts[key] = (
-            encode_block(part),
+            encode_raw_block(part) if n <= RAW_BLOCK_ROWS else encode_block(part),
             BlockHeader(
-                len(part["agg_id"]),
+                n,
                 key,
                 int(part["time"].max()),
                 int(part["agg_id"][0]),
@@ -285,22 +293,36 @@ def _histograms_to_batch(
 def remember_small(st: SymbolState, plan: Plan, dropped: Iterable[int] = ()) -> None:
     """After ``plan`` was written: keep the columns of its small new blocks in ``st.small``
     (own copies: an append's arrays may be the caller's) and forget the blocks that went;
-    note the hour histograms written and deleted (``st.hists``)."""
+    note the hour histograms written and deleted (``st.hists``) and which blocks are stored
+    unnarrowed (``st.raw``)."""
+    small = st.small
     for key in (*plan.deletes, *dropped):
-        st.small.pop(key, None)
+        gone = small.pop(key, None)
+        if gone is not None:
+            st.small_rows -= len(gone["agg_id"])
+        st.raw.discard(key)
     for key in dropped:
         st.hists.pop(floor_to(key, HOUR_MS), None)
     for hour in plan.hists_deleted:
         st.hists.pop(hour, None)
     st.hists.update(plan.hists_written)
-    before = {key: st.small.pop(key) for key in plan.puts if key in st.small}
-    cached = sum(len(c["agg_id"]) for c in st.small.values())  # bounded: SMALL_CACHE_ROWS
+    before: dict[int, Columns] = {}
+    for key in plan.puts:
+        if key in small:
+            before[key] = prior = small.pop(key)
+            st.small_rows -= len(prior["agg_id"])
+    cached = st.small_rows  # bounded: SMALL_CACHE_ROWS
     for key, (_value, h) in plan.puts.items():
+        if key in plan.raw:
+            st.raw.add(key)
+        else:
+            st.raw.discard(key)
         cols = plan.loaded.get(key)
         if cols is not None and h.n <= SMALL_BLOCK_ROWS and cached + h.n <= SMALL_CACHE_ROWS:
             cached += h.n
             kept = before.get(key)
-            st.small[key] = cols if cols is kept else {c: a.copy() for c, a in cols.items()}
+            small[key] = cols if cols is kept else {c: a.copy() for c, a in cols.items()}
+    st.small_rows = cached
 
 
 def drop_stored(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> Columns:
@@ -350,7 +372,8 @@ def roll_up_ranges(st: SymbolState) -> list[tuple[int, int]]:
     """The key ranges a roll-up merges, each into one block: every closed hour of more than one
     block, then every closed minute of the open hour of more than one block — split so that no
     merged block exceeds :data:`MAX_MERGE_ROWS` trades (a merge holds its rows decoded, several
-    times over: under a flood one minute can hold millions of trades)."""
+    times over: under a flood one minute can hold millions of trades). A closed hour whose one
+    block is stored unnarrowed (``st.raw``) is "merged" alone: re-encoded narrowed."""
     last = st.meta["last_time"]
     if last is None:
         return []
@@ -366,6 +389,8 @@ def roll_up_ranges(st: SymbolState) -> list[tuple[int, int]]:
         for start, members in sorted(groups.items()):
             if len(members) > 1:
                 todo += _capped(members, [st.index[k][0] for k in members], start + span)
+            elif span == HOUR_MS and members[0] in st.raw:
+                todo.append((members[0], start + span))
     return todo
 
 

@@ -44,11 +44,11 @@ def _damaged(what: str) -> NotADatabaseError:
 
 
 def _joined(
-    specs: list[list[Any]], ns: list[int], delta: bool, dest: np.ndarray
+    specs: list[list[Any]], ns: list[int], delta: bool, dest: np.ndarray, apart: tuple[str, ...]
 ) -> list[tuple[int, list[Any]]]:
     """``dest`` := every block's payload of one column, end to end: per block a zero row then
-    its n-1 deltas (``delta``), or its n values. Blocks of kinds "c" and "f" get zeros and are
-    returned as ``(block number, spec)`` for the caller to write afterwards.
+    its n-1 deltas (``delta``), or its n values. Blocks of the kinds ``apart`` get zeros and
+    are returned as ``(block number, spec)`` for the caller to write afterwards.
 
     The payloads are joined as bytes (one ``b"".join`` and one ``np.frombuffer`` per integer
     type), not turned into an array each: per block that costs a length check, not ~6 numpy
@@ -61,7 +61,7 @@ def _joined(
     lead = 1 if delta else 0
     at = 0
     for i, (spec, n) in enumerate(zip(specs, ns, strict=True)):
-        if spec[0] in ("c", "f"):
+        if spec[0] in apart:
             later.append((i, spec))
         else:
             payload, code = spec[4], spec[1]
@@ -111,12 +111,13 @@ def _ints(
 ) -> None:
     """An integer column (kinds "d", "r", "c") of every block into ``dest``."""
     kinds = {spec[0] for spec in specs}
-    if not kinds <= {"d", "r", "c"} or kinds >= {"d", "r"}:
+    if not kinds <= {"d", "r", "c"}:
         raise _damaged(f"kinds {sorted(kinds)!r} in one column")
     delta = "d" in kinds
-    later = _joined(specs, ns, delta, dest)
+    later = _joined(specs, ns, delta, dest, ("c", "r") if delta else ("c",))
     if delta:  # a "c" block of a delta column: its base, then zero steps
-        _running_sums(dest, starts, [spec[2] for spec in specs])
+        _running_sums(dest, starts, [0 if spec[0] == "r" else spec[2] for spec in specs])
+        _write_runs(later, "r", ns, starts, dest)  # blocks stored unnarrowed (appends)
         return
     for i, spec in later:
         if spec[2]:
@@ -132,7 +133,7 @@ def _decimals(
         raise _damaged(f"kinds {sorted(kinds)!r} in one column")
     delta = "s" in kinds
     counts = dest.view(np.int64)
-    later = _joined(specs, ns, delta, counts)
+    later = _joined(specs, ns, delta, counts, ("c", "f"))
     plain = [spec[0] not in ("c", "f") for spec in specs]  # those written afterwards: 0 / 1
     if delta:
         bases = [spec[2] if p else 0 for spec, p in zip(specs, plain, strict=True)]
@@ -144,14 +145,37 @@ def _decimals(
         np.multiply(counts, np.repeat(np.array(scales, dtype=np.float64), nsa), out=dest)
         dest /= _SCALE
     for i, spec in later:
-        s, n = starts[i], ns[i]
         if spec[0] == "c":
-            dest[s : s + n] = spec[2]
-        else:
-            f = np.frombuffer(spec[4], dtype="<f8")
-            if len(f) != n:
-                raise _damaged(f"a column holds {len(f)} values, not {n}")
-            dest[s : s + n] = f
+            dest[starts[i] : starts[i] + ns[i]] = spec[2]
+    _write_runs(later, "f", ns, starts, dest)
+
+
+def _write_runs(
+    later: list[tuple[int, list[Any]]], kind: str, ns: list[int], starts: np.ndarray, dest: Any
+) -> None:
+    """Write the blocks of ``kind`` among ``later`` (values stored as they are: float64 "f",
+    or integers "r" in a delta column — an append's blocks), each run of consecutive blocks
+    of one type joined and written at once (the open minute's ~60 blocks: one run)."""
+    run: list[bytes] = []
+    first = last = -2
+    code = ""
+
+    def flush() -> None:
+        if run:
+            dest[starts[first] : starts[last] + ns[last]] = np.frombuffer(b"".join(run), code)
+
+    for i, spec in later:
+        if spec[0] != kind:
+            continue
+        size = 8 if spec[1] == "<f8" else _SIZES[spec[1]]
+        if len(spec[4]) != ns[i] * size:
+            raise _damaged(f"a column holds {len(spec[4]) // size} values, not {ns[i]}")
+        if i != last + 1 or spec[1] != code:
+            flush()
+            run, first, code = [], i, spec[1]
+        run.append(spec[4])
+        last = i
+    flush()
 
 
 def _bools(

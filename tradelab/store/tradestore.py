@@ -306,8 +306,8 @@ class TradeStore:
         with self._wlock:
             keys = st.keys_between(lo, hi)
             entries = [st.index[k] for k in keys]
-        if len(keys) < 2:
-            return 0
+            if len(keys) < 2 and not (keys and keys[0] in st.raw):  # alone: re-encoded
+                return 0
         plan = Plan(self._db.get, sym, st)
         try:
             plan.merge(keys, None)
