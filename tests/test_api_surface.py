@@ -109,6 +109,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "CollectorSettings",
         "STALE_AFTER_MS",
         "STATUS_META",
+        "export_line",
         "format_status",
         "read_collector_status",
     ],

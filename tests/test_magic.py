@@ -6,6 +6,7 @@ session puts the collector on its own thread); profiles read a real RocksDB stor
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
@@ -437,6 +438,14 @@ def test_start_with_export_to_hands_the_table_to_the_collector(ip, sim, tmp_path
     assert set(export["through"]) == {"BTCUSDT"}  # it exported (or checked) the collected symbol
     # what `tradelab status` prints for this store names the table
     assert f"  export to {table}: BTCUSDT through " in format_status(published())
+    # and so does the kernel's own live status (`%tradelab status`, text and HTML)
+    live = tradelab.status()
+    assert live.source == "this process" and live["export"]["uri"] == str(table)
+    assert f"export to {table}: BTCUSDT through " in live.to_text()
+    assert f"export to {html.escape(str(table))}: BTCUSDT through " in live._repr_html_()
+    capsys.readouterr()
+    magic(ip, "status")
+    assert f"export to {table}: BTCUSDT through " in capsys.readouterr().out
     magic(ip, "stop")
     assert session.current() is None
     _assert_nothing_lost(path, sim, "BTCUSDT")

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tradelab.collector import read_collector_status
+from tradelab.collector import export_line, read_collector_status
 from tradelab.config import resolve_data_dir
 from tradelab.exceptions import TradelabError
 from tradelab.formatting import uptime_text, utc_text
@@ -55,7 +55,8 @@ class Status(dict):  # type: ignore[type-arg]  # a plain JSON-ready dict, keys d
     ``store_path``, ``ws_url``, ``pid``, ``started_at``, ``updated_at`` (unix ms) and
     ``symbols`` — per symbol: ``connected``, ``trades_stored``, ``rate_per_min``,
     ``last_trade_time``, ``last_agg_id``, ``gaps_detected``, ``gaps_backfilled``,
-    ``gaps_unrepairable``, ``uptime_ratio``, ``buffered``, ``last_error``.
+    ``gaps_unrepairable``, ``uptime_ratio``, ``buffered``, ``last_error``; with an export
+    target, ``export`` (``uri``, ``exports``, ``through`` per symbol, ``last_error``).
     """
 
     COLUMNS: tuple[tuple[str, str], ...] = (
@@ -128,6 +129,9 @@ class Status(dict):  # type: ignore[type-arg]  # a plain JSON-ready dict, keys d
             lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
             for r in rows:
                 lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        export = export_line(self)
+        if export is not None:
+            lines.append(export)
         return "\n".join(line.rstrip() for line in lines)
 
     def _repr_html_(self) -> str:
@@ -136,7 +140,9 @@ class Status(dict):  # type: ignore[type-arg]  # a plain JSON-ready dict, keys d
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows()
         )
         table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        return f"<p>{html.escape(self.headline())}</p>" + (table if body else "")
+        export = export_line(self)
+        tail = f"<p>{html.escape(export)}</p>" if export is not None else ""
+        return f"<p>{html.escape(self.headline())}</p>" + (table if body else "") + tail
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.to_text())

@@ -16,6 +16,7 @@ from tradelab.collector.settings import CollectorSettings
 from tradelab.collector.status_doc import (
     STALE_AFTER_MS,
     STATUS_META,
+    export_line,
     format_status,
     read_collector_status,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "STATUS_META",
     "Collector",
     "CollectorSettings",
+    "export_line",
     "format_status",
     "read_collector_status",
 ]

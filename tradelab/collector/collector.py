@@ -432,7 +432,7 @@ class Collector:
                 "buffered": self._gate.buffered_of(name),
                 "last_error": self._errors.get(name),
             }
-        return {
+        doc: dict[str, Any] = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "running": self._running,
@@ -443,6 +443,10 @@ class Collector:
             "store_path": self._store_path(),
             "symbols": symbols,
         }
+        exporter = self._publisher.exporter
+        if exporter.enabled:
+            doc["export"] = dict(exporter.state)
+        return doc
 
     # --- start-up ----------------------------------------------------------------------------
 

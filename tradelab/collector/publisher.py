@@ -8,7 +8,7 @@ store knows its coverage, and the next start repairs what is missing.) Every ``l
 logs one "Stored N trades" line per symbol from the same document, and every
 ``retention_interval`` it runs ``sink.enforce_retention``. With an ``export_to`` table it runs the
 :class:`~tradelab.collector.exporting.HourlyExporter` beside (each closed hour into the table)
-and adds the export's state to the status document (``"export"``).
+whose state the collector's status document carries (``"export"``).
 
 It reads nothing but that callable and its settings, so a unit test drives it with a
 dictionary and a fake sink.
@@ -53,8 +53,6 @@ class StatusPublisher:
     def publish(self, doc: dict[str, Any]) -> None:
         """Worker thread: write the status document to the store."""
         assert self._sink is not None, "StatusPublisher.begin() was not called"
-        if self.exporter.enabled:
-            doc = {**doc, "export": dict(self.exporter.state)}
         self._sink.put_meta(STATUS_META, doc)
 
     async def run(self) -> None:

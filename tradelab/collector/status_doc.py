@@ -16,6 +16,7 @@ store may be unwritable" from "died".
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tradelab.store.opening import writer_alive
 __all__ = [
     "STALE_AFTER_MS",
     "STATUS_META",
+    "export_line",
     "format_status",
     "read_collector_status",
     "silent_text",
@@ -150,15 +152,23 @@ def format_status(doc: dict[str, Any] | None) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    export = doc.get("export")
-    if isinstance(export, dict):
-        through = ", ".join(
-            f"{sym} through {hour or 'nothing yet'}"
-            for sym, hour in sorted((export.get("through") or {}).items())
-        )
-        error = export.get("last_error")
-        lines.append(
-            f"  export to {export.get('uri')}: {through or 'not run yet'}"
-            + (f"; last attempt failed: {str(error)[:120]}" if error else "")
-        )
+    export = export_line(doc)
+    if export is not None:
+        lines.append(f"  {export}")
     return "\n".join(lines)
+
+
+def export_line(doc: Mapping[str, Any]) -> str | None:
+    """One line on the collector's export to a shared table (``doc["export"]``), or ``None``
+    when it exports nowhere: the table, each symbol's last exported hour, the last failure."""
+    export = doc.get("export")
+    if not isinstance(export, dict):
+        return None
+    through = ", ".join(
+        f"{sym} through {hour or 'nothing yet'}"
+        for sym, hour in sorted((export.get("through") or {}).items())
+    )
+    error = export.get("last_error")
+    return f"export to {export.get('uri')}: {through or 'not run yet'}" + (
+        f"; last attempt failed: {str(error)[:120]}" if error else ""
+    )
