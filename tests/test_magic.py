@@ -7,6 +7,8 @@ session puts the collector on its own thread); profiles read a real RocksDB stor
 from __future__ import annotations
 
 import html
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -463,3 +465,16 @@ def test_start_with_a_bad_export_uri_is_one_line(ip, tmp_path, uri, message):
         magic(ip, f"start BTCUSDT --data {tmp_path / 'd'} --export-to {uri}")
     assert "\n" not in str(exc.value)
     assert session.current() is None
+    # the refused start let go of the store: another process may write there now
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tradelab.store import TradeStore; TradeStore(sys.argv[1]).close()",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr[-300:]

@@ -202,9 +202,13 @@ def start(
                 **collector_kwargs,
             )
         except TypeError as exc:
+            store.close()
             raise InvalidParameterError(
                 f"unknown collector option in {sorted(collector_kwargs)}: {exc}"
             ) from None
+        except BaseException:
+            store.close()  # a refused setting: release the writer lock, as stop() would
+            raise
         if data is not None:
             # The collected store becomes this process's default, so tradelab.trades(),
             # get_volume_profile() etc. (and subprocesses such as `!tradelab status`) read it.
