@@ -4,6 +4,10 @@
   aggTrade frame) must accept only frames the full path (``json.loads`` and every check)
   accepts, with the same values; anything else is left to the full path. Checked on the real
   recordings and on frames mutated character by character (hypothesis).
+* :func:`tradelab.binance.protocol.match_trade_bytes` (the same match over the undecoded
+  bytes, what the collector's reader takes from the connection) must give exactly what
+  ``match_trade`` gives for the decoded text, and nothing for bytes that are not UTF-8: on the
+  recordings, every single-character edit and byte-level mutations.
 * :class:`tradelab.collector.columns.TradeColumns` (the gate's packed buffer) must give back
   every trade bit for bit: as values, as ids, as numpy columns and as a frame in the trade
   schema that the store takes as it is.
@@ -23,6 +27,7 @@ from tradelab.binance.protocol import (
     Rejection,
     Trade,
     match_trade,
+    match_trade_bytes,
     parse_frame,
     trades_to_frame,
 )
@@ -151,6 +156,108 @@ def test_values_at_the_edges_agree(a, f, span, t, p, q, m, sym, stream_sym) -> N
 
 def _canonical_decimals(p: object, q: object) -> bool:
     return all("E" not in str(x) and not str(x).startswith("-") for x in (p, q))
+
+
+def _bytes_agree(raw: bytes) -> object:
+    """The bytes match of ``raw`` equals the text match of its UTF-8 decoding (None if it is
+    not UTF-8), and ``match_trade``/``parse_frame`` given the bytes agree with both."""
+    fast = match_trade_bytes(raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert fast is None, raw
+        assert match_trade(raw) is None and type(parse_frame(raw)) is Rejection, raw
+        return None
+    assert fast == match_trade(text) == match_trade(raw) == match_trade(bytearray(raw)), raw
+    if fast is not None:
+        assert type(fast[0]) is str and type(fast[7]) is bool, raw
+        assert parse_frame(raw) == parse_frame(text) == Trade(*fast), raw
+    return fast
+
+
+def test_the_bytes_match_is_the_text_match_on_the_recordings(shared_data) -> None:
+    path = shared_data / "spot_btcusdt_20240808-09.aggTrade.tsv.gz"
+    n = 0
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            raw = line.split("\t", 1)[1].rstrip("\n")
+            assert _bytes_agree(raw.encode()) is not None, raw  # canonical: the fast path
+            n += 1
+            if n >= 20_000:
+                break
+    assert n > 0
+
+
+_BYTES = [*(c.encode() for c in _ALPHABET), b"\xff", b"\x80", b"\xc3", b"\xe2\x82", b"\xc3\xa9"]
+
+
+def test_every_single_edit_of_the_frame_bytes_matches_as_its_text_does() -> None:
+    """Exhaustive: each byte replaced by, or preceded by, each of ``_BYTES`` (the alphabet of
+    the text test in UTF-8, stray continuation bytes, truncated and whole multi-byte
+    sequences), or deleted."""
+    data = FRAME.encode()
+    edits = [data[:i] + data[i + 1 :] for i in range(len(data))]
+    for i in range(len(data) + 1):
+        for b in _BYTES:
+            edits.append(data[:i] + b + data[i:])
+            edits.append(data[:i] + b + data[i + 1 :])
+    fast_ones = not_utf8 = 0
+    for raw in edits:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            not_utf8 += 1
+        if _bytes_agree(raw) is not None:
+            fast_ones += 1
+    assert 0 < fast_ones < len(edits) and not_utf8 > 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, len(FRAME) - 1),
+            st.sampled_from(["replace", "insert", "delete"]),
+            st.binary(min_size=1, max_size=3),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_a_mutated_frame_matches_as_bytes_exactly_as_text(edits) -> None:
+    raw = FRAME.encode()
+    for i, what, b in edits:
+        i = min(i, len(raw) - 1)
+        if what == "replace":
+            raw = raw[:i] + b + raw[i + 1 :]
+        elif what == "insert":
+            raw = raw[:i] + b + raw[i:]
+        else:
+            raw = raw[:i] + raw[i + 1 :]
+    _bytes_agree(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.integers(0, 2**63 + 5),
+    f=st.integers(0, 2**63 + 5),
+    span=st.integers(-2, 5),
+    t=st.integers(0, 10**13 + 5),
+    p=st.decimals(0, 10**12, places=8, allow_nan=False),
+    q=st.decimals(0, 10**9, places=8, allow_nan=False),
+    m=st.booleans(),
+    sym=st.sampled_from(["BTCUSDT", "ETHUSDT", "1000PEPEUSDT"]),
+    stream_sym=st.sampled_from(["btcusdt", "ethusdt", "1000pepeusdt"]),
+)
+def test_values_at_the_edges_agree_as_bytes(a, f, span, t, p, q, m, sym, stream_sym) -> None:
+    raw = (
+        f'{{"stream":"{stream_sym}@aggTrade","data":{{"e":"aggTrade","E":1,"s":"{sym}",'
+        f'"a":{a},"p":"{p}","q":"{q}","f":{f},"l":{f + span},"T":{t},'
+        f'"m":{"true" if m else "false"},"M":true}}}}'
+    )
+    fast = _bytes_agree(raw.encode())
+    if fast is not None:
+        assert Trade(*fast) == _full_path(raw), raw
 
 
 # --- the packed buffer -------------------------------------------------------------------------

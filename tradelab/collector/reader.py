@@ -1,13 +1,16 @@
 """The hot path of a stream connection: every frame, from the socket to the intake gate.
 
 :func:`read_stream` is the read loop the :class:`~tradelab.collector.streams.StreamSupervisor`
-runs per connection. Per frame it costs one ``ws.recv()``, one regular-expression match of the
-canonical aggTrade frame (:func:`~tradelab.binance.protocol.match_trade`: values, no dict, no
+runs per connection. A trade frame costs: taking it from the queue of frames websockets has
+already parsed (no ``ws.recv()`` call chain, no copy, no UTF-8 decode, while frames wait there),
+one regular-expression match of the canonical aggTrade frame over its bytes
+(:func:`~tradelab.binance.protocol.match_trade_bytes`: values, no dict, no
 :class:`~tradelab.binance.Trade`), the plausibility bounds (two comparisons), the symbol's
 :class:`~tradelab.binance.GapTracker` (one comparison when ids are in order) and one packed
 append to the gate (:meth:`~tradelab.collector.gate.IntakeGate.admit_values`). Any other frame
-goes through :func:`~tradelab.binance.parse_frame` and the same checks, so a trade in another
-layout is taken exactly as before, and a malformed frame is reported and skipped.
+goes through ``ws.recv()`` and :func:`~tradelab.binance.parse_frame` and the same checks, so a
+trade in another layout is taken exactly as before, and a malformed frame is reported and
+skipped.
 
 Memory: websockets keeps at most ``max_queue`` frames of at most ``max_size`` bytes (the
 supervisor's settings) and stops reading the socket beyond that, so a flood waits in the
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
@@ -31,7 +35,9 @@ from tradelab.binance.protocol import (
     ServerShutdown,
     Trade,
     TradeValues,
+    excerpt,
     match_trade,
+    match_trade_bytes,
     parse_frame,
 )
 from tradelab.collector.gate import IntakeGate
@@ -69,6 +75,17 @@ async def read_stream(
 ) -> None:
     """Read ``conn`` until it closes, or until the gate pauses intake (then return).
 
+    Draining: when data arrives, websockets parses every frame of it at once into its queue of
+    received frames. The frames there that are whole canonical trade frames (one fragment,
+    :func:`~tradelab.binance.protocol.match_trade_bytes`; a binary frame with that text would
+    give the same values through ``recv()``) are taken straight from that queue, undecoded,
+    in order, with websockets' flow control kept (its ``maybe_resume``); the first frame that
+    is anything else, and every frame once the queue is empty, goes through ``ws.recv()`` as
+    before. So a frame is never skipped, reordered or read twice, and the cost of ``recv()``
+    (three coroutines, a copy, the UTF-8 decode) is paid only by the frames that need it.
+    Without that queue (another websockets version, a test double), every frame goes through
+    ``recv()``.
+
     Read coalescing: at low rates each frame would wake the event loop on its own (most of the
     CPU a quiet feed costs). So when a window of ``pace`` seconds brought fewer than
     :data:`COALESCE_BELOW` frames, reading pauses for one window and the kernel buffers the
@@ -77,63 +94,77 @@ async def read_stream(
     ends.
     """
     admit = gate.admit_values
-    fast = match_trade
+    fast, fast_bytes = match_trade, match_trade_bytes
     ws = conn.ws
     recv = ws.recv
     transport = ws.transport
-    # websockets' queue of received frames (to know whether recv() would wait)
-    queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
-    queue = getattr(queue, "queue", queue)  # its deque, if it has one: len() without a call
-    if queue is None or not hasattr(queue, "__len__"):
+    assembler, queue = _frame_queue(ws)
+    if queue is None:
         pace = None
+        queue = ()  # never holds a frame: every frame through recv()
+    else:
+        take = queue.popleft
+        resume = assembler.maybe_resume
     clock = asyncio.get_running_loop().time
     window_end = clock() + (pace or 0.0)
-    in_window = 0
+    window_first = 0
     jump = plausibility.max_id_jump
     oldest, newest = plausibility.bounds(int(time.time() * 1000))
     frames = 0
+    raw: Any = None
     while True:
-        raw = await recv()
+        values = None
+        if queue:  # websockets holds frames already: take a canonical trade without awaiting
+            frame = queue[0]
+            if frame.fin:  # a whole message (text or binary: the same values either way)
+                values = fast_bytes(frame.data)
+                if values is not None:
+                    take()
+                    if assembler.paused:
+                        resume()
+        elif pace is not None and (now := clock()) >= window_end:
+            quiet = frames - window_first < COALESCE_BELOW
+            window_first = frames
+            window_end = now + pace
+            if quiet and transport.is_reading():
+                transport.pause_reading()
+                try:
+                    await asyncio.sleep(pace)
+                finally:
+                    if not transport.is_closing():
+                        transport.resume_reading()
+        if values is None:  # anything else, or nothing buffered: websockets' own way
+            raw = await recv()
+            values = fast(raw)
+            if values is None:
+                ev = parse_frame(raw)
+                if type(ev) is not Trade:
+                    frames += 1
+                    _other_event(ev, conn, on_bad)
+                    continue
+                values = cast(TradeValues, tuple(ev))
+        else:
+            raw = frame.data
         frames += 1
         if not frames & 1023:  # the time bounds move with the clock
             oldest, newest = plausibility.bounds(int(time.time() * 1000))
-        if pace is not None:
-            in_window += 1
-            if not len(queue) and (now := clock()) >= window_end:  # type: ignore[arg-type]
-                quiet = in_window < COALESCE_BELOW
-                in_window = 0
-                window_end = now + pace
-                if quiet and transport.is_reading():
-                    transport.pause_reading()
-                    try:
-                        await asyncio.sleep(pace)
-                    finally:
-                        if not transport.is_closing():
-                            transport.resume_reading()
-        values = fast(raw)
-        if values is None:
-            ev = parse_frame(raw)
-            if type(ev) is not Trade:
-                _other_event(ev, conn, on_bad)
-                continue
-            values = cast(TradeValues, tuple(ev))
         sym, a, p, q, f, last, t, m = values
         tracker = trackers.get(sym)
         if tracker is None:
-            on_bad(Rejection(f"trade for unsubscribed symbol {sym!r}", str(raw)[:120]), conn)
+            on_bad(Rejection(f"trade for unsubscribed symbol {sym!r}", excerpt(raw)), conn)
             continue
         high = tracker.high
-        if (high is not None and a - high > jump) or not (oldest <= t <= newest):
-            now_ms = int(time.time() * 1000)
-            oldest, newest = plausibility.bounds(now_ms)
-            why = plausibility.check(a, t, high, now_ms)
-            if why is not None:
-                on_implausible(Trade(*values), why, conn)
-                continue
-        if high is not None and a == high + 1:  # GapTracker.observe's common case, inlined
-            tracker.high = a
+        if high is not None and a == high + 1 and oldest <= t <= newest:
+            tracker.high = a  # the next id, in time: GapTracker.observe's common case, inlined
             tracker.last_time = t
         else:
+            if (high is not None and a - high > jump) or not (oldest <= t <= newest):
+                now_ms = int(time.time() * 1000)
+                oldest, newest = plausibility.bounds(now_ms)
+                why = plausibility.check(a, t, high, now_ms)
+                if why is not None:
+                    on_implausible(Trade(*values), why, conn)
+                    continue
             verdict = tracker.observe(a, t)
             if verdict is False:
                 continue
@@ -144,6 +175,22 @@ async def read_stream(
         conn.delivered += 1
         if admit(sym, a, p, q, f, last, t, m):  # the buffer is full: intake paused
             return
+
+
+def _frame_queue(ws: Any) -> tuple[Any, Any]:
+    """websockets' assembler of received messages and its deque of frames, or (None, None)
+    when the connection does not have them in the shape this module knows (then every frame
+    goes through ``recv()`` and reading never pauses)."""
+    assembler = getattr(ws, "recv_messages", None)
+    frames = getattr(assembler, "frames", None)
+    queue = getattr(frames, "queue", None)
+    if (
+        type(queue) is not deque
+        or not callable(getattr(assembler, "maybe_resume", None))
+        or type(getattr(assembler, "paused", None)) is not bool
+    ):
+        return None, None
+    return assembler, queue
 
 
 def _other_event(ev: Any, conn: ReadTarget, on_bad: Callable[[Rejection, Any], None]) -> None:
