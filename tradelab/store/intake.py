@@ -34,6 +34,7 @@ __all__ = ["Trades", "trade_columns", "validate_columns"]
 _NAMES = list(TRADE_COLUMNS)
 _TYPES = list(TRADE_SCHEMA.values())
 _INF = float("inf")
+_min, _max, _any = np.minimum.reduce, np.maximum.reduce, np.logical_or.reduce  # no wrappers
 
 
 Trades = pl.DataFrame | Mapping[str, Any] | Iterable[Mapping[str, Any]]
@@ -42,30 +43,44 @@ Trades = pl.DataFrame | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 
 def trade_columns(trades: Trades) -> Columns:
     """The trades as checked numpy columns (time as int64 unix ms), in the given row order."""
+    frame = None
     if isinstance(trades, pl.DataFrame):
-        if trades.columns == _NAMES and trades.dtypes == _TYPES:
-            cols = _typed_frame(trades)
-        else:
-            cols = _typed_frame(to_trade_frame(trades))  # coerces and checks what it casts
+        frame = trades if trades.columns == _NAMES and trades.dtypes == _TYPES else None
+        cols = _typed_frame(frame if frame is not None else to_trade_frame(trades))
     elif isinstance(trades, Mapping):
         cols = _mapping(trades)
     else:
         cols = _typed_frame(to_trade_frame(trades))
-    if len(cols["agg_id"]):
-        _check_values(cols)
-        validate_columns(cols)
+    try:
+        if any(a.dtype != DTYPES[c] for c, a in cols.items()):  # a null made it float/object
+            raise InvalidTradesError("trades have values of another type")
+        if len(cols["agg_id"]):
+            _check_values(cols)
+            validate_columns(cols)
+    except InvalidTradesError:
+        if frame is not None:
+            _refuse_nulls(frame)  # the message a null deserves, rather than what it became
+        raise
     return cols
 
 
-def _typed_frame(frame: pl.DataFrame) -> Columns:
-    """The arrays of a frame already in the trade schema (no copy for one-chunk columns)."""
+def _refuse_nulls(frame: pl.DataFrame) -> None:
     if any(s.null_count() for s in frame.get_columns()):
         nulls = [s.name for s in frame.get_columns() if s.null_count()]
         raise InvalidTradesError(f"trades have missing (null) values in {', '.join(nulls)}")
+
+
+def _typed_frame(frame: pl.DataFrame) -> Columns:
+    """The arrays of a frame already in the trade schema (no copy for one-chunk columns).
+
+    Nulls are not counted here (seven calls into Polars per append): a null turns its column
+    into float64 (integers), an object array (booleans), NaT (times) or NaN (prices,
+    quantities), which the checks refuse; :func:`trade_columns` then names the nulls.
+    """
     out: Columns = {}
-    for c in TRADE_COLUMNS:
-        a = frame.get_column(c).to_numpy()
-        out[c] = a.view(np.int64) if c == "time" else a
+    for c, s in zip(TRADE_COLUMNS, frame.get_columns(), strict=True):
+        a = s.to_numpy()
+        out[c] = a.view(np.int64) if c == "time" and a.dtype.kind == "M" else a
     return out
 
 
@@ -118,7 +133,7 @@ def _check_values(cols: Columns) -> None:
     """Refuse NaN/inf/non-positive prices and NaN/inf/negative quantities (min/max only: a NaN
     makes both fail)."""
     p, q = cols["price"], cols["qty"]
-    if not (p.min() > 0 and p.max() < _INF and q.min() >= 0 and q.max() < _INF):
+    if not (_min(p) > 0 and _max(p) < _INF and _min(q) >= 0 and _max(q) < _INF):
         bad_price = int((~(np.isfinite(p) & (p > 0))).sum())
         bad_qty = int((~(np.isfinite(q) & (q >= 0))).sum())
         raise InvalidTradesError(
@@ -131,12 +146,12 @@ def validate_columns(cols: Columns) -> None:
     """Refuse trades the store cannot hold (times outside 1970..2286, negative or inverted ids)."""
     t = cols["time"]
     problems = []
-    if int(t.min()) < 0 or int(t.max()) > MAX_MS:
+    if int(_min(t)) < 0 or int(_max(t)) > MAX_MS:
         problems.append(f"time must lie between 1970 and the year 2286 (0..{MAX_MS} ms)")
     for c in ("agg_id", "first_id", "last_id"):
-        if int(cols[c].min()) < 0:
+        if int(_min(cols[c])) < 0:
             problems.append(f"{c} must be >= 0")
-    if bool((cols["last_id"] < cols["first_id"]).any()):
+    if _any(cols["last_id"] < cols["first_id"]):
         problems.append("last_id must be >= first_id")
     if problems:
         raise InvalidTradesError("invalid trades: " + "; ".join(problems))

@@ -62,6 +62,7 @@ __all__ = [
     "prepare_histograms",
     "remember_small",
     "roll_up_ranges",
+    "sorted_keys",
 ]
 
 BlockReader = Callable[[bytes], "bytes | None"]
@@ -149,31 +150,26 @@ def plan_append(read: BlockReader, sym: str, st: SymbolState, cols: Columns) -> 
     """
     plan = Plan(read, sym, st)
     t = cols["time"]
-    hours = t - t % HOUR_MS
-    first_hour = int(hours[0])
-    groups = (
-        [cols]
-        if bool((hours == first_hour).all())
-        else [take(cols, hours == h) for h in np.unique(hours)]
-    )
-    for part in groups:
-        key = int(part["time"].min())
+    t0, t1 = int(np.minimum.reduce(t)), int(np.maximum.reduce(t))
+    if floor_to(t0, HOUR_MS) == floor_to(t1, HOUR_MS):
+        groups = [(cols, t0, t1)]  # the usual case: one clock hour
+    else:
+        hours = t - t % HOUR_MS
+        groups = []
+        for h in np.unique(hours):
+            part = take(cols, hours == h)
+            groups.append((part, int(part["time"].min()), int(part["time"].max())))
+    for part, key, last in groups:
         if key in st.index or key in plan.puts:
             plan.merge([key], part)
             continue
-        n = len(part["agg_id"])
+        ids = part["agg_id"]
+        n = len(ids)
         if n <= RAW_BLOCK_ROWS:
             plan.raw.add(key)
         plan.puts[key] = (
-            encode_raw_block(part) if n <= RAW_BLOCK_ROWS else encode_block(part),
-            BlockHeader(
-                n,
-                key,
-                int(part["time"].max()),
-                int(part["agg_id"][0]),
-                int(part["agg_id"][-1]),
-                inner_runs(part["agg_id"], part["time"]),
-            ),
+            encode_raw_block(part, (key, last)) if n <= RAW_BLOCK_ROWS else encode_block(part),
+            BlockHeader(n, key, last, int(ids[0]), int(ids[-1]), inner_runs(ids, part["time"])),
         )
         plan.loaded[key] = part
     return plan
@@ -290,6 +286,18 @@ def _histograms_to_batch(
         plan.hists_written[hour] = fp
 
 
+def sorted_keys(
+    st: SymbolState, plan: Plan, index: dict[int, IndexEntry], dropped: Iterable[int] = ()
+) -> list[int]:
+    """The keys of ``index`` (what :func:`plan_to_batch` returned for ``plan``), sorted: for
+    an append, whose new keys come after every other, ``st.keys`` plus them (no sort of the
+    whole index on every append)."""
+    new = sorted(k for k in plan.puts if k not in st.index)
+    if plan.deletes or dropped or (st.keys and new and new[0] <= st.keys[-1]):
+        return sorted(index)
+    return st.keys + new
+
+
 def remember_small(st: SymbolState, plan: Plan, dropped: Iterable[int] = ()) -> None:
     """After ``plan`` was written: keep the columns of its small new blocks in ``st.small``
     (own copies: an append's arrays may be the caller's) and forget the blocks that went;
@@ -361,8 +369,8 @@ def appended_meta(meta: dict[str, Any], cols: Columns) -> dict[str, Any]:
     out = dict(meta)
     t = cols["time"]
     out["count"] += len(cols["agg_id"])
-    out["first_time"] = _min(out["first_time"], int(t.min()))
-    out["last_time"] = _max(out["last_time"], int(t.max()))
+    out["first_time"] = _min(out["first_time"], int(np.minimum.reduce(t)))
+    out["last_time"] = _max(out["last_time"], int(np.maximum.reduce(t)))
     out["first_agg_id"] = _min(out["first_agg_id"], int(cols["agg_id"][0]))
     out["last_agg_id"] = _max(out["last_agg_id"], int(cols["agg_id"][-1]))
     return out

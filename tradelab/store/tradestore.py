@@ -80,6 +80,7 @@ from tradelab.store.plan import (
     prepare_histograms,
     remember_small,
     roll_up_ranges,
+    sorted_keys,
 )
 from tradelab.store.reading import (
     count_blocks,
@@ -353,14 +354,13 @@ class TradeStore:
         dropped: Iterable[int] = (),
     ) -> None:
         """Write the plan and the new counters in one batch; update the cache only on success.
-
         ``dropped``: block keys the caller already removed in ``batch`` with a range tombstone.
         """
         batch = batch if batch is not None else rd.WriteBatch(raw_mode=True)
         index = plan_to_batch(batch, sym, st, plan, meta, dropped)
         self._write(batch, what)
+        st.keys = sorted_keys(st, plan, index, dropped)
         st.index = index
-        st.keys = sorted(index)
         st.meta = meta
         if plan.unrepairable is not None:
             st.unrepairable = plan.unrepairable
