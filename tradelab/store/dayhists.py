@@ -101,6 +101,11 @@ class _Ledger:
     """Days whose stored value was looked up."""
     cleared_below: int = -1
     """Day histograms before this day were range-deleted by this writer."""
+    prints: tuple[object, tuple[int, ...], dict[int, DayPrint]] | None = None
+    """``(index, its state, closed day -> its blocks)`` as last computed: the writer replaces
+    ``SymbolState.index`` by a new dict at every change (the state — open day, blocks, trades,
+    bytes — would tell an in-place change too). Only work is saved: every write re-checks the
+    day's blocks, and readers check them against the index they read."""
 
 
 _LEDGERS: dict[int, tuple[weakref.ref[SymbolState], _Ledger]] = {}
@@ -118,15 +123,23 @@ def _ledger(st: SymbolState) -> _Ledger:
     return ledger
 
 
-def _closed_days(st: SymbolState) -> dict[int, list[int]]:
-    """Day -> its block keys, for every closed day (``day + 24 h <= the open hour``)."""
+def _closed_days(st: SymbolState) -> dict[int, DayPrint]:
+    """Day -> the fingerprints of its blocks, for every closed day (``day + 24 h <= the open
+    hour``); call under the lock."""
     last = st.meta["last_time"]
     if last is None or not st.keys:
         return {}
+    open_day = floor_to(floor_to(last, HOUR_MS), DAY_MS)
+    ledger = _ledger(st)
+    state = (open_day, len(st.index), st.meta["count"], st.meta["bytes"])
+    if ledger.prints is not None and ledger.prints[0] is st.index and ledger.prints[1] == state:
+        return ledger.prints[2]
     days: dict[int, list[int]] = {}
-    for k in st.keys_between(0, floor_to(floor_to(last, HOUR_MS), DAY_MS)):
+    for k in st.keys_between(0, open_day):
         days.setdefault(floor_to(k, DAY_MS), []).append(k)
-    return days
+    prints = {day: day_blocks(st.index, keys) for day, keys in days.items()}
+    ledger.prints = (st.index, state, prints)
+    return prints
 
 
 def _keep_from(st: SymbolState) -> int:
@@ -139,8 +152,8 @@ def covered_hours(st: SymbolState) -> set[int]:
     needs: the hour pass neither builds nor keeps their histograms (call under the lock)."""
     ledger, keep_from = _ledger(st), _keep_from(st)
     out: set[int] = set()
-    for day, keys in _closed_days(st).items():
-        if day < keep_from and ledger.stored.get(day) == day_blocks(st.index, keys):
+    for day, blocks in _closed_days(st).items():
+        if day < keep_from and ledger.stored.get(day) == blocks:
             out.update(range(day, min(day + DAY_MS, keep_from), HOUR_MS))
     return out
 
@@ -203,8 +216,9 @@ def add_day_histograms(
             if fps is not None:
                 ledger.stored[day] = fps
     with lock:
-        _tidy(sym, st, ledger, write)
-        jobs = _jobs(st, ledger)
+        prints = _closed_days(st)
+        _tidy(sym, st, ledger, write, prints)
+        jobs = _jobs(st, ledger, prints)
     done = 0
     for job in jobs:
         value = _build(read, sym, job)
@@ -242,11 +256,11 @@ def _aged(st: SymbolState, day: int) -> list[int]:
     return sorted(h for h in st.hists if day <= h < end)
 
 
-def _jobs(st: SymbolState, ledger: _Ledger) -> list[_Job]:
-    """The closed days whose histogram is missing or stale (under the lock)."""
+def _jobs(st: SymbolState, ledger: _Ledger, prints: dict[int, DayPrint]) -> list[_Job]:
+    """The closed days (``prints``: their blocks) whose histogram is missing or stale (under
+    the lock)."""
     jobs = []
-    for day, keys in _closed_days(st).items():
-        blocks = day_blocks(st.index, keys)
+    for day, blocks in prints.items():
         if ledger.stored.get(day) == blocks or ledger.failed.get(day) == blocks:
             continue
         per_hour: dict[int, list[Fingerprint]] = {}
@@ -261,14 +275,19 @@ def _jobs(st: SymbolState, ledger: _Ledger) -> list[_Job]:
 
 
 def _tidy(
-    sym: str, st: SymbolState, ledger: _Ledger, write: Callable[[rd.WriteBatch, str], None]
+    sym: str,
+    st: SymbolState,
+    ledger: _Ledger,
+    write: Callable[[rd.WriteBatch, str], None],
+    prints: dict[int, DayPrint],
 ) -> None:
-    """Under the lock: delete the aged hour histograms of valid days, and the day histograms
-    of days left without blocks (retention); one small batch, only when there is something."""
+    """Under the lock: delete the aged hour histograms of valid days (``prints``: the closed
+    days' blocks), and the day histograms of days left without blocks (retention); one small
+    batch, only when there is something."""
     batch = rd.WriteBatch(raw_mode=True)
     drop: list[int] = []
-    for day, keys in _closed_days(st).items():
-        if ledger.stored.get(day) == day_blocks(st.index, keys):
+    for day, blocks in prints.items():
+        if ledger.stored.get(day) == blocks:
             drop += _aged(st, day)
     gone = [d for d in ledger.stored if not st.keys_between(d, d + DAY_MS)]
     first = floor_to(st.keys[0], DAY_MS) if st.keys else None
