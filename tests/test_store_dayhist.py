@@ -171,3 +171,28 @@ def test_a_window_ending_in_2286_reads_every_block(tmp_path: Path) -> None:
         got = s.price_histograms("BTCUSDT", START, 10**13)
         assert got.trades == df.height and days_used(s, START, 10**13) == {START}
         assert len(got.hours) == 23 and len(got.rest) == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("price", float("nan")),
+        ("price", float("inf")),
+        ("price", 60_000.000000001),  # 9 decimals: not a count of 1e-8
+        ("price", 2.0**53 / 1e8 * 2),  # beyond exact counts
+        ("qty", float("nan")),
+        ("qty", float("-inf")),
+        ("qty", -0.001),
+    ],
+)
+def test_the_dense_merge_refuses_trades_it_cannot_add_exactly(column: str, value: float) -> None:
+    cols = {
+        "price": np.full(50, 60_000.5),
+        "qty": np.full(50, 0.25),
+        "buyer_is_maker": np.arange(50) % 2 == 0,
+    }
+    assert merge_window([], [cols]) is not None
+    cols[column] = cols[column].copy()
+    cols[column][17] = value
+    assert merge_window([], [cols]) is None
+    assert merge_window([], [], [cols]) is None

@@ -25,6 +25,7 @@ byte-shuffled (every value's lowest byte first, then the next bytes: zstd finds 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -289,19 +290,25 @@ _DENSE = 1 << 24  # at most this many price slots in a merge (128 MiB of float64
 
 def _trade_entries(c: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Decoded trades as ``(price counts of 1e-8, buy units, sell units)`` (float units, exact
-    integers), or None if a price or a quantity does not allow an exact dense merge."""
+    integers), or None if a price or a quantity does not allow an exact dense merge. Each
+    check is a reduction over an array computed anyway (a NaN makes min and max NaN), and the
+    arrays are reused in place: ~4 ms per million trades instead of ~12."""
     price, qty, maker = c["price"], c["qty"], c["buyer_is_maker"]
     scaled = price * _SCALE
-    if not (np.isfinite(scaled).all() and float(np.abs(scaled).max()) < _MAX_COUNT):
+    lo, hi = float(scaled.min()), float(scaled.max())
+    if not (math.isfinite(lo) and math.isfinite(hi) and max(-lo, hi) < _MAX_COUNT):
         return None
-    k = np.rint(scaled).astype(np.int64)
-    if not np.array_equal((k / _SCALE).view(np.int64), price.view(np.int64)):
+    np.rint(scaled, out=scaled)
+    k = scaled.astype(np.int64)
+    np.divide(k, _SCALE, out=scaled)  # the double each count stands for: the price itself?
+    if not np.array_equal(scaled.view(np.int64), price.view(np.int64)):
         return None
-    units = np.rint(qty * float(_SCALE))
-    if not (np.isfinite(units).all() and float(units.min()) >= 0):
+    units = qty * float(_SCALE)
+    np.rint(units, out=units)
+    if not (float(units.min()) >= 0 and math.isfinite(float(units.max()))):
         return None
-    sell = np.where(maker, units, 0.0)
-    return k, units - sell, sell
+    sell = units * maker  # exact: units are finite; ~4x faster than np.where
+    return k, np.subtract(units, sell, out=units), sell
 
 
 def merge_window(
@@ -356,12 +363,14 @@ def merge_window(
         buy[slot] += h.buy
         sell[slot] += h.sell
         n[slot] += h.counts
-    for sign, binned in ((1, trades), (-1, taken)):
+    for op, binned in ((np.add, trades), (np.subtract, taken)):
         for k, b_units, s_units in binned:
-            slot = (k - lo) // step
-            n += sign * np.bincount(slot, minlength=size)
-            buy += sign * np.bincount(slot, weights=b_units, minlength=size).astype(np.int64)
-            sell += sign * np.bincount(slot, weights=s_units, minlength=size).astype(np.int64)
+            slot = k - lo
+            if step != 1:
+                slot //= step
+            op(n, np.bincount(slot, minlength=size), out=n)
+            for grid, w in ((buy, b_units), (sell, s_units)):
+                op(grid, np.bincount(slot, weights=w, minlength=size).astype(np.int64), out=grid)
     if taken and min(int(n.min()), int(buy.min()), int(sell.min())) < 0:
         return None  # took away trades the histograms do not hold: not the window's
     if taken and bool((np.where(n == 0, buy | sell, 0) != 0).any()):
