@@ -7,12 +7,13 @@ one, so the figures are the collector's own. Three parts:
 
 1. **Parsing baseline** — ``json.loads`` alone vs :func:`tradelab.binance.protocol.parse_frame`
    and the collector's fast path :func:`~tradelab.binance.protocol.match_trade` over the same
-   frames.
+   frames, and :func:`~tradelab.binance.protocol.match_trade_bytes` over their bytes.
 2. **Sustained ingest** — the simulator at full speed (``speed=0``: as fast as the client reads,
    one symbol, one connection); the collector parses, tracks gaps, batches every second and
-   writes to a real RocksDB store. ``--runs`` (3) interleaved pairs: a bare ``websockets``
-   client that only receives frames from the same simulator, then the collector; each reports
-   its rate and its CPU per frame, the collector also zero loss (stored ids == published ids
+   writes to a real RocksDB store. ``--runs`` (3) collector runs, each between two runs of a
+   bare ``websockets`` client that only receives frames from the same simulator (``await
+   ws.recv()`` in a loop), and compared with their mean; each reports its rate and its CPU
+   per frame, the collector also zero loss (stored ids == published ids
    from its first to its last, each once); then the medians, and one run under cProfile (where
    the time goes, plus the wall time of the store writes in the worker thread).
 3. **Realistic load** — 50 trades/s for each of two symbols for ``--seconds`` (default 70):
@@ -47,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import websockets
 
-from tradelab.binance.protocol import match_trade, parse_frame
+from tradelab.binance.protocol import match_trade, match_trade_bytes, parse_frame
 from tradelab.collector.collector import Collector
 from tradelab.recordings import shared_data_dir
 from tradelab.store.tradestore import TradeStore
@@ -158,12 +159,20 @@ def bench_parse() -> None:
         for f in frames:
             match_trade(f)
     t_fast = time.perf_counter() - t0
+    encoded = [f.encode() for f in frames]
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for b in encoded:
+            match_trade_bytes(b)
+    t_bytes = time.perf_counter() - t0
     n = reps * len(frames)
     print(
         f"[parse] {n:,} frames: json.loads {n / t_json:,.0f}/s ({1e6 * t_json / n:.2f} µs), "
         f"parse_frame {n / t_parse:,.0f}/s ({1e6 * t_parse / n:.2f} µs), match_trade (the "
         f"collector's fast path: values, no dict) {n / t_fast:,.0f}/s "
-        f"({1e6 * t_fast / n:.2f} µs); match_trade/json.loads = {t_fast / t_json:.2f}x; {load()}"
+        f"({1e6 * t_fast / n:.2f} µs), match_trade_bytes (the same over the undecoded frame, as "
+        f"the reader takes it) {n / t_bytes:,.0f}/s ({1e6 * t_bytes / n:.2f} µs); "
+        f"match_trade/json.loads = {t_fast / t_json:.2f}x; {load()}"
     )
 
 
@@ -208,19 +217,26 @@ def _median(xs: list[float]) -> float:
 
 
 async def ingest_runs(sim: SimProcess, seconds: float, tmp: Path, runs: int) -> None:
-    """``runs`` interleaved pairs (bare websockets, then the collector) on the same simulator;
-    each figure with the load beside it, then the medians."""
+    """``runs`` collector runs interleaved with bare ``websockets`` runs on the same simulator
+    (bare, collector, bare, collector, ..., bare): each collector run is compared with the
+    mean of the bare runs just before and just after it, so a load that changes during the
+    pair (other processes on this shared machine) weighs on both sides; each figure with the
+    load beside it, then the medians."""
     url = sim.ws_url + "/stream?streams=btcusdt@aggTrade"
     rows = []
+    bare = [await bare_receive(url, min(seconds, 5.0))]
     for i in range(runs):
-        base, base_cpu = await bare_receive(url, min(seconds, 5.0))
         rate, cpu_per, stored_ok = await ingest(sim, seconds, tmp / f"ingest-{i}", profile=False)
+        bare.append(await bare_receive(url, min(seconds, 5.0)))
+        (before, before_cpu), (after, after_cpu) = bare[-2], bare[-1]
+        base, base_cpu = (before + after) / 2, (before_cpu + after_cpu) / 2
         rows.append((base, rate, rate / base, base_cpu / cpu_per))
         print(
-            f"[ingest] run {i + 1}/{runs}: bare websockets {base:,.0f} frames/s "
-            f"({base_cpu:.2f} µs CPU/frame); collector {rate:,.0f} trades/s sustained "
-            f"({cpu_per:.2f} µs CPU/trade), {stored_ok}; ratio {rate / base:.2f} (CPU per "
-            f"frame bare/collector {base_cpu / cpu_per:.2f}); {load()}"
+            f"[ingest] run {i + 1}/{runs}: bare websockets {before:,.0f} / {after:,.0f} "
+            f"frames/s before / after ({before_cpu:.2f} / {after_cpu:.2f} µs CPU/frame); "
+            f"collector {rate:,.0f} trades/s sustained ({cpu_per:.2f} µs CPU/trade), "
+            f"{stored_ok}; ratio {rate / base:.2f} (CPU per frame bare/collector "
+            f"{base_cpu / cpu_per:.2f}); {load()}"
         )
     print(
         f"[ingest] medians of {runs}: bare {_median([r[0] for r in rows]):,.0f} frames/s, "
