@@ -44,6 +44,7 @@ __all__ = [
     "RAW_BLOCK_ROWS",
     "SMALL_BLOCK_ROWS",
     "SMALL_CACHE_ROWS",
+    "SPAN_MS",
     "STORE_FORMAT",
     "StoreStats",
     "SymbolState",
@@ -69,6 +70,9 @@ STORE_FORMAT = 1
 OWNER_FILE = "TRADELAB-WRITER.json"
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
+SPAN_MS = 600_000
+"""The open hour's closed ten-minute spans are rolled up into one block
+(:func:`tradelab.store.plan.roll_up_ranges`)."""
 MAX_MS = 10**13 - 1  # 13 digits: until the year 2286
 SMALL_BLOCK_ROWS = 5_000
 MAX_MERGE_ROWS = 250_000
