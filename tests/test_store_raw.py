@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tradelab.exceptions import InvalidTradesError
 from tradelab.recordings import synthetic_trades
 from tradelab.schema import TRADE_COLUMNS
 from tradelab.store.blocks import (
@@ -181,3 +182,39 @@ def test_the_kept_rows_count_follows_the_kept_blocks(store):
     store.delete_before(T0 + 70_000)
     assert st is not None and st.small_rows == sum(len(c["agg_id"]) for c in st.small.values())
     assert st.small_rows > 0
+
+
+FEW_BAD = {
+    "nan price": ("price", float("nan")),
+    "inf price": ("price", float("inf")),
+    "negative zero price": ("price", -0.0),
+    "nan qty": ("qty", float("nan")),
+    "inf qty": ("qty", float("inf")),
+    "negative qty": ("qty", -1e-8),
+    "time before 1970": ("time", -1),
+    "time after 2286": ("time", 10**13),
+    "negative agg_id": ("agg_id", -7),
+    "negative first_id": ("first_id", -3),
+    "negative last_id": ("last_id", -3),
+    "inverted ids": ("last_id", None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FEW_BAD))
+def test_a_few_trades_are_checked_as_many_are(store, kind):
+    """A 1-second batch is checked on Python lists (intake's few-rows path), a large one with
+    numpy: each bad value is refused by both, with the same one line."""
+    column, value = FEW_BAD[kind]
+    messages = []
+    for n in (5, 500):
+        cols = {c: a.copy() for c, a in _cols(synthetic_trades("BTCUSDT", T0, n)).items()}
+        if value is None:
+            cols["last_id"][n // 2] = cols["first_id"][n // 2] - 1
+        else:
+            cols[column][n // 2] = value
+        with pytest.raises(InvalidTradesError) as err:
+            store.append("BTCUSDT", cols)
+        messages.append(str(err.value))
+        assert "\n" not in messages[-1]
+    assert messages[0] == messages[1]
+    assert store.stats("BTCUSDT").trade_count == 0
