@@ -314,23 +314,21 @@ def _tidy(
 
 
 def valid_days(
-    db: rd.Rdict, sym: str, index: Mapping[int, IndexEntry], lo: int, hi: int
-) -> dict[int, bytes]:
-    """Day -> its stored histogram (decode it with
-    :func:`tradelab.store.histograms.decode_histogram`), for every day meeting ``[lo, hi)``
-    whose stored day histogram names exactly the blocks ``index`` shows in it (``index``:
-    every block of those days). Only the fingerprints are read here: a window decodes the
-    histograms it takes."""
-    per_day: dict[int, list[int]] = {}
-    for k in sorted(index):
-        per_day.setdefault(floor_to(k, DAY_MS), []).append(k)
-    days = [d for d in per_day if d < hi and d + DAY_MS > lo]
+    db: rd.Rdict, sym: str, index: Mapping[int, IndexEntry], days: list[int]
+) -> dict[int, HourHistogram]:
+    """Day -> its histogram, for each of ``days`` whose stored day histogram names exactly the
+    blocks ``index`` shows in it (``index``: every block of those days)."""
     if not days:
         return {}
-    out: dict[int, bytes] = {}
+    per_day: dict[int, list[int]] = {d: [] for d in days}
+    for k in sorted(index):
+        keys = per_day.get(floor_to(k, DAY_MS))
+        if keys is not None:
+            keys.append(k)
+    out: dict[int, HourHistogram] = {}
     values = cast(list[bytes | None], db.get([hday_key(sym, d) for d in days]))
     for day, raw in zip(days, values, strict=True):
-        blocks = None if raw is None else day_fingerprint(raw)
-        if raw is not None and blocks and blocks == day_blocks(index, per_day[day]):
-            out[day] = raw
+        hist = None if raw is None else decode_histogram(raw)
+        if hist is not None and hist.blocks and hist.blocks == day_blocks(index, per_day[day]):
+            out[day] = hist
     return out

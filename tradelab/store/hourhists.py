@@ -206,13 +206,9 @@ def window_histograms(db: rd.Rdict, sym: str, lo: int, hi: int) -> WindowHistogr
     per_hour: dict[int, list[int]] = {}
     for k in sorted(index):
         per_hour.setdefault(floor_to(k, HOUR_MS), []).append(k)
-    stored = valid_days(db, sym, index, lo, hi)
-    days: dict[int, HourHistogram] = {}
-    for day, raw in stored.items():  # the days wholly inside: always taken
-        if lo <= day and day + DAY_MS <= hi:
-            hist = decode_histogram(raw)
-            if hist is not None:
-                days[day] = hist
+    stored = sorted({floor_to(k, DAY_MS) for k in index})
+    whole = [d for d in stored if lo <= d and d + DAY_MS <= hi]
+    days = valid_days(db, sym, index, whole)  # the days wholly inside: taken if valid
     candidates = [
         h
         for h, keys in per_hour.items()
@@ -227,13 +223,13 @@ def window_histograms(db: rd.Rdict, sym: str, lo: int, hi: int) -> WindowHistogr
             if hist is not None and hist.fingerprint == fingerprint_of(key, index[key]):
                 hours[hour] = hist
     taken: list[tuple[int, int]] = []  # spans decoded to be taken away
-    for day in sorted(set(stored) - set(days)):  # the days partly inside
+    for day in stored:  # the days partly inside: read only if taking them decodes less
         a, b = max(lo, day), min(hi, day + DAY_MS)
-        if a == day and b == day + DAY_MS:
-            continue  # wholly inside, but unreadable
+        if day in whole or b <= a:
+            continue
         inside = _trades_in(per_hour, index, a, b, hours)
         outside = _trades_in(per_hour, index, day, a) + _trades_in(per_hour, index, b, day + DAY_MS)
-        hist = decode_histogram(stored[day]) if outside < inside else None
+        hist = valid_days(db, sym, index, [day]).get(day) if outside < inside else None
         if hist is not None:
             days[day] = hist
             taken += [(x, y) for x, y in ((day, a), (b, day + DAY_MS)) if x < y]
