@@ -215,7 +215,7 @@ def match_trade_bytes(raw: bytes | bytearray) -> TradeValues | None:
     """:func:`match_trade` over a frame's undecoded UTF-8 bytes, as the collector's reader takes
     them from the connection: the same values as ``match_trade(raw.decode())`` (None for bytes
     that are not UTF-8), without decoding the frame. The canonical frame is pure ASCII, so the
-    pattern is the same; only the symbol is decoded. Never raises."""
+    pattern is the same; only the symbol is decoded. Never raises for bytes-like input."""
     m = _CANONICAL_TRADE_BYTES(raw)
     if m is None:
         return None
