@@ -160,6 +160,8 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 def validate_ranges(ranges: object, name: str = "unrepairable") -> list[tuple[int, int]]:
     """``ranges`` as a merged list of ``(first, last)`` id pairs; raises
     :class:`InvalidParameterError` naming what is wrong."""
+    if type(ranges) is tuple and not ranges:  # an append's default: nothing to check
+        return []
     if isinstance(ranges, str | bytes) or not isinstance(ranges, Iterable):
         raise InvalidParameterError(
             f"{name} must be a list of (first_id, last_id) pairs, got {type(ranges).__name__}"

@@ -238,7 +238,7 @@ class TradeStore:
         empty). On any failure nothing is written (:class:`StorageWriteError`) and the store is
         exactly as before.
         """
-        sym = validate_symbol(symbol)
+        sym = symbol if type(symbol) is str and symbol in self._states else validate_symbol(symbol)
         self._check_writable()
         lost = validate_ranges(unrepairable)
         given = trade_columns(trades)
