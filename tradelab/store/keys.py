@@ -11,6 +11,8 @@ docs/storage-layout.md is written down exactly once::
     unrepairable:{SYMBOL}           id ranges the exchange cannot serve (``unrepairable_key``)
     hist:{SYMBOL}:{13-digit ms}     a closed hour's price histogram (``hist_key``,
                                     :mod:`tradelab.store.histograms`)
+    hday:{SYMBOL}:{13-digit ms}     a closed day's price histogram
+                                    (:func:`tradelab.store.dayhists.hday_key`)
 
 Also here: :class:`StoreStats` (what :meth:`TradeStore.stats` returns), :class:`SymbolState`
 (the writer's in-memory counters and block index of one symbol) and the argument/time helpers
