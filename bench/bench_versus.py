@@ -59,6 +59,9 @@ DAY = 86_400_000
 TIME = pl.Datetime("ms", "UTC")
 WINDOWS = (1, 24, 168)
 PROFILE_WINDOWS = (24, 168)
+EDGE_PROFILE_WINDOWS = (36, 100)
+"""Profiles whose start falls inside an aged closed day (the data ends near midnight, so the
+24 h and 168 h windows start on day boundaries): these decode part of that day."""
 PROFILE_COLUMNS = ["price", "qty", "buyer_is_maker"]
 DUCK_SCHEMA = (
     "agg_id BIGINT, price DOUBLE, qty DOUBLE, first_id BIGINT, last_id BIGINT, time BIGINT, "
@@ -492,7 +495,7 @@ class Bench:
     def profiles(self) -> None:
         """3. tradelab's get_volume_profile vs a GROUP BY on its row size, POC and volume
         checked on every run."""
-        for hours in PROFILE_WINDOWS:
+        for hours in (*PROFILE_WINDOWS, *EDGE_PROFILE_WINDOWS):
             lo = self.end - hours * HOUR
             vp = get_volume_profile(SYM, start=lo, end=self.end, store=self.tl.store)
             row, poc, vol = vp.row_size, vp.poc, float(vp.rows["volume"].sum())
