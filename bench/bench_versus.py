@@ -59,9 +59,7 @@ DAY = 86_400_000
 TIME = pl.Datetime("ms", "UTC")
 WINDOWS = (1, 24, 168)
 PROFILE_WINDOWS = (24, 168)
-EDGE_PROFILE_WINDOWS = (36, 100)
-"""Profiles whose start falls inside an aged closed day (the data ends near midnight, so the
-24 h and 168 h windows start on day boundaries): these decode part of that day."""
+EDGE_PROFILE_WINDOWS = (36, 100)  # start inside an aged day (24/168 h start at midnight)
 PROFILE_COLUMNS = ["price", "qty", "buyer_is_maker"]
 DUCK_SCHEMA = (
     "agg_id BIGINT, price DOUBLE, qty DOUBLE, first_id BIGINT, last_id BIGINT, time BIGINT, "
