@@ -58,8 +58,7 @@ HOUR = 3_600_000
 DAY = 86_400_000
 TIME = pl.Datetime("ms", "UTC")
 WINDOWS = (1, 24, 168)
-PROFILE_WINDOWS = (24, 168)
-EDGE_PROFILE_WINDOWS = (36, 100)  # start inside an aged day (24/168 h start at midnight)
+PROFILE_WINDOWS, EDGE_PROFILE_WINDOWS = (24, 168), (36, 100)  # 36/100 h start inside a day
 PROFILE_COLUMNS = ["price", "qty", "buyer_is_maker"]
 DUCK_SCHEMA = (
     "agg_id BIGINT, price DOUBLE, qty DOUBLE, first_id BIGINT, last_id BIGINT, time BIGINT, "
