@@ -20,7 +20,7 @@ from tradelab.analytics import volume_profile
 from tradelab.analytics.api import PROFILE_COLUMNS, read_window, window_of
 from tradelab.exceptions import InsufficientTradesError
 from tradelab.recordings import load_file, synthetic_trades
-from tradelab.store import TradeStore
+from tradelab.store import TradeStore, dayhists
 from tradelab.store.dayhists import hday_key
 from tradelab.store.histograms import build_histogram, decode_histogram, merge_window
 from tradelab.store.hourhists import add_histograms
@@ -68,6 +68,13 @@ def stored_hours(store: TradeStore, lo: int, hi: int) -> set[int]:
 
 
 DAY = 24 * H
+
+
+@pytest.fixture(autouse=True)
+def keep_hours_24(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin the layout with hour histograms kept for 24 h before the open hour (the
+    mechanism, on few days); the default keep (48 h) is tested in test_store_keephours.py."""
+    monkeypatch.setattr(dayhists, "KEEP_HOURS_MS", 24 * 3_600_000)
 
 
 DAYS = 2

@@ -2,7 +2,7 @@
 
 For a closed hour stored as one block the store keeps the hour's price histogram (buy and sell
 units of 1e-8 and the trade count per distinct price; :mod:`tradelab.store.histograms`), and
-for a closed day older than a 24-hour window the day's (:mod:`tradelab.store.dayhists`).
+for a closed day older than a 48-hour window the day's (:mod:`tradelab.store.dayhists`).
 :func:`profile_from_store` asks the store for the window as those histograms plus the
 ``price``/``qty``/``buyer_is_maker`` of everything else (the partial edge hours, the open
 hour, hours without a valid histogram) and of a day's trades outside the window when it takes

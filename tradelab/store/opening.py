@@ -119,6 +119,11 @@ def options(create: bool) -> rd.Options:
     opts.create_if_missing(create)
     opts.set_compression_type(rd.DBCompressionType.zstd())
     opts.set_bottommost_compression_type(rd.DBCompressionType.zstd())
+    # zstd level 9 where data settles (default 3): 4.90 -> 4.85 bytes per trade on the synthetic
+    # week, which pays for two days of hour histograms (dayhists.KEEP_HOURS_MS); compacting a
+    # whole week takes ~4.3 s instead of ~1.6 s in RocksDB's background threads, a day's worth
+    # well under a second; reading is unchanged (zstd decodes at the same speed at any level)
+    opts.set_bottommost_compression_options(-14, 9, 0, 0, True)
     table = rd.BlockBasedOptions()
     table.set_block_cache(_block_cache)  # hot hours stay decompressed
     opts.set_block_based_table_factory(table)
