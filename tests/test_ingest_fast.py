@@ -128,24 +128,35 @@ def test_a_mutated_frame_is_fast_only_where_the_full_path_agrees(raw: str) -> No
     assert type(parse_frame(raw)) in (Trade, Rejection)  # never raises either way
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    a=st.integers(0, 2**63 + 5),
-    f=st.integers(0, 2**63 + 5),
-    span=st.integers(-2, 5),
-    t=st.integers(0, 10**13 + 5),
-    p=st.decimals(0, 10**12, places=8, allow_nan=False),
-    q=st.decimals(0, 10**9, places=8, allow_nan=False),
-    m=st.booleans(),
-    sym=st.sampled_from(["BTCUSDT", "ETHUSDT", "1000PEPEUSDT"]),
-    stream_sym=st.sampled_from(["btcusdt", "ethusdt", "1000pepeusdt"]),
-)
-def test_values_at_the_edges_agree(a, f, span, t, p, q, m, sym, stream_sym) -> None:
-    raw = (
+def _at_the_edges(test):
+    """Hypothesis over values at the edges of every field, for the text and the bytes
+    matchers alike."""
+    return settings(max_examples=200, deadline=None)(
+        given(
+            a=st.integers(0, 2**63 + 5),
+            f=st.integers(0, 2**63 + 5),
+            span=st.integers(-2, 5),
+            t=st.integers(0, 10**13 + 5),
+            p=st.decimals(0, 10**12, places=8, allow_nan=False),
+            q=st.decimals(0, 10**9, places=8, allow_nan=False),
+            m=st.booleans(),
+            sym=st.sampled_from(["BTCUSDT", "ETHUSDT", "1000PEPEUSDT"]),
+            stream_sym=st.sampled_from(["btcusdt", "ethusdt", "1000pepeusdt"]),
+        )(test)
+    )
+
+
+def _edge_frame(a, f, span, t, p, q, m, sym, stream_sym) -> str:
+    return (
         f'{{"stream":"{stream_sym}@aggTrade","data":{{"e":"aggTrade","E":1,"s":"{sym}",'
         f'"a":{a},"p":"{p}","q":"{q}","f":{f},"l":{f + span},"T":{t},'
         f'"m":{"true" if m else "false"},"M":true}}}}'
     )
+
+
+@_at_the_edges
+def test_values_at_the_edges_agree(a, f, span, t, p, q, m, sym, stream_sym) -> None:
+    raw = _edge_frame(a, f, span, t, p, q, m, sym, stream_sym)
     fast = match_trade(raw)
     full = _full_path(raw)
     if fast is None:
@@ -237,24 +248,9 @@ def test_a_mutated_frame_matches_as_bytes_exactly_as_text(edits) -> None:
     _bytes_agree(raw)
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    a=st.integers(0, 2**63 + 5),
-    f=st.integers(0, 2**63 + 5),
-    span=st.integers(-2, 5),
-    t=st.integers(0, 10**13 + 5),
-    p=st.decimals(0, 10**12, places=8, allow_nan=False),
-    q=st.decimals(0, 10**9, places=8, allow_nan=False),
-    m=st.booleans(),
-    sym=st.sampled_from(["BTCUSDT", "ETHUSDT", "1000PEPEUSDT"]),
-    stream_sym=st.sampled_from(["btcusdt", "ethusdt", "1000pepeusdt"]),
-)
+@_at_the_edges
 def test_values_at_the_edges_agree_as_bytes(a, f, span, t, p, q, m, sym, stream_sym) -> None:
-    raw = (
-        f'{{"stream":"{stream_sym}@aggTrade","data":{{"e":"aggTrade","E":1,"s":"{sym}",'
-        f'"a":{a},"p":"{p}","q":"{q}","f":{f},"l":{f + span},"T":{t},'
-        f'"m":{"true" if m else "false"},"M":true}}}}'
-    )
+    raw = _edge_frame(a, f, span, t, p, q, m, sym, stream_sym)
     fast = _bytes_agree(raw.encode())
     if fast is not None:
         assert Trade(*fast) == _full_path(raw), raw

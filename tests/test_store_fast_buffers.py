@@ -74,8 +74,16 @@ def test_small_blocks_decode_together_as_one_by_one(blocks):
         cols = _block(n, shape, seed, at)
         at = int(cols["agg_id"][-1]) % 2**40 + 10
         docs.append(msgpack.unpackb(encode_block(cols)))
+    assert_decoded_together_as_apart(
+        docs, (TRADE_COLUMNS, ("last_id",), ("qty", "buyer_is_maker"), ("price", "time"))
+    )
+
+
+def assert_decoded_together_as_apart(docs: list, column_sets: tuple) -> None:
+    """``decode_small_into`` over ``docs`` gives, for each set of columns asked for, bit for
+    bit what ``decode_into`` gives block by block (also used by test_store_raw)."""
     total = sum(d["n"] for d in docs)
-    for names in (TRADE_COLUMNS, ("last_id",), ("qty", "buyer_is_maker"), ("price", "time")):
+    for names in column_sets:
         together = {c: np.full(total + 2, 7, dtype=DTYPES[c]) for c in names}
         apart = {c: np.full(total + 2, 7, dtype=DTYPES[c]) for c in names}
         assert decode_small_into(docs, together, 1) == total

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_store_fast_buffers import assert_decoded_together_as_apart
 
 from tradelab.exceptions import InvalidTradesError
 from tradelab.recordings import synthetic_trades
@@ -23,7 +24,6 @@ from tradelab.store.blocks import (
     encode_raw_block,
 )
 from tradelab.store.keys import HOUR_MS, RAW_BLOCK_ROWS, block_key
-from tradelab.store.smallblocks import decode_small_into
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 FAR = 10**13
@@ -109,16 +109,9 @@ def test_raw_and_narrowed_small_blocks_decode_together_as_one_by_one(blocks, see
         cols = _block(rng, n, at, shape)
         at = int(cols["agg_id"][-1]) + 5
         docs.append(msgpack.unpackb((encode_raw_block if raw else encode_block)(cols)))
-    total = sum(d["n"] for d in docs)
-    for names in (TRADE_COLUMNS, ("last_id",), ("price", "time"), ("qty", "agg_id")):
-        together = {c: np.full(total + 2, 7, dtype=DTYPES[c]) for c in names}
-        apart = {c: np.full(total + 2, 7, dtype=DTYPES[c]) for c in names}
-        assert decode_small_into(docs, together, 1) == total
-        off = 1
-        for d in docs:
-            off += decode_into(d, apart, off)
-        for c in names:
-            assert np.array_equal(_bits(together[c]), _bits(apart[c])), c
+    assert_decoded_together_as_apart(
+        docs, (TRADE_COLUMNS, ("last_id",), ("price", "time"), ("qty", "agg_id"))
+    )
 
 
 def _seconds(df: pl.DataFrame):
