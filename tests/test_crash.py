@@ -149,7 +149,7 @@ def assert_store_equals_published(data: Path, sim: Simulator) -> dict[str, int]:
             assert got.select(pub.columns).equals(pub), f"{s}: stored values differ"
             holes = r.holes(s)
             never = [(a, b) for a, b in sim.unrepairable(s) if lo <= a and b <= hi]
-            assert holes["unrepairable"].all(), holes
+            assert holes["unrepairable"].all(), (s, holes.rows(), never)
             assert list(zip(holes["first_missing"], holes["last_missing"], strict=True)) == never
             counts[s] = len(ids)
     return counts
@@ -224,7 +224,8 @@ def test_sigkill_at_any_instant_loses_nothing_the_exchange_serves(tmp_path, caps
     assert found_at_start >= 1, "no kill left a hole: the test proved nothing about repair"
     assert all(r >= 500 for r in rate.values()), rate
     assert all(n > 2000 for n in counts.values()), counts  # seconds of trades, not a few
-    assert final.named("collector_stop")[0]["holes_left"] == 0
+    stop = final.named("collector_stop")[0]
+    assert stop["holes_left"] == 0 and stop["tails_unfetched"] == [], stop
 
 
 class Gatekeeper:

@@ -291,12 +291,21 @@ class Backfiller:
         return self._turns.pick(jobs)
 
     async def run(self) -> None:
-        """Backfill whenever woken, until stop; then the stop phase (:meth:`begin_stop`) runs
-        one more round, bounded by the stop deadline."""
+        """Backfill whenever woken, until the stop phase (:meth:`begin_stop`) has run its one
+        round, bounded by the stop deadline; only then return.
+
+        Between the stop request and :meth:`begin_stop` (while the streams close and the
+        writer flushes, up to a second) a round may still run and end — e.g. a gap detected
+        in the last frames. Returning after it would leave the stop phase to nobody: the tails
+        unfetched, and a gap the last frames revealed open (a hole REST could have filled, or
+        could have declared unrepairable). So the task waits for :meth:`begin_stop`'s wake.
+        """
         assert self._wake is not None, "Backfiller.begin() was not called"
         while True:
-            if not self._stop.stopping:
+            final = self._until_ms is not None  # begin_stop() was called: the last round
+            if not final:
                 await self._wake.wait()
+                final = self._until_ms is not None
             self._wake.clear()
             try:
                 await self.run_round()
@@ -310,7 +319,7 @@ class Backfiller:
                 if not self._stop.stopping:
                     await self._stop.sleep(1.0)
                     self._wake.set()
-            if self._stop.stopping:
+            if final:
                 return
 
     async def _pause(self, seconds: float) -> bool:
