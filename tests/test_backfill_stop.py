@@ -14,13 +14,16 @@ Real parts: the simulator's REST server on 127.0.0.1 and the collector's REST cl
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from tradelab.binance import GapTracker, RestClient
 from tradelab.collector.backfill import Backfiller
 from tradelab.collector.gate import IntakeGate
 from tradelab.collector.runtime import LastErrors, StopSignal
-from tradelab.simulator import Simulator
+from tradelab.simulator import Faults, Simulator
 
 SYM = "BTCUSDT"
 
@@ -66,3 +69,134 @@ def test_the_stop_phase_runs_after_a_round_that_ended_between_the_request_and_it
     got = sorted(gate.take(SYM).ids())
     assert got == [*ids[100:106], *ids[107:]]  # the hole, then the tail up to the last id
     assert tracker.high == ids[-1]
+
+
+def _wait_published(sim: Simulator, n: int) -> None:
+    for _ in range(200):
+        if len(sim.published(SYM)) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the simulator did not publish {n} trades")
+
+
+def _backfiller(rest: RestClient) -> tuple[Backfiller, GapTracker, IntakeGate, StopSignal]:
+    tracker = GapTracker(SYM)
+    gate = IntakeGate([SYM], 10_000)
+    gate.begin()
+    stop = StopSignal()
+    stop.begin()
+    bf = Backfiller({SYM: tracker}, rest, gate, stop, LastErrors([SYM]), rest_limit=1000)
+    bf.begin()
+    return bf, tracker, gate, stop
+
+
+def _stream(bf: Backfiller, tracker: GapTracker, ids: list[int], times: dict[int, int]) -> None:
+    """The stream delivered ``ids`` (a jump opens a gap)."""
+    for a in ids:
+        verdict = tracker.observe(a, times[a])
+        if verdict is not True:
+            bf.gap_detected(verdict)  # type: ignore[arg-type]
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == name]
+
+
+def test_a_stop_does_not_cut_short_a_retry_after(caplog) -> None:
+    """Binance: "Always honour Retry-After" (a 418 ban follows). A stop requested during the
+    wait used to end it, and the stop phase asked again at once."""
+    caplog.set_level(logging.DEBUG, logger="tradelab.collector")
+    faults = Faults(rest_fail_next=1, retry_after=1)
+    with Simulator(
+        (SYM,), source="synthetic", speed=50, max_trades=300, seed=6, faults=faults
+    ) as sim:
+        _wait_published(sim, 300)
+        frame = sim.published_frame(SYM)
+        ids = frame["agg_id"].to_list()
+        times = dict(zip(ids, frame["time"].dt.epoch("ms").to_list(), strict=True))
+
+        async def scenario() -> GapTracker:
+            bf, tracker, _gate, stop = _backfiller(RestClient(sim.rest_url))
+            _stream(bf, tracker, [*ids[:100], ids[110]], times)  # a gap: ids[100:110]
+            task = asyncio.ensure_future(bf.run())
+            await asyncio.sleep(0.15)  # the first request: 429, Retry-After 1 s
+            stop.request(asyncio.get_running_loop().time() + 10)
+            bf.begin_stop(int(time.time() * 1000))
+            await asyncio.wait_for(task, 10)
+            return tracker
+
+        tracker = asyncio.run(scenario())
+        assert sim.stats()["rest_429"] == 1
+    [limited] = events(caplog, "rest_rate_limited")
+    [filled] = events(caplog, "gap_backfilled")
+    assert filled.created - limited.created >= 0.95, filled.created - limited.created
+    assert tracker.open_gaps == [] and tracker.gaps_backfilled == 1
+
+
+def test_a_retry_after_past_the_stop_deadline_is_given_up_without_asking_again() -> None:
+    faults = Faults(rest_fail_next=1, retry_after=5)
+    with Simulator(
+        (SYM,), source="synthetic", speed=50, max_trades=300, seed=6, faults=faults
+    ) as sim:
+        _wait_published(sim, 300)
+        frame = sim.published_frame(SYM)
+        ids = frame["agg_id"].to_list()
+        times = dict(zip(ids, frame["time"].dt.epoch("ms").to_list(), strict=True))
+
+        async def scenario() -> tuple[GapTracker, float]:
+            bf, tracker, _gate, stop = _backfiller(RestClient(sim.rest_url))
+            _stream(bf, tracker, [*ids[:100], ids[110]], times)
+            task = asyncio.ensure_future(bf.run())
+            await asyncio.sleep(0.15)  # 429, Retry-After 5 s
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            stop.request(t0 + 1.0)  # the stop may fetch for 1 s only
+            bf.begin_stop(int(time.time() * 1000))
+            await asyncio.wait_for(task, 10)
+            return tracker, loop.time() - t0
+
+        tracker, took = asyncio.run(scenario())
+        stats = sim.stats()
+    assert took < 0.5, took  # given up at once, not after waiting out the deadline
+    assert stats["rest_429"] == 1 and "rest_agg_trades" not in stats  # never asked again
+    assert tracker.open_ranges() == [(ids[100], ids[109])]  # a hole the next start repairs
+
+
+def test_a_stop_does_not_cut_short_the_wait_for_rest_to_catch_up() -> None:
+    """REST can trail the stream by a moment: a short page is asked again after 0.5 s before
+    its missing ids are declared unrepairable. A stop during that wait used to make the second
+    ask at once — REST still behind — and ids the exchange serves were recorded as lost."""
+    faults = Faults(rest_lag=0.3)
+    with Simulator(
+        (SYM,), source="synthetic", speed=1, rate_per_s=200, seed=7, faults=faults
+    ) as sim:
+        _wait_published(sim, 100)
+
+        async def scenario() -> tuple[GapTracker, list[int], list[int]]:
+            bf, tracker, gate, stop = _backfiller(RestClient(sim.rest_url))
+            frame = sim.published_frame(SYM)  # the last ids were published just now
+            ids = frame["agg_id"].to_list()
+            times = dict(zip(ids, frame["time"].dt.epoch("ms").to_list(), strict=True))
+            _stream(bf, tracker, [*ids[:-6], ids[-1]], times)  # a gap: ids[-6:-1], REST lags
+            task = asyncio.ensure_future(bf.run())
+            await asyncio.sleep(0.1)  # the first ask: a short page; ask again in 0.5 s
+            stop.request(asyncio.get_running_loop().time() + 10)
+            bf.begin_stop(int(time.time() * 1000))
+            await asyncio.wait_for(task, 10)
+            return tracker, ids[-6:-1], sorted(gate.take(SYM).ids())
+
+        tracker, hole, got = asyncio.run(scenario())
+    assert tracker.gaps_unrepairable == 0 and tracker.open_gaps == []
+    assert set(hole) <= set(got)  # recovered, not declared lost
+
+
+def test_the_simulators_rest_lag_hides_the_newest_trades_for_a_moment() -> None:
+    with Simulator(
+        (SYM,), source="synthetic", speed=1, rate_per_s=200, seed=7, faults=Faults(rest_lag=0.5)
+    ) as sim:
+        _wait_published(sim, 50)
+        newest = sim.published(SYM)[-1]
+        client = RestClient(sim.rest_url)
+        assert [t.agg_id for t in client.fetch_agg_trades(SYM, newest, 10)] == []
+        time.sleep(0.7)
+        assert [t.agg_id for t in client.fetch_agg_trades(SYM, newest, 1)] == [newest]

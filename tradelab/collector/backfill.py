@@ -96,6 +96,7 @@ class Backfiller:
         self._lost_seen: dict[int, int] = {}  # id(gap) -> lost ranges already recorded
         self._turns = RoundRobin()
         self._until_ms: int | None = None  # the stop instant, during stop()
+        self._not_before = 0.0  # loop time before which no REST request goes (see _pause)
         self._wake: asyncio.Event | None = None
         self.suspects = Suspects(trackers)
         """Implausible streamed trades waiting for REST's word."""
@@ -109,6 +110,7 @@ class Backfiller:
         """Arm for a new run (call on the loop the run uses)."""
         self._wake = asyncio.Event()
         self._until_ms = None
+        self._not_before = 0.0
         self._turns.reset()
         self.suspects.clear()
 
@@ -324,14 +326,29 @@ class Backfiller:
 
     async def _pause(self, seconds: float) -> bool:
         """Wait ``seconds`` before the next request; False if that passes the stop deadline
-        (give up: what is left is a hole the next start repairs)."""
+        (give up: what is left is a hole the next start repairs).
+
+        A stop arriving meanwhile does not shorten the wait: it is a ``Retry-After`` (which
+        Binance bans for ignoring), or REST's moment of lag behind the stream before ids are
+        declared unrepairable (asking again at once would declare ids lost that REST serves a
+        moment later). Given up, the wait still holds for the stop phase's round.
+        """
+        loop = asyncio.get_running_loop()
+        self._not_before = max(self._not_before, loop.time() + seconds)
+        return await self._hold()
+
+    async def _hold(self) -> bool:
+        """Sleep until :attr:`_not_before`; False (at once) if that passes the stop deadline."""
+        loop = asyncio.get_running_loop()
         stop = self._stop
-        if not stop.stopping:
-            await stop.sleep(seconds)  # a stop meanwhile ends the wait; the stop phase goes on
+        if not stop.stopping and self._not_before > loop.time():
+            await stop.sleep(self._not_before - loop.time())  # wakes early on a stop
+        left = self._not_before - loop.time()
+        if left <= 0:
             return True
-        if seconds > stop.time_left(asyncio.get_running_loop().time()):
+        if stop.stopping and stop.time_left(loop.time()) < left:
             return False
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(left)
         return True
 
     async def run_round(self) -> None:
@@ -362,6 +379,8 @@ class Backfiller:
             else:
                 assert job is not None
                 (name, from_id, tail), limit = job, self._limit
+            if not await self._hold():  # a wait given up earlier still holds
+                return
             high = self._trackers[name].high
             wait = self._rest.weight_delay()
             if wait > 0:

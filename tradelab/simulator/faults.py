@@ -72,6 +72,9 @@ class Faults:
         rest_malformed_every: REST serves every item whose agg id is a multiple of this
             malformed (its price is ``null``), on every request: one bad item the exchange
             keeps serving. None: off.
+        rest_lag: REST serves a trade only this many seconds after it was published (Binance's
+            REST history can trail its stream by a moment): a backfill asked at once gets a
+            short page without the newest ids.
 
     Daily archives (data.binance.vision)
         archive_bad_checksum: every ``.CHECKSUM`` file holds a hash that does not match its zip
@@ -101,6 +104,7 @@ class Faults:
     rest_fail_status: int = 429
     retry_after: int = 1
     rest_malformed_every: int | None = None
+    rest_lag: float = 0.0
     archive_bad_checksum: bool = False
     archive_missing: bool = False
 
@@ -114,7 +118,7 @@ class Faults:
             "ping_timeout",
         ):
             _positive_or_none(name, getattr(self, name))
-        for name in ("shutdown_grace", "stall_seconds"):
+        for name in ("shutdown_grace", "stall_seconds", "rest_lag"):
             _non_negative(name, getattr(self, name))
         for name in (
             "drop_probability",

@@ -9,8 +9,10 @@ a :class:`RangeSet` of the published agg ids that survives trimming, so tests ca
 from __future__ import annotations
 
 import threading
+import time
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -83,6 +85,10 @@ class RangeSet:
         return f"RangeSet({shown}{more}; {self._total} ids)"
 
 
+_MARKS_KEPT_S = 120.0
+"""How long the publication times of appends are kept (for REST lag; far above any lag)."""
+
+
 class TradeHistory:
     """Every trade published for one symbol, oldest first, at most ``limit`` kept for REST."""
 
@@ -99,6 +105,8 @@ class TradeHistory:
         self._l = array("q")
         self._t = array("q")
         self._m = array("b")
+        self._marks: deque[tuple[float, int, int]] = deque()
+        """(monotonic time, ids kept before, after) of each recent append, for ``lag``."""
 
     def __len__(self) -> int:
         return len(self._a)
@@ -110,6 +118,7 @@ class TradeHistory:
             return 0
         a, p, q, f, la, t, m = zip(*rows, strict=True)
         with self._lock:
+            before = self.trimmed + len(self._a)
             # The published ids, as runs of consecutive ids.
             lo = prev = a[0]
             for x in a[1:]:
@@ -130,7 +139,23 @@ class TradeHistory:
                 for arr in (self._a, self._p, self._q, self._f, self._l, self._t, self._m):
                     del arr[:drop]
                 self.trimmed += drop
+            self._mark(before)
         return len(rows)
+
+    def _mark(self, before: int) -> None:
+        """Note when the ids after the first ``before`` were published (lock held)."""
+        now = time.monotonic()
+        self._marks.append((now, before, self.trimmed + len(self._a)))
+        while len(self._marks) > 1 and self._marks[1][0] < now - _MARKS_KEPT_S:
+            self._marks.popleft()
+
+    def _published_by(self, when: float) -> int:
+        """How many ids (counting trimmed ones) were published by monotonic time ``when``
+        (lock held)."""
+        for t, _before, after in reversed(self._marks):
+            if t <= when:
+                return after
+        return self._marks[0][1] if self._marks else self.trimmed + len(self._a)
 
     def append_frame(self, frame: pl.DataFrame) -> int:
         """Record published trades given as a frame in the trade schema (ids increasing):
@@ -142,6 +167,7 @@ class TradeHistory:
         starts = np.concatenate(([0], breaks)).tolist()
         ends = np.concatenate((breaks - 1, [len(ids) - 1])).tolist()
         with self._lock:
+            before = self.trimmed + len(self._a)
             for a, b in zip(starts, ends, strict=True):
                 self.published.add_range(int(ids[a]), int(ids[b]))
             self._a.frombytes(ids.tobytes())
@@ -152,6 +178,7 @@ class TradeHistory:
             times = frame["time"].dt.epoch("ms").to_numpy().astype(np.int64)
             self._t.frombytes(times.tobytes())
             self._m.frombytes(frame["buyer_is_maker"].to_numpy().astype(np.int8).tobytes())
+            self._mark(before)
         return frame.height
 
     def between(self, start_ms: int, end_ms: int) -> pl.DataFrame:
@@ -198,20 +225,24 @@ class TradeHistory:
         start_time: int | None = None,
         end_time: int | None = None,
         limit: int = 500,
+        lag: float = 0.0,
     ) -> list[Trade]:
         """Binance's ``aggTrades`` semantics: ``fromId`` inclusive, ascending; or the trades
         with ``startTime <= T <= endTime`` (the first ``limit``; with only ``endTime`` the
-        last ``limit`` up to it); with neither, the most recent ``limit`` trades."""
+        last ``limit`` up to it); with neither, the most recent ``limit`` trades. ``lag``:
+        only the trades published at least that many seconds ago exist (REST trailing)."""
         with self._lock:
             n = len(self._a)
+            if lag > 0:
+                n = min(n, max(0, self._published_by(time.monotonic() - lag) - self.trimmed))
             if from_id is not None:
                 i = bisect_left(self._a, from_id)
                 return self._rows(i, min(n, i + limit))
             if start_time is not None:
                 i = bisect_left(self._t, start_time)
-                j = n if end_time is None else bisect_right(self._t, end_time)
+                j = n if end_time is None else min(n, bisect_right(self._t, end_time))
                 return self._rows(i, min(j, i + limit))
-            j = n if end_time is None else bisect_right(self._t, end_time)
+            j = n if end_time is None else min(n, bisect_right(self._t, end_time))
             return self._rows(max(0, j - limit), j)
 
     def published_ranges(self) -> list[tuple[int, int]]:

@@ -165,7 +165,11 @@ class RestApi:
             if path == "/api/v3/aggTrades":
                 q = proto.parse_agg_trades_query(query, self.symbols)
                 rows = self.histories[q.symbol].query(
-                    from_id=q.from_id, start_time=q.start_time, end_time=q.end_time, limit=q.limit
+                    from_id=q.from_id,
+                    start_time=q.start_time,
+                    end_time=q.end_time,
+                    limit=q.limit,
+                    lag=f.rest_lag,
                 )
                 self.counts["rest_agg_trades"] += 1
                 self._answered = rows
