@@ -28,55 +28,19 @@ from tradelab.simulator import Faults, Simulator
 SYM = "BTCUSDT"
 
 
-def test_the_stop_phase_runs_after_a_round_that_ended_between_the_request_and_its_start() -> None:
-    with Simulator((SYM,), source="synthetic", speed=50, max_trades=400, seed=5) as sim:
-        for _ in range(200):
-            if len(sim.published(SYM)) >= 400:
-                break
-            time.sleep(0.05)
-        ids = sim.published(SYM)
-        times = dict(zip(ids, sim.published_frame(SYM)["time"].dt.epoch("ms"), strict=True))
-        streamed, revealed = ids[:100], ids[106]  # ids[100:106] missed by the stream
-
-        async def scenario() -> tuple[GapTracker, IntakeGate, bool]:
-            tracker = GapTracker(SYM)
-            gate = IntakeGate([SYM], 10_000)
-            gate.begin()
-            stop = StopSignal()
-            stop.begin()
-            rest = RestClient(sim.rest_url)
-            bf = Backfiller({SYM: tracker}, rest, gate, stop, LastErrors([SYM]), rest_limit=1000)
-            bf.begin()
-            for a in streamed:
-                assert tracker.observe(a, times[a]) is True
-            task = asyncio.ensure_future(bf.run())
-            await asyncio.sleep(0.05)
-            loop = asyncio.get_running_loop()
-            stop.request(loop.time() + 10)  # Collector.stop(), step 0
-            bf.wake()  # e.g. a frame read while the streams close: a round with nothing to do
-            await asyncio.sleep(0.2)
-            ended_early = task.done()
-            gap = tracker.observe(revealed, times[revealed])  # the last frame: a gap below it
-            assert gap is not True and gap is not False
-            bf.gap_detected(gap)
-            bf.begin_stop(int(time.time() * 1000) + 60_000)  # Collector.stop(), step 2
-            await asyncio.wait_for(task, 10)
-            return tracker, gate, ended_early
-
-        tracker, gate, ended_early = asyncio.run(scenario())
-    assert not ended_early, "the backfill task ended before the stop phase began"
-    assert tracker.open_gaps == [], tracker.open_ranges()  # the gap revealed last: fetched
-    got = sorted(gate.take(SYM).ids())
-    assert got == [*ids[100:106], *ids[107:]]  # the hole, then the tail up to the last id
-    assert tracker.high == ids[-1]
-
-
 def _wait_published(sim: Simulator, n: int) -> None:
     for _ in range(200):
         if len(sim.published(SYM)) >= n:
             return
         time.sleep(0.05)
     raise AssertionError(f"the simulator did not publish {n} trades")
+
+
+def _history(sim: Simulator) -> tuple[list[int], dict[int, int]]:
+    """The published ids, and each one's trade time (unix ms)."""
+    frame = sim.published_frame(SYM)
+    ids = frame["agg_id"].to_list()
+    return ids, dict(zip(ids, frame["time"].dt.epoch("ms").to_list(), strict=True))
 
 
 def _backfiller(rest: RestClient) -> tuple[Backfiller, GapTracker, IntakeGate, StopSignal]:
@@ -102,31 +66,73 @@ def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecor
     return [r for r in caplog.records if getattr(r, "event", None) == name]
 
 
-def test_a_stop_does_not_cut_short_a_retry_after(caplog) -> None:
-    """Binance: "Always honour Retry-After" (a 418 ban follows). A stop requested during the
-    wait used to end it, and the stop phase asked again at once."""
-    caplog.set_level(logging.DEBUG, logger="tradelab.collector")
-    faults = Faults(rest_fail_next=1, retry_after=1)
+def test_the_stop_phase_runs_after_a_round_that_ended_between_the_request_and_its_start() -> None:
+    with Simulator((SYM,), source="synthetic", speed=50, max_trades=400, seed=5) as sim:
+        _wait_published(sim, 400)
+        ids, times = _history(sim)
+        streamed, revealed = ids[:100], ids[106]  # ids[100:106] missed by the stream
+
+        async def scenario() -> tuple[GapTracker, IntakeGate, bool]:
+            bf, tracker, gate, stop = _backfiller(RestClient(sim.rest_url))
+            for a in streamed:
+                assert tracker.observe(a, times[a]) is True
+            task = asyncio.ensure_future(bf.run())
+            await asyncio.sleep(0.05)
+            loop = asyncio.get_running_loop()
+            stop.request(loop.time() + 10)  # Collector.stop(), step 0
+            bf.wake()  # e.g. a frame read while the streams close: a round with nothing to do
+            await asyncio.sleep(0.2)
+            ended_early = task.done()
+            gap = tracker.observe(revealed, times[revealed])  # the last frame: a gap below it
+            assert gap is not True and gap is not False
+            bf.gap_detected(gap)
+            bf.begin_stop(int(time.time() * 1000) + 60_000)  # Collector.stop(), step 2
+            await asyncio.wait_for(task, 10)
+            return tracker, gate, ended_early
+
+        tracker, gate, ended_early = asyncio.run(scenario())
+    assert not ended_early, "the backfill task ended before the stop phase began"
+    assert tracker.open_gaps == [], tracker.open_ranges()  # the gap revealed last: fetched
+    got = sorted(gate.take(SYM).ids())
+    assert got == [*ids[100:106], *ids[107:]]  # the hole, then the tail up to the last id
+    assert tracker.high == ids[-1]
+
+
+def _stop_during_a_retry_after(
+    retry_after: int, fetch_for: float
+) -> tuple[GapTracker, float, dict[str, int]]:
+    """A gap ids[100:110]; its first REST request answers 429 with ``retry_after``; 0.15 s
+    later the collector stops, allowing the stop phase ``fetch_for`` seconds. Returns the
+    tracker, how long the stop phase took, and the simulator's counters."""
+    faults = Faults(rest_fail_next=1, retry_after=retry_after)
     with Simulator(
         (SYM,), source="synthetic", speed=50, max_trades=300, seed=6, faults=faults
     ) as sim:
         _wait_published(sim, 300)
-        frame = sim.published_frame(SYM)
-        ids = frame["agg_id"].to_list()
-        times = dict(zip(ids, frame["time"].dt.epoch("ms").to_list(), strict=True))
+        ids, times = _history(sim)
 
-        async def scenario() -> GapTracker:
+        async def scenario() -> tuple[GapTracker, float]:
             bf, tracker, _gate, stop = _backfiller(RestClient(sim.rest_url))
             _stream(bf, tracker, [*ids[:100], ids[110]], times)  # a gap: ids[100:110]
             task = asyncio.ensure_future(bf.run())
-            await asyncio.sleep(0.15)  # the first request: 429, Retry-After 1 s
-            stop.request(asyncio.get_running_loop().time() + 10)
+            await asyncio.sleep(0.15)  # the first request: 429
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            stop.request(t0 + fetch_for)
             bf.begin_stop(int(time.time() * 1000))
             await asyncio.wait_for(task, 10)
-            return tracker
+            return tracker, loop.time() - t0
 
-        tracker = asyncio.run(scenario())
-        assert sim.stats()["rest_429"] == 1
+        tracker, took = asyncio.run(scenario())
+        return tracker, took, sim.stats()
+
+
+def test_a_stop_does_not_cut_short_a_retry_after(caplog) -> None:
+    """Binance: "Always honour Retry-After" (a 418 ban follows). A stop requested during the
+    wait used to end it, and the stop phase asked again at once."""
+    caplog.set_level(logging.DEBUG, logger="tradelab.collector")
+    tracker, took, stats = _stop_during_a_retry_after(1, fetch_for=10)
+    assert stats["rest_429"] == 1 and took >= 0.8  # the stop waited the Retry-After out
     [limited] = events(caplog, "rest_rate_limited")
     [filled] = events(caplog, "gap_backfilled")
     assert filled.created - limited.created >= 0.95, filled.created - limited.created
@@ -134,32 +140,11 @@ def test_a_stop_does_not_cut_short_a_retry_after(caplog) -> None:
 
 
 def test_a_retry_after_past_the_stop_deadline_is_given_up_without_asking_again() -> None:
-    faults = Faults(rest_fail_next=1, retry_after=5)
-    with Simulator(
-        (SYM,), source="synthetic", speed=50, max_trades=300, seed=6, faults=faults
-    ) as sim:
-        _wait_published(sim, 300)
-        frame = sim.published_frame(SYM)
-        ids = frame["agg_id"].to_list()
-        times = dict(zip(ids, frame["time"].dt.epoch("ms").to_list(), strict=True))
-
-        async def scenario() -> tuple[GapTracker, float]:
-            bf, tracker, _gate, stop = _backfiller(RestClient(sim.rest_url))
-            _stream(bf, tracker, [*ids[:100], ids[110]], times)
-            task = asyncio.ensure_future(bf.run())
-            await asyncio.sleep(0.15)  # 429, Retry-After 5 s
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            stop.request(t0 + 1.0)  # the stop may fetch for 1 s only
-            bf.begin_stop(int(time.time() * 1000))
-            await asyncio.wait_for(task, 10)
-            return tracker, loop.time() - t0
-
-        tracker, took = asyncio.run(scenario())
-        stats = sim.stats()
+    tracker, took, stats = _stop_during_a_retry_after(5, fetch_for=1.0)
     assert took < 0.5, took  # given up at once, not after waiting out the deadline
     assert stats["rest_429"] == 1 and "rest_agg_trades" not in stats  # never asked again
-    assert tracker.open_ranges() == [(ids[100], ids[109])]  # a hole the next start repairs
+    # the whole gap still open (nothing declared lost): a hole the next start repairs
+    assert [(g.size, g.remaining, g.lost) for g in tracker.open_gaps] == [(10, 10, 0)]
 
 
 def test_a_stop_does_not_cut_short_the_wait_for_rest_to_catch_up() -> None:
@@ -174,9 +159,7 @@ def test_a_stop_does_not_cut_short_the_wait_for_rest_to_catch_up() -> None:
 
         async def scenario() -> tuple[GapTracker, list[int], list[int]]:
             bf, tracker, gate, stop = _backfiller(RestClient(sim.rest_url))
-            frame = sim.published_frame(SYM)  # the last ids were published just now
-            ids = frame["agg_id"].to_list()
-            times = dict(zip(ids, frame["time"].dt.epoch("ms").to_list(), strict=True))
+            ids, times = _history(sim)  # the last ids were published just now
             _stream(bf, tracker, [*ids[:-6], ids[-1]], times)  # a gap: ids[-6:-1], REST lags
             task = asyncio.ensure_future(bf.run())
             await asyncio.sleep(0.1)  # the first ask: a short page; ask again in 0.5 s
