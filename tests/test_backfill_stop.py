@@ -18,12 +18,15 @@ import logging
 import time
 
 import pytest
+from helpers import fast
 
 from tradelab.binance import GapTracker, RestClient
 from tradelab.collector.backfill import Backfiller
+from tradelab.collector.collector import Collector
 from tradelab.collector.gate import IntakeGate
 from tradelab.collector.runtime import LastErrors, StopSignal
 from tradelab.simulator import Faults, Simulator
+from tradelab.store import TradeStore
 
 SYM = "BTCUSDT"
 
@@ -183,3 +186,35 @@ def test_the_simulators_rest_lag_hides_the_newest_trades_for_a_moment() -> None:
         assert [t.agg_id for t in client.fetch_agg_trades(SYM, newest, 10)] == []
         time.sleep(0.7)
         assert [t.agg_id for t in client.fetch_agg_trades(SYM, newest, 1)] == [newest]
+
+
+def test_a_retry_after_met_by_the_start_check_holds_the_first_backfill(tmp_path, logs) -> None:
+    """``Collector.start(check=True)`` (the CLI) checks REST is reachable; a 429 there proves
+    it, but its Retry-After used to be forgotten: the backfill asked at once (the tail after
+    the store's last id). Now the backfill waits it out."""
+
+    with Simulator((SYM,), source="synthetic", speed=15, max_trades=600, seed=9) as sim:
+        _wait_published(sim, 600)
+        store = TradeStore(tmp_path / "db")
+        store.append(SYM, sim.published_frame(SYM).head(200))  # an earlier run's trades
+        sim.set_faults(Faults(rest_fail_next=1, retry_after=2))
+
+        async def scenario() -> float:
+            c = Collector((SYM,), store=store, ws_url=sim.ws_url, rest_url=sim.rest_url, **fast())
+            t0 = time.time()
+            await c.start(check=True)  # as the CLI does: is REST reachable?
+            for _ in range(100):
+                if logs.events("tail_fetched"):
+                    break
+                await asyncio.sleep(0.1)
+            await c.stop()
+            return t0
+
+        t0 = asyncio.run(scenario())
+        assert store.trades(SYM, 0, 2**42)["agg_id"].to_list() == sim.published(SYM)
+        assert sim.stats()["rest_429"] == 1
+        store.close()
+    fetched = logs.events("tail_fetched")[0].created
+    assert fetched - t0 >= 1.9, fetched - t0
+    [limited] = logs.events("rest_rate_limited")  # said once, by the start's check
+    assert limited.retry_after == 2 and "waits 2 s" in limited.getMessage()

@@ -333,9 +333,14 @@ class Backfiller:
         declared unrepairable (asking again at once would declare ids lost that REST serves a
         moment later). Given up, the wait still holds for the stop phase's round.
         """
-        loop = asyncio.get_running_loop()
-        self._not_before = max(self._not_before, loop.time() + seconds)
+        self.defer(seconds)
         return await self._hold()
+
+    def defer(self, seconds: float) -> None:
+        """Send no REST request for ``seconds`` from now (on the loop): a ``Retry-After``
+        the collector was given elsewhere, e.g. by its reachability check at start."""
+        now = asyncio.get_running_loop().time()
+        self._not_before = max(self._not_before, now + seconds)
 
     async def _hold(self) -> bool:
         """Sleep until :attr:`_not_before`; False (at once) if that passes the stop deadline."""

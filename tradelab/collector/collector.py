@@ -481,8 +481,20 @@ class Collector:
         for sym in self.symbols:
             try:
                 await self.rest.agg_trades(sym, None, 1)
-            except RateLimitedError:
-                return  # reachable; the limit will be honoured by the backfill loop
+            except RateLimitedError as exc:  # reachable; the backfill waits Retry-After out
+                log.warning(
+                    "%s; the backfill waits %g s before its first REST request",
+                    exc,
+                    exc.retry_after,
+                    extra={
+                        "event": "rest_rate_limited",
+                        "status": exc.status,
+                        "retry_after": exc.retry_after,
+                        "symbol": sym,
+                    },
+                )
+                self._backfiller.defer(exc.retry_after)
+                return
             except ExchangeError as exc:
                 if "-1121" in str(exc) or "Invalid symbol" in str(exc):
                     raise InvalidSymbolError(
