@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -59,6 +59,16 @@ async def collect(ws: Any, n: int) -> list[str]:
     return [await ws.recv() for _ in range(n)]
 
 
+async def collect_until_each(ws: Any, symbols: Sequence[str], n: int) -> list[str]:
+    """Frames of a combined stream until each of ``symbols`` sent ``n`` (at most 100,000)."""
+    frames: list[str] = []
+    counts = dict.fromkeys(symbols, 0)
+    while min(counts.values()) < n and len(frames) < 100_000:
+        frames.append(await asyncio.wait_for(ws.recv(), 30))
+        counts[json.loads(frames[-1])["data"]["s"]] += 1
+    return frames
+
+
 async def rest_all(sim: Simulator, symbol: str, from_id: int, limit: int = 1000) -> list[dict]:
     out: list[dict] = []
     while True:
@@ -76,7 +86,9 @@ def test_combined_stream_frames_ids_and_rest_pagination() -> None:
     async def main() -> None:
         async with Simulator(speed=50, seed=1) as sim:
             async with connect(sim.ws_url + BOTH) as ws:
-                frames = await collect(ws, 600)
+                # each symbol's feed starts on its own (a recording loads per symbol): read
+                # until both have sent enough, not a fixed count one symbol may fill alone
+                frames = await collect_until_each(ws, sim.symbols, 300)
             per: dict[str, list[dict]] = {"BTCUSDT": [], "ETHUSDT": []}
             for text in frames:
                 msg = json.loads(text)
