@@ -37,7 +37,8 @@ class Gap:
 
     ``time_before``/``time_after`` are the trade times (unix ms) of the trades on either side,
     when known; ``missing`` holds the sub-ranges still missing; ``recovered`` and ``lost`` count
-    ids filled later and ids declared unrepairable.
+    ids filled later and ids declared unrepairable, ``lost_ranges`` lists the latter and
+    ``lost_noted`` says how many of them the collector has handed on to be recorded in the store.
     """
 
     symbol: str
@@ -49,6 +50,7 @@ class Gap:
     recovered: int = 0
     lost: int = 0
     lost_ranges: list[tuple[int, int]] = field(default_factory=list)
+    lost_noted: int = 0
 
     def __post_init__(self) -> None:
         if not self.missing:

@@ -93,7 +93,6 @@ class Backfiller:
         self._probe: dict[str, bool] = dict.fromkeys(trackers, False)
         self._recheck: dict[str, bool] = dict.fromkeys(trackers, False)
         self._short_retry: dict[str, int | None] = dict.fromkeys(trackers)
-        self._lost_seen: dict[int, int] = {}  # id(gap) -> lost ranges already recorded
         self._turns = RoundRobin()
         self._until_ms: int | None = None  # the stop instant, during stop()
         self._not_before = 0.0  # loop time before which no REST request goes (see _pause)
@@ -269,7 +268,6 @@ class Backfiller:
 
     def gap_closed(self, gap: Gap) -> None:
         """Log a closed gap: backfilled (WARNING), or with ids REST lacks (ERROR, once)."""
-        self._lost_seen.pop(id(gap), None)
         reports.gap_closed(gap)
 
     def report_closed_gaps(self) -> None:
@@ -549,10 +547,9 @@ class Backfiller:
             out.closed += tr.pop_closed()
         lost: list[tuple[int, int]] = []
         for gap in [*tr.open_gaps, *out.closed]:
-            seen = self._lost_seen.get(id(gap), 0)
-            if len(gap.lost_ranges) > seen:
-                lost += gap.lost_ranges[seen:]
-                self._lost_seen[id(gap)] = len(gap.lost_ranges)
+            if len(gap.lost_ranges) > gap.lost_noted:
+                lost += gap.lost_ranges[gap.lost_noted :]
+                gap.lost_noted = len(gap.lost_ranges)
         for gap in out.opened:
             self.gap_detected(gap, source="rest")
         for gap in out.closed:
