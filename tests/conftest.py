@@ -5,6 +5,7 @@ test (no store, session or logging configuration survives a test)."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -14,10 +15,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 from helpers import Records
+from hypothesis import settings
 
 from tradelab.recordings import shared_data_dir, synthetic_trades
 from tradelab.simulator import Simulator
 from tradelab.store import TradeStore, close_stores, open_store
+
+# Property tests draw the same examples on every run (seeded by the test), so `make test` and CI
+# pass or fail alike; HYPOTHESIS_PROFILE=explore draws new ones each run, to look for more.
+settings.register_profile("tradelab", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tradelab"))
 
 
 @pytest.fixture(scope="session")
