@@ -402,17 +402,8 @@ class Backfiller:
                 page, bad = exc.trades, exc
             except RateLimitedError as exc:
                 self._errors.report(name, str(exc))
-                log.warning(
-                    "%s; waiting %g s before the next REST request",
-                    exc,
-                    exc.retry_after,
-                    extra={
-                        "event": "rest_rate_limited",
-                        "status": exc.status,
-                        "retry_after": exc.retry_after,
-                        "symbol": name,
-                    },
-                )
+                then = f"waiting {exc.retry_after:g} s before the next REST request"
+                reports.rest_rate_limited(name, exc, then)
                 if not await self._pause(exc.retry_after):
                     return
                 continue

@@ -66,6 +66,7 @@ from typing import Any
 from tradelab.binance.gaps import GapTracker
 from tradelab.binance.protocol import Plausibility
 from tradelab.binance.rest import RestClient
+from tradelab.collector import reports
 from tradelab.collector.backfill import Backfiller
 from tradelab.collector.gate import IntakeGate
 from tradelab.collector.history_fill import HistoryRunner
@@ -482,17 +483,8 @@ class Collector:
             try:
                 await self.rest.agg_trades(sym, None, 1)
             except RateLimitedError as exc:  # reachable; the backfill waits Retry-After out
-                log.warning(
-                    "%s; the backfill waits %g s before its first REST request",
-                    exc,
-                    exc.retry_after,
-                    extra={
-                        "event": "rest_rate_limited",
-                        "status": exc.status,
-                        "retry_after": exc.retry_after,
-                        "symbol": sym,
-                    },
-                )
+                then = f"the backfill waits {exc.retry_after:g} s before its first REST request"
+                reports.rest_rate_limited(sym, exc, then)
                 self._backfiller.defer(exc.retry_after)
                 return
             except ExchangeError as exc:

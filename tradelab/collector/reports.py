@@ -16,6 +16,7 @@ from tradelab.binance.gaps import Gap
 from tradelab.binance.protocol import Trade
 from tradelab.collector.runtime import fmt_ms
 from tradelab.collector.suspects import BadItems
+from tradelab.exceptions import RateLimitedError
 from tradelab.logs import get_logger
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "item_given_up",
     "item_retry",
     "malformed_frame",
+    "rest_rate_limited",
 ]
 
 log = get_logger("tradelab.collector")
@@ -265,5 +267,20 @@ def malformed_frame(reason: str, excerpt: str, connection: int) -> None:
             "reason": reason,
             "excerpt": excerpt,
             "connection": connection,
+        },
+    )
+
+
+def rest_rate_limited(name: str, exc: RateLimitedError, then: str) -> None:
+    """REST answered 429/418 for ``name``: its Retry-After, and what waits for it (``then``)."""
+    log.warning(
+        "%s; %s",
+        exc,
+        then,
+        extra={
+            "event": "rest_rate_limited",
+            "status": exc.status,
+            "retry_after": exc.retry_after,
+            "symbol": name,
         },
     )
